@@ -1,0 +1,29 @@
+"""Failures the runner reports with their own exit code and one line (DESIGN.md, contract 4).
+
+The exit code tells an orchestrator *what kind* of failure it was without parsing text:
+retrying a bad config is pointless, retrying an unreachable source may help.
+"""
+
+
+class DatakitsError(Exception):
+    """Base of every expected failure: its message is the one line a person reads."""
+
+    exit_code = 1
+
+
+class ConfigError(DatakitsError):
+    """The spec, argv or env is wrong: retrying will not help."""
+
+    exit_code = 2
+
+
+class SourceUnavailable(DatakitsError):
+    """The source or warehouse cannot be reached or refuses the credentials."""
+
+    exit_code = 3
+
+
+class LoadFailed(DatakitsError):
+    """The load started and was rolled back: bronze is at its last good state."""
+
+    exit_code = 4

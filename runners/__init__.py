@@ -1,0 +1,1 @@
+"""runners: the `runner` CLI, entrypoint of every runner image (no Airflow)."""

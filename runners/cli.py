@@ -1,0 +1,120 @@
+"""`runner`: the entrypoint of every runner image and of the local adapter's subprocess.
+
+Everything comes from argv and env (DESIGN.md, contract 4): the tenant's load spec as
+JSON in `RUNNER_SPEC`, credentials in `RUNNER_SOURCE_URL` / `RUNNER_WAREHOUSE_URL`.
+Progress goes to stderr; the last stdout line is one JSON object; a failure exits
+non-zero with one line (codes in `datakits.errors`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from datakits.errors import ConfigError, DatakitsError
+from datakits.spec import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV, LoadSpec
+
+app = typer.Typer(
+    name="runner",
+    help="Run one task of a tenant: extract a table to bronze, or build dbt models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def load_spec() -> LoadSpec:
+    raw = os.environ.get(RUNNER_SPEC_ENV)
+    if not raw:
+        raise ConfigError(f"{RUNNER_SPEC_ENV} is not set: it must hold the tenant's load spec as JSON")
+    try:
+        return LoadSpec.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise ConfigError(f"{RUNNER_SPEC_ENV} is invalid at {where}: {first['msg']}") from None
+
+
+def require_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"{name} is not set: the adapter must pass the connection URL in it")
+    return value
+
+
+def _emit(command: str, work: Callable[[], dict[str, Any]]) -> None:
+    """Run `work`, print its result as the last stdout line, map failures to exit codes."""
+    started = time.perf_counter()
+    try:
+        result = work()
+    except DatakitsError as exc:
+        print(f"runner {command}: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:  # the one-line contract holds for bugs too
+        if os.environ.get("RUNNER_DEBUG"):
+            raise
+        print(f"runner {command}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    result = {"status": "ok", "command": command, **result}
+    result.setdefault("seconds", round(time.perf_counter() - started, 3))
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def extract(
+    table: Annotated[str, typer.Option("--table", "-t", help="Source table to load into bronze.")],
+) -> None:
+    """Copy one source table into the tenant's bronze schema (atomic, streamed)."""
+    from runners.extract import run_extract
+
+    def work() -> dict[str, Any]:
+        spec = load_spec()
+        try:
+            table_spec = spec.table(table)
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        return run_extract(
+            spec, table_spec, require_env(SOURCE_URL_ENV), require_env(WAREHOUSE_URL_ENV)
+        )
+
+    _emit("extract", work)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def dbt(
+    ctx: typer.Context,
+    project_dir: Annotated[
+        Path, typer.Option("--project-dir", help="The tenant's dbt project (read only).")
+    ],
+) -> None:
+    """Run a dbt command (e.g. `build --select silver`) against the tenant's warehouse.
+
+    The runner writes profiles.yml from env and generates the bronze sources from the spec.
+    """
+    from runners.dbt import run_dbt
+
+    def work() -> dict[str, Any]:
+        if not ctx.args:
+            raise ConfigError("give a dbt command, e.g. `runner dbt build --select silver`")
+        return run_dbt(load_spec(), project_dir, list(ctx.args), require_env(WAREHOUSE_URL_ENV))
+
+    _emit("dbt", work)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
