@@ -24,8 +24,9 @@ Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 
-#: An environment variable name, as POSIX shells accept it.
-EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+#: An environment variable name, as POSIX shells accept it (upper case by convention).
+ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+EnvVarName = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
 #: An Airflow connection id.
 ConnId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
 

@@ -57,8 +57,9 @@ class PostgresCluster:
         data = self.dir / "data"
         self._run("initdb", "-D", str(data), "--auth=trust", "-U", self.user, "-E", "UTF8")
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w",
-                  "start")
+        self._run(
+            "pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+        )
         self._wait_ready()
         return self
 

@@ -34,7 +34,7 @@ app = typer.Typer(
 def load_spec() -> LoadSpec:
     raw = os.environ.get(RUNNER_SPEC_ENV)
     if not raw:
-        raise ConfigError(f"{RUNNER_SPEC_ENV} is not set: it must hold the tenant's load spec as JSON")
+        raise ConfigError(f"{RUNNER_SPEC_ENV} is not set: it must hold the tenant's load spec")
     try:
         return LoadSpec.model_validate_json(raw)
     except ValidationError as exc:

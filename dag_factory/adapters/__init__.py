@@ -1,0 +1,35 @@
+"""Adapters turn a planned task into an Airflow operator; one module per executor.
+
+Which adapter runs is configuration (`platform.executor`, overridden by the
+`DAG_FACTORY_EXECUTOR` env var), looked up here — never an `if` elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+from airflow.sdk import BaseOperator
+
+from dag_factory.plan import PlannedTask
+from dag_factory.spec import Executor, TenantSpec
+
+
+class Adapter(Protocol):
+    def __call__(self, task: PlannedTask, spec: TenantSpec, root: Path) -> BaseOperator: ...
+
+
+#: executor → "module:function" building its operator; imported only when used.
+_ADAPTERS = {
+    Executor.local: "dag_factory.adapters.local:build_operator",
+}
+
+
+def adapter_for(executor: Executor) -> Adapter:
+    try:
+        target = _ADAPTERS[executor]
+    except KeyError:
+        raise NotImplementedError(f"executor {executor.value!r} has no adapter yet") from None
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)

@@ -1,0 +1,59 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+UV_VERSION := 0.13.9
+DATA := $(CURDIR)/.data
+DEMO := $(DATA)/demo
+DEMO_ORDERS ?= 100000
+
+# Airflow runs from a folder of its own under .data/, with the repository's dags/.
+AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO)/airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__CORE__UNIT_TEST_MODE=False \
+	DAG_FACTORY_TENANTS=demo \
+	DEMO_SOURCE_URL=sqlite:///$(DEMO)/shop.sqlite \
+	DEMO_WAREHOUSE_URL=duckdb:///$(DEMO)/warehouse.duckdb
+
+.PHONY: help install services demo test lint clean
+
+help:
+	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
+	@echo "make test   set up everything, run ruff, the import contracts and pytest"
+	@echo "make clean  remove .venv and .data"
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt \
+		--only-binary dbt-core-experimental-parser -e '.[dbt,airflow,dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+# System packages the test run needs (the PostgreSQL server); a no-op when present.
+services:
+	scripts/install-services.sh
+
+demo: install
+	@mkdir -p $(DEMO)
+	$(BIN)/python -m devtools.shop --url sqlite:///$(DEMO)/shop.sqlite --orders $(DEMO_ORDERS)
+	rm -f $(DEMO)/warehouse.duckdb
+	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(DEMO)/airflow-migrate.log 2>&1
+	$(AIRFLOW_ENV) $(BIN)/airflow dags test tenant_demo > $(DEMO)/dags-test.log 2>&1 \
+		|| { tail -40 $(DEMO)/dags-test.log; exit 1; }
+	$(AIRFLOW_ENV) $(BIN)/python -m devtools.report demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: install services lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) $(DATA)

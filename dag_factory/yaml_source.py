@@ -1,0 +1,114 @@
+"""YAML that remembers where each value came from, so errors can name a line and column.
+
+PyYAML's composer already knows the position of every node; we keep it in a map from
+field path (`("tables", 2, "mode")`) to (line, column), for the key and for the value.
+Duplicate keys are an error here, where plain `yaml.safe_load` silently keeps the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+try:  # libyaml is ~10x faster; fall back to the pure-Python loader where it is missing
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+FieldPath = tuple[str | int, ...]
+Position = tuple[int, int]  # 1-based line and column
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    """A problem found while reading YAML, before any validation."""
+
+    line: int
+    column: int
+    message: str
+
+
+class YamlError(Exception):
+    def __init__(self, problems: list[YamlProblem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
+@dataclass
+class PositionedDocument:
+    """A parsed YAML mapping and the positions of its keys and values."""
+
+    data: Any
+    keys: dict[FieldPath, Position] = field(default_factory=dict)
+    values: dict[FieldPath, Position] = field(default_factory=dict)
+
+    def position(self, path: FieldPath, *, prefer_key: bool = False) -> Position | None:
+        """The position of `path`, or of its nearest ancestor that the file has."""
+        for end in range(len(path), -1, -1):
+            sub = path[:end]
+            first, second = (self.keys, self.values) if prefer_key else (self.values, self.keys)
+            found = first.get(sub) or second.get(sub)
+            if found:
+                return found
+        return None
+
+
+def _mark(node: yaml.Node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _index(
+    node: yaml.Node, path: FieldPath, doc: PositionedDocument, problems: list[YamlProblem]
+) -> None:
+    doc.values[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, Position] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                line, col = _mark(key_node)
+                where = ".".join(map(str, (*path, key)))
+                problems.append(
+                    YamlProblem(
+                        line,
+                        col,
+                        f"duplicate key `{where}` (first given on line {seen[key][0]})",
+                    )
+                )
+                continue
+            seen[key] = _mark(key_node)
+            doc.keys[(*path, key)] = _mark(key_node)
+            _index(value_node, (*path, key), doc, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*path, i), doc, problems)
+
+
+def parse_yaml(text: str) -> PositionedDocument:
+    """Parse one YAML document; raise YamlError with positions for syntax or duplicate keys."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return PositionedDocument(data={})
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        reason = ": ".join(filter(None, [exc.context, exc.problem]))
+        raise YamlError([YamlProblem(line, col, f"invalid YAML: {reason}")]) from None
+    finally:
+        loader.dispose()
+    doc = PositionedDocument(data=data)
+    problems: list[YamlProblem] = []
+    _index(node, (), doc, problems)
+    if problems:
+        raise YamlError(problems)
+    return doc
+
+
+def read_yaml(path: Path) -> PositionedDocument:
+    return parse_yaml(path.read_text(encoding="utf-8"))
