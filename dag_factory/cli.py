@@ -1,0 +1,151 @@
+"""`dag-factory`: check and inspect tenant files without starting Airflow.
+
+dag-factory validate [PATH ...]     every problem of every file; exit 1 if any
+dag-factory list                    the tenants and what they run
+dag-factory plan TENANT             the planned tasks: id, image, argv, env, upstreams
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dag_factory.errors import TenantFileError
+from dag_factory.loader import TENANT_FILE, Loader, LoadReport
+from dag_factory.plan import plan_tenant
+
+app = typer.Typer(
+    name="dag-factory",
+    help="Validate and inspect the tenant files that become Airflow DAGs.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+WarehousesOption = Annotated[
+    Path,
+    typer.Option("--warehouses", "-w", help="The tenants folder.", envvar="DAG_FACTORY_WAREHOUSES"),
+]
+DEFAULT_WAREHOUSES = Path("warehouses")
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _load(warehouses: Path, paths: list[Path]) -> LoadReport:
+    if not warehouses.is_dir():
+        err.print(f"dag-factory: no tenants folder at {warehouses}")
+        raise typer.Exit(2)
+    loader = Loader(warehouses)
+    if not paths:
+        return loader.load_all()
+    report = LoadReport()
+    for path in paths:
+        file = path / TENANT_FILE if path.is_dir() else path
+        try:
+            report.tenants.append(loader.load(file))
+        except TenantFileError as exc:
+            report.errors.append(exc)
+        except FileNotFoundError:
+            err.print(f"dag-factory: no such tenant file: {file}")
+            raise typer.Exit(2) from None
+    return report
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Tenant files or folders.")] = None,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+    output: Annotated[OutputFormat, typer.Option("--format", help="text or json.")] = (
+        OutputFormat.text
+    ),
+) -> None:
+    """Validate tenant files; print every problem; exit 1 if there is any."""
+    report = _load(warehouses, paths or [])
+    problems = [p for e in report.errors for p in e.problems]
+    if output is OutputFormat.json:
+        payload = {
+            "valid": [str(t.file) for t in report.tenants],
+            "problems": [
+                {
+                    "file": str(p.file),
+                    "line": p.line,
+                    "column": p.column,
+                    "field": p.field,
+                    "message": p.message,
+                }
+                for p in problems
+            ],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        for problem in problems:
+            out.print(str(problem), highlight=False, soft_wrap=True)
+        out.print(f"{len(report.tenants)} valid, {len(report.errors)} invalid tenant file(s)")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command("list")
+def list_tenants(warehouses: WarehousesOption = DEFAULT_WAREHOUSES) -> None:
+    """List the tenants: source, warehouse, tables, schedule, executor."""
+    report = _load(warehouses, [])
+    table = Table("tenant", "source → warehouse", "tables", "schedule", "executor", "status")
+    for tenant in report.tenants:
+        s = tenant.spec
+        table.add_row(
+            s.tenant,
+            f"{s.source.kind.value} → {s.warehouse.kind.value}",
+            str(len(s.tables)),
+            str(s.schedule),
+            s.platform.executor.value,
+            "ok",
+        )
+    for error in report.errors:
+        table.add_row(error.file.parent.name, "", "", "", "", "[red]invalid[/red]")
+    out.print(table)
+
+
+@app.command()
+def plan(
+    tenant: Annotated[str, typer.Argument(help="Tenant id (its folder name).")],
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Show the tasks a tenant's DAG runs: id, image, argv, env names, upstreams."""
+    report = _load(warehouses, [warehouses / tenant])
+    if report.errors:
+        for problem in report.errors[0].problems:
+            err.print(str(problem), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    planned = plan_tenant(report.tenants[0], warehouses.resolve().parent)
+    table = Table(
+        "task", "image", "runner argv", "env", "secrets", "upstream", title=planned.dag_id
+    )
+    for task in planned.tasks:
+        table.add_row(
+            task.task_id,
+            task.image,
+            " ".join(task.argv),
+            ", ".join(task.env_dict),
+            ", ".join(s.env for s in task.secrets),
+            ", ".join(task.upstream) or "-",
+        )
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
