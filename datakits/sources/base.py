@@ -1,0 +1,162 @@
+"""The source reader: reflect one table, then stream it as Arrow record batches.
+
+Every SQL source shares this implementation; a source module only states how its
+driver behaves (`loose_types`, how to open the connection). The table is reflected with
+SQLAlchemy, so identifiers are quoted by the dialect and never formatted into SQL here.
+
+Rows are read through a server-side cursor (`stream_results` + `yield_per`), so the
+runner holds one batch at a time whatever the table's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, ClassVar, Protocol, Self
+
+import pyarrow as pa
+from sqlalchemy import URL, Connection, Engine, MetaData, Table, inspect, select, type_coerce
+from sqlalchemy.exc import DBAPIError, NoSuchTableError
+from sqlalchemy.types import NullType
+
+from datakits.errors import ConfigError, LoadFailed
+from datakits.messages import one_line, reason
+from datakits.spec import TableSpec
+from datakits.types import ColumnMapping, map_column, rows_to_batch
+from datakits.urls import connect, make_engine, parse_url, require_backend, safe
+
+#: How many names an error lists before it says "and N more".
+_LISTED = 30
+
+
+class SourceReader(Protocol):
+    """What the load needs from a source: a schema, then batches; a context manager."""
+
+    schema: pa.Schema
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def batches(self) -> Iterator[pa.RecordBatch]: ...
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:_LISTED]) or "none"
+    more = len(names) - _LISTED
+    return f"{shown}, and {more} more" if more > 0 else shown
+
+
+class SqlTableReader:
+    """Reads one table of a SQLAlchemy-reachable source. Use as a context manager."""
+
+    #: The backend name this reader accepts (`url.get_backend_name()`).
+    backend: ClassVar[str]
+    #: True when the database does not enforce declared types (see `datakits.types`).
+    loose_types: ClassVar[bool] = False
+
+    def __init__(self, url: str | URL, table: TableSpec, schema: str | None = None) -> None:
+        self.url = parse_url(url)
+        self.table_spec = table
+        self.source_schema = schema
+        self.mappings: list[ColumnMapping] = []
+        self.schema = pa.schema([])
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._table: Table | None = None
+
+    @property
+    def qualified_name(self) -> str:
+        name = self.table_spec.name
+        return f"{self.source_schema}.{name}" if self.source_schema else name
+
+    def _make_engine(self) -> Engine:
+        return make_engine(self.url)
+
+    def __enter__(self) -> Self:
+        require_backend(self.url, self.backend, "source")
+        self._engine = self._make_engine()
+        try:
+            self._conn = connect(self._engine, "source")
+            self._table = self._reflect(self._conn)
+            columns = self._select_columns(self._table)
+            self.mappings = [map_column(c.name, c.type, loose=self.loose_types) for c in columns]
+            self.schema = pa.schema([m.field for m in self.mappings])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            # Closing a broken connection must not hide the original error.
+            with contextlib.suppress(DBAPIError):
+                self._conn.close()
+            self._conn = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _reflect(self, conn: Connection) -> Table:
+        try:
+            return Table(
+                self.table_spec.name, MetaData(), autoload_with=conn, schema=self.source_schema
+            )
+        except NoSuchTableError:
+            existing = sorted(inspect(conn).get_table_names(schema=self.source_schema))
+            raise ConfigError(
+                f"source table {self.qualified_name} does not exist in {safe(self.url)} "
+                f"(tables: {_names(existing)})"
+            ) from None
+        except DBAPIError as exc:
+            raise LoadFailed(
+                f"cannot read the definition of source table {self.qualified_name}: "
+                f"{reason(exc, self.url.password)}"
+            ) from None
+
+    def _select_columns(self, table: Table) -> list[Any]:
+        available = [c.name for c in table.columns]
+        wanted = list(self.table_spec.columns) if self.table_spec.columns else available
+        missing = [name for name in wanted if name not in table.columns]
+        if missing:
+            raise ConfigError(
+                f"source table {self.qualified_name} has no column {', '.join(missing)} "
+                f"(columns: {_names(available)})"
+            )
+        return [table.columns[name] for name in wanted]
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Stream the selected columns, `batch_size` rows per Arrow batch."""
+        if self._conn is None or self._table is None:
+            raise RuntimeError("use the reader as a context manager before reading batches")
+        # Raw driver values (no SQLAlchemy result processing): our converters handle every
+        # representation, while SQLAlchemy's would reject e.g. SQLite timestamps with a `T`.
+        stmt = select(
+            *(
+                type_coerce(self._table.columns[m.name], NullType()).label(m.name)
+                for m in self.mappings
+            )
+        )
+        size = self.table_spec.batch_size
+        conn = self._conn.execution_options(stream_results=True, yield_per=size)
+        where = f"source table {self.qualified_name}"
+        try:
+            result = conn.execute(stmt)
+            try:
+                for rows in result.partitions(size):
+                    yield rows_to_batch(rows, self.mappings, self.schema, where)
+            finally:
+                result.close()  # also when the consumer stops early: frees the cursor
+        except DBAPIError as exc:
+            raise LoadFailed(
+                one_line(f"reading {where} failed: {reason(exc, self.url.password)}")
+            ) from None

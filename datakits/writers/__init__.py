@@ -1,0 +1,52 @@
+"""Bronze writers, one module per warehouse kind; `writer_for` picks one by kind.
+
+The writer module is imported only when its kind is used: each pulls in its own driver
+(duckdb, psycopg), and a runner starts faster without the one it does not need.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from sqlalchemy import URL
+
+from datakits.spec import WarehouseKind, WarehouseSpec
+from datakits.writers.base import (
+    BATCH_ID,
+    LOADED_AT,
+    BatchSink,
+    BronzeWriter,
+    LoadStamp,
+    SqlBronzeWriter,
+    staging_name,
+)
+
+#: Warehouse kind → "module:class" of its writer.
+WRITERS: dict[WarehouseKind, str] = {
+    WarehouseKind.duckdb: "datakits.writers.duckdb:DuckDBWriter",
+    WarehouseKind.postgres: "datakits.writers.postgres:PostgresWriter",
+}
+
+
+def writer_class(kind: WarehouseKind) -> type[SqlBronzeWriter]:
+    module, _, name = WRITERS[kind].partition(":")
+    return getattr(import_module(module), name)
+
+
+def writer_for(warehouse: WarehouseSpec, url: str | URL) -> BronzeWriter:
+    """The bronze writer for the spec's warehouse kind."""
+    return writer_class(warehouse.kind)(url, warehouse.schemas)
+
+
+__all__ = [
+    "BATCH_ID",
+    "LOADED_AT",
+    "WRITERS",
+    "BatchSink",
+    "BronzeWriter",
+    "LoadStamp",
+    "SqlBronzeWriter",
+    "staging_name",
+    "writer_class",
+    "writer_for",
+]
