@@ -1,0 +1,119 @@
+"""profiles.yml for the runner's dbt invocation (DESIGN.md, contract 6).
+
+The file is static per warehouse kind: every connection value is an `env_var()` lookup,
+so no URL or password is ever written to disk. `profile_env` turns the warehouse URL
+into those env vars; the caller sets them only while dbt runs.
+
+The password travels in `DBT_ENV_SECRET_RUNNER_PASSWORD`: dbt scrubs the values of
+`DBT_ENV_SECRET_*` variables from its log output, and allows them only in profiles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from datakits.errors import ConfigError
+from datakits.spec import WAREHOUSE_URL_ENV, WarehouseKind
+
+TARGET = "runner"
+THREADS = 4
+
+HOST_ENV = "RUNNER_DBT_HOST"
+PORT_ENV = "RUNNER_DBT_PORT"
+USER_ENV = "RUNNER_DBT_USER"
+PASSWORD_ENV = "DBT_ENV_SECRET_RUNNER_PASSWORD"  # noqa: S105 - a name, not a value
+DBNAME_ENV = "RUNNER_DBT_DBNAME"
+SSLMODE_ENV = "RUNNER_DBT_SSLMODE"
+PATH_ENV = "RUNNER_DBT_PATH"
+SCHEMA_ENV = "RUNNER_DBT_SCHEMA"
+
+#: Every env var this module may set, so a caller can scope and restore all of them.
+PROFILE_ENV_VARS = (
+    HOST_ENV,
+    PORT_ENV,
+    USER_ENV,
+    PASSWORD_ENV,
+    DBNAME_ENV,
+    SSLMODE_ENV,
+    PATH_ENV,
+    SCHEMA_ENV,
+)
+
+_BACKENDS = {"duckdb": WarehouseKind.duckdb, "postgresql": WarehouseKind.postgres}
+
+
+def _env(name: str, default: str | None = None) -> str:
+    if default is None:
+        return f'{{{{ env_var("{name}") }}}}'
+    return f'{{{{ env_var("{name}", "{default}") }}}}'
+
+
+def profiles_yml(profile: str, kind: WarehouseKind, *, sslmode: bool = False) -> str:
+    """The text of profiles.yml: one profile, one target, values from env vars only."""
+    output: dict[str, object]
+    if kind is WarehouseKind.duckdb:
+        output = {"type": "duckdb", "path": _env(PATH_ENV), "schema": _env(SCHEMA_ENV)}
+    else:
+        output = {
+            "type": "postgres",
+            "host": _env(HOST_ENV),
+            "port": f'{{{{ env_var("{PORT_ENV}") | as_number }}}}',
+            "user": _env(USER_ENV),
+            "password": _env(PASSWORD_ENV, ""),
+            "dbname": _env(DBNAME_ENV),
+            "schema": _env(SCHEMA_ENV),
+        }
+        if sslmode:
+            output["sslmode"] = _env(SSLMODE_ENV)
+    output["threads"] = THREADS
+    doc = {profile: {"target": TARGET, "outputs": {TARGET: output}}}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def profile_env(kind: WarehouseKind, warehouse_url: str, schema: str) -> dict[str, str]:
+    """The env vars `profiles_yml(kind)` reads, taken from a SQLAlchemy warehouse URL.
+
+    A relative DuckDB path is resolved against the current working directory.
+    """
+    try:
+        url = make_url(warehouse_url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"{WAREHOUSE_URL_ENV} is not a SQLAlchemy URL") from None
+    backend = url.get_backend_name()
+    if _BACKENDS.get(backend) is not kind:
+        raise ConfigError(
+            f"{WAREHOUSE_URL_ENV} is a {backend!r} URL but the spec's warehouse is {kind.value}"
+        )
+    env = {SCHEMA_ENV: schema}
+    if kind is WarehouseKind.duckdb:
+        if not url.database or url.database == ":memory:":
+            raise ConfigError(
+                f"{WAREHOUSE_URL_ENV} must name a DuckDB file (duckdb:///path/to/file.duckdb)"
+            )
+        path = (Path.cwd() / Path(url.database).expanduser()).resolve()
+        env[PATH_ENV] = str(path)
+        return env
+
+    query_host = url.query.get("host")
+    host = url.host or (query_host if isinstance(query_host, str) else None) or "localhost"
+    if not url.username:
+        raise ConfigError(f"{WAREHOUSE_URL_ENV} has no user name: dbt-postgres needs one")
+    if not url.database:
+        raise ConfigError(f"{WAREHOUSE_URL_ENV} has no database name")
+    env.update(
+        {
+            HOST_ENV: host,
+            PORT_ENV: str(url.port or 5432),
+            USER_ENV: url.username,
+            PASSWORD_ENV: url.password or "",
+            DBNAME_ENV: url.database,
+        }
+    )
+    sslmode = url.query.get("sslmode")
+    if isinstance(sslmode, str):
+        env[SSLMODE_ENV] = sslmode
+    return env
