@@ -14,13 +14,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, BaseOperator
+from airflow.sdk import DAG, Asset, BaseOperator
 
 from dag_factory.adapters import adapter_for
+from dag_factory.alerting import alert_callbacks
 from dag_factory.errors import TenantFileError
 from dag_factory.loader import Loader, Tenant
-from dag_factory.plan import plan_tenant
-from dag_factory.spec import DAG_ID_PREFIX, Executor
+from dag_factory.plan import PlannedTask, plan_tenant
+from dag_factory.spec import DAG_ID_PREFIX, AssetSchedule, Executor, TenantSpec
 
 #: Overrides every tenant's `platform.executor` (e.g. `local` on a laptop, CI).
 EXECUTOR_ENV = "DAG_FACTORY_EXECUTOR"
@@ -40,13 +41,34 @@ def executor_for(tenant: Tenant) -> Executor:
 
 def _doc(tenant: Tenant, executor: Executor) -> str:
     spec = tenant.spec
-    tables = ", ".join(f"`{t.name}` ({t.mode.value})" for t in spec.tables)
+    tables = ", ".join(f"`{t.name}` ({t.mode.value})" for t in spec.enabled_tables)
     return (
         f"### Tenant `{spec.tenant}`\n\n{spec.description}\n\n"
         f"* spec: `{tenant.file}`\n* source: {spec.source.kind.value} → "
         f"warehouse: {spec.warehouse.kind.value}\n* tables: {tables}\n"
-        f"* executor: {executor.value}\n"
+        f"* executor: {executor.value}\n* owners: {', '.join(spec.owners)}\n"
     )
+
+
+def _schedule(spec: TenantSpec) -> Any:
+    if isinstance(spec.schedule, AssetSchedule):
+        return [Asset(uri) for uri in spec.schedule.assets]
+    return spec.schedule
+
+
+def task_kwargs(task: PlannedTask, spec: TenantSpec) -> dict[str, Any]:
+    """The BaseOperator arguments every adapter passes the same way."""
+    settings = task.settings
+    kwargs: dict[str, Any] = {
+        "task_id": task.task_id,
+        "retries": settings.retries,
+        "retry_delay": settings.retry_delay,
+        "execution_timeout": settings.timeout,
+        "outlets": [Asset(uri) for uri in task.outlets],
+    }
+    if spec.pool:
+        kwargs["pool"] = spec.pool
+    return kwargs
 
 
 def build_dag(tenant: Tenant, root: Path) -> DAG:
@@ -58,25 +80,27 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
         dag_id=plan.dag_id,
         description=spec.description or f"bronze → silver → gold for tenant {spec.tenant}",
         doc_md=_doc(tenant, executor),
-        schedule=spec.schedule,
+        schedule=_schedule(spec),
         start_date=dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC),
         catchup=spec.catchup,
-        max_active_runs=1,
+        max_active_runs=spec.max_active_runs,
         # DuckDB takes one writer per file: such tenants run their tasks one at a time.
-        max_active_tasks=1 if spec.serial_only else 16,
-        tags=[
-            tenant_tag(spec.tenant),
-            f"source:{spec.source.kind.value}",
-            f"warehouse:{spec.warehouse.kind.value}",
-        ],
+        max_active_tasks=1 if spec.serial_only else spec.concurrency,
+        tags=sorted(
+            {
+                tenant_tag(spec.tenant),
+                f"source:{spec.source.kind.value}",
+                f"warehouse:{spec.warehouse.kind.value}",
+                *spec.tags,
+            }
+        ),
         default_args={
-            "owner": spec.owner,
-            "retries": spec.retries,
-            "retry_delay": dt.timedelta(minutes=5),
+            "owner": ",".join(spec.owners),
+            **alert_callbacks(spec.alerting, plan.dag_id),
         },
     ) as dag:
         operators: dict[str, BaseOperator] = {
-            task.task_id: adapter(task, spec, root) for task in plan.tasks
+            task.task_id: adapter(task, spec, root, task_kwargs(task, spec)) for task in plan.tasks
         }
         for task in plan.tasks:
             for upstream in task.upstream:

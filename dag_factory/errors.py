@@ -16,6 +16,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from dag_factory.spec import UNION_TAGS
 from dag_factory.yaml_source import FieldPath, PositionedDocument, YamlError
 from datakits.spec import ENV_VAR_PATTERN, IDENTIFIER_PATTERN, TENANT_ID_PATTERN
 
@@ -131,7 +132,9 @@ def _show(value: Any) -> str:
 
 def _loc(error: ErrorDetails) -> FieldPath:
     # Drop the tags pydantic adds for constrained/union types (e.g. 'function-after[...]').
-    return tuple(p for p in error["loc"] if isinstance(p, int) or "[" not in p)
+    return tuple(
+        p for p in error["loc"] if isinstance(p, int) or ("[" not in p and p not in UNION_TAGS)
+    )
 
 
 def problems_from_validation(

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from dag_factory.loader import Tenant
+from dag_factory.spec import TaskSettings, asset_uri
 from datakits.spec import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV, ConnectionRef
 
 #: The dbt layers, in the order they run; each is a folder of models selected by name.
@@ -24,11 +25,17 @@ class TaskKind(StrEnum):
     dbt = "dbt"
 
 
+class SecretRole(StrEnum):
+    source = "source"
+    warehouse = "warehouse"
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """A credential the runner reads from env var `env`, resolved from `ref` at run time."""
 
     env: str
+    role: SecretRole
     ref: ConnectionRef
 
 
@@ -43,6 +50,10 @@ class PlannedTask:
     env: tuple[tuple[str, str], ...]
     secrets: tuple[SecretRef, ...]
     upstream: tuple[str, ...]
+    #: Retries, retry delay, timeout and resources, already resolved through precedence.
+    settings: TaskSettings
+    #: Asset URIs this task updates (`tenant://<tenant>/...`).
+    outlets: tuple[str, ...]
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -63,21 +74,22 @@ def plan_tenant(tenant: Tenant, root: Path) -> TenantPlan:
     `warehouses/`), so the dbt project path in argv is the same locally and in an image."""
     spec = tenant.spec
     env = ((RUNNER_SPEC_ENV, spec.load_spec().to_env_json()),)
-    warehouse = SecretRef(WAREHOUSE_URL_ENV, spec.warehouse.connection)
-    source = SecretRef(SOURCE_URL_ENV, spec.source.connection)
-    image = spec.platform.image
+    warehouse = SecretRef(WAREHOUSE_URL_ENV, SecretRole.warehouse, spec.warehouse.connection)
+    source = SecretRef(SOURCE_URL_ENV, SecretRole.source, spec.source.connection)
 
     extracts = tuple(
         PlannedTask(
             task_id=f"extract_{table.name}",
             kind=TaskKind.extract,
-            image=image,
+            image=spec.images.extract,
             argv=("extract", "--table", table.name),
             env=env,
             secrets=(source, warehouse),
             upstream=(),
+            settings=spec.task_settings(TaskKind.extract, table),
+            outlets=(asset_uri(spec.tenant, "bronze", table.name),),
         )
-        for table in spec.tables
+        for table in spec.enabled_tables
     )
     project = tenant.dbt_project_dir.resolve().relative_to(root.resolve()).as_posix()
     layers: list[PlannedTask] = []
@@ -86,11 +98,13 @@ def plan_tenant(tenant: Tenant, root: Path) -> TenantPlan:
         task = PlannedTask(
             task_id=f"dbt_{layer}",
             kind=TaskKind.dbt,
-            image=image,
+            image=spec.images.dbt,
             argv=("dbt", "--project-dir", project, "build", "--select", layer),
             env=env,
             secrets=(warehouse,),
             upstream=upstream,
+            settings=spec.task_settings(TaskKind.dbt),
+            outlets=(asset_uri(spec.tenant, layer),),
         )
         layers.append(task)
         upstream = (task.task_id,)

@@ -1,18 +1,31 @@
 """The tenant spec: one pydantic model tree for `warehouses/<tenant>/warehouse.yaml`.
 
-The source, warehouse and table models are datakits' own (`datakits.spec`), so a tenant
-file is validated against exactly what the engine accepts. What is added here is what
-only the orchestrator needs: schedule, retries, the dbt project, the executor.
+The source, warehouse and table-load models are datakits' own (`datakits.spec`), so a
+tenant file is validated against exactly what the engine accepts. What is added here is
+what only the orchestrator needs: schedule, task settings and resources, images,
+alerting, the executor and its platform settings.
+
+Precedence: `warehouses/defaults.yaml` < the tenant file (merged key by key by the
+loader) < a table's own `task` settings (merged here, by `TenantSpec.task_settings`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from croniter import croniter
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    model_validator,
+)
 
 from datakits.spec import (
     LoadSpec,
@@ -26,6 +39,9 @@ from datakits.spec import (
 
 #: Every tenant's DAG id is this prefix and the tenant id.
 DAG_ID_PREFIX = "tenant_"
+#: Assets are named `tenant://<tenant>/<layer>` and `tenant://<tenant>/bronze/<table>`.
+ASSET_SCHEME = "tenant"
+ASSET_URI_PATTERN = r"^tenant://[a-z][a-z0-9_]{0,39}/(bronze(/[a-z_][a-z0-9_]{0,62})?|silver|gold)$"
 
 #: Airflow's schedule presets (cron aliases plus the two special ones).
 SCHEDULE_PRESETS = frozenset(
@@ -33,14 +49,176 @@ SCHEDULE_PRESETS = frozenset(
 )
 
 
-def _check_schedule(value: str | None) -> str | None:
-    if value is None or value in SCHEDULE_PRESETS or croniter.is_valid(value):
+def asset_uri(tenant: str, layer: str, table: str | None = None) -> str:
+    return f"{ASSET_SCHEME}://{tenant}/{layer}" + (f"/{table}" if table else "")
+
+
+# --- small value types -------------------------------------------------------------
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if not match:
+            raise ValueError("must be a duration like 90s, 5m, 2h or 1d")
+        return dt.timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    return value
+
+
+def _format_duration(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds % _UNIT_SECONDS[unit] == 0 and seconds:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+#: "90s", "5m", "2h", "1d" in YAML; a timedelta in Python.
+Duration = Annotated[
+    dt.timedelta,
+    BeforeValidator(_parse_duration),
+    PlainSerializer(_format_duration, return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "pattern": _DURATION.pattern}),
+]
+
+#: Kubernetes quantities, as the API accepts them.
+CpuQuantity = Annotated[str, Field(pattern=r"^(\d+m|\d+(\.\d{1,3})?)$", examples=["500m", "2"])]
+MemoryQuantity = Annotated[
+    str, Field(pattern=r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$", examples=["512Mi", "2Gi"])
+]
+
+
+#: An image reference with a pinned tag or digest: `latest` or no tag is refused.
+def _pinned(image: str) -> str:
+    if image.endswith(":latest"):
+        raise ValueError("`latest` is not a pinned tag: give a version or a digest")
+    return image
+
+
+ImageRef = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
+    ),
+    AfterValidator(_pinned),
+]
+#: A Kubernetes object name (DNS-1123 label).
+K8sName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+EmailAddress = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+PoolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,256}$")]
+
+
+def _check_cron(value: str) -> str:
+    if value in SCHEDULE_PRESETS or croniter.is_valid(value):
         return value
     presets = ", ".join(sorted(SCHEDULE_PRESETS))
     raise ValueError(f"not a cron expression nor a preset ({presets}); null means manual only")
 
 
-Schedule = Annotated[str | None, AfterValidator(_check_schedule)]
+CronOrPreset = Annotated[str, AfterValidator(_check_cron)]
+
+
+class AssetSchedule(Strict):
+    """Run when every listed asset was updated, e.g. another tenant's gold layer."""
+
+    assets: tuple[Annotated[str, Field(pattern=ASSET_URI_PATTERN)], ...] = Field(min_length=1)
+
+
+#: Tags of the schedule union (error paths drop them: see dag_factory.errors).
+UNION_TAGS = frozenset({"cron-or-preset", "asset-schedule"})
+
+
+#: A cron expression or preset, a mapping `{assets: [...]}`, or null (manual only).
+def _schedule_kind(value: Any) -> str:
+    return "asset-schedule" if isinstance(value, dict | AssetSchedule) else "cron-or-preset"
+
+
+Schedule = (
+    Annotated[
+        Annotated[CronOrPreset, Tag("cron-or-preset")]
+        | Annotated[AssetSchedule, Tag("asset-schedule")],
+        Discriminator(_schedule_kind),
+    ]
+    | None
+)
+
+
+# --- task settings, resources ----------------------------------------------------------
+
+
+class ResourceAmounts(Strict):
+    cpu: CpuQuantity | None = None
+    memory: MemoryQuantity | None = None
+
+
+class Resources(Strict):
+    requests: ResourceAmounts = ResourceAmounts()
+    limits: ResourceAmounts = ResourceAmounts()
+
+
+class TaskSettings(Strict):
+    """How one kind of task runs. Unset fields fall back to the wider level."""
+
+    retries: int | None = Field(default=None, ge=0, le=10)
+    retry_delay: Duration | None = None
+    timeout: Duration | None = None
+    resources: Resources | None = None
+
+    def over(self, base: TaskSettings) -> TaskSettings:
+        """These settings on top of `base`: set fields win, resources merge per amount."""
+        merged = base.model_dump(exclude_none=True)
+        for key, value in self.model_dump(exclude_none=True).items():
+            if key == "resources" and "resources" in merged:
+                for part in ("requests", "limits"):
+                    merged["resources"][part] = {
+                        **merged["resources"].get(part, {}),
+                        **{k: v for k, v in value.get(part, {}).items() if v is not None},
+                    }
+            else:
+                merged[key] = value
+        return TaskSettings.model_validate(merged)
+
+
+class TaskKindSettings(Strict):
+    extract: TaskSettings = TaskSettings()
+    dbt: TaskSettings = TaskSettings()
+
+
+class Images(Strict):
+    """The runner images: one for extracts (every source driver), one for dbt."""
+
+    extract: ImageRef = "registry.localhost/tenant-runner-datakit:0.1.0"
+    dbt: ImageRef = "registry.localhost/tenant-runner-dbt:0.1.0"
+
+
+# --- alerting ----------------------------------------------------------------------------
+
+
+class SlackTarget(Strict):
+    connection: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
+    channel: Annotated[str, Field(pattern=r"^#?[a-z0-9][a-z0-9._-]{0,79}$")]
+
+
+class AlertTargets(Strict):
+    email: tuple[EmailAddress, ...] = ()
+    slack: SlackTarget | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.email and self.slack is None
+
+
+class Alerting(Strict):
+    on_failure: AlertTargets = AlertTargets()
+    on_retry: AlertTargets = AlertTargets()
+    #: The Airflow connection of the SMTP server that sends email alerts.
+    smtp_connection: str = "smtp_default"
+
+
+# --- platform -----------------------------------------------------------------------------
 
 
 class Executor(StrEnum):
@@ -51,10 +229,39 @@ class Executor(StrEnum):
     kubernetes = "kubernetes"
 
 
+class Enclave(StrEnum):
+    """Node pools a tenant's pods may run on; `high-security` nodes are tainted."""
+
+    standard = "standard"
+    high_security = "high-security"
+
+
+class SecretKeyRef(Strict):
+    name: K8sName
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = "url"
+
+
+class KubernetesSettings(Strict):
+    #: Defaults to `tenant-<id>` (underscores become dashes).
+    namespace: K8sName | None = None
+    service_account: K8sName = "runner"
+    enclave: Enclave = Enclave.standard
+    image_pull_secret: K8sName | None = "registry-credentials"  # noqa: S105 (a Secret's name)
+    #: The Secrets holding the source and warehouse URLs; default `<namespace>-source` etc.
+    source_secret: SecretKeyRef | None = None
+    warehouse_secret: SecretKeyRef | None = None
+
+
+class DockerSettings(Strict):
+    #: The Docker network that reaches the warehouse (`edge` on the local platform).
+    network: str = "edge"
+    docker_url: str | None = None
+
+
 class PlatformSpec(Strict):
     executor: Executor = Executor.local
-    #: The runner image every task of the tenant runs (docker and kubernetes executors).
-    image: str = Field(default="tenant-runner:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
+    docker: DockerSettings = DockerSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
 
 class DbtSpec(Strict):
@@ -62,18 +269,43 @@ class DbtSpec(Strict):
     project: str = Field(default="dbt", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
 
 
+# --- the tenant -----------------------------------------------------------------------------
+
+
+class TenantTable(TableSpec):
+    """A table to load, plus what only the orchestrator needs to know about it."""
+
+    enabled: bool = True
+    #: Overrides the tenant's `tasks.extract` settings for this table's task.
+    task: TaskSettings = TaskSettings()
+
+    def load_part(self) -> TableSpec:
+        return TableSpec.model_validate(self.model_dump(include=set(TableSpec.model_fields)))
+
+
 class TenantSpec(Strict):
     tenant: TenantId
+    enabled: bool = True
     description: str = ""
-    owner: str = "data-platform"
+    owners: tuple[Annotated[str, Field(min_length=1)], ...] = ("data-platform",)
+    tags: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9:_./-]{1,100}$")], ...] = ()
     source: SourceSpec
     warehouse: WarehouseSpec
-    tables: tuple[TableSpec, ...] = Field(min_length=1)
+    tables: tuple[TenantTable, ...] = Field(min_length=1)
     dbt: DbtSpec = DbtSpec()
     schedule: Schedule = "@daily"
     start_date: dt.date = dt.date(2026, 1, 1)
     catchup: bool = False
+    max_active_runs: int = Field(default=1, ge=1, le=32)
+    #: Tasks of this tenant running at once (DuckDB warehouses always run one at a time).
+    concurrency: int = Field(default=8, ge=1, le=128)
+    #: An Airflow pool for the tenant's tasks; None uses Airflow's default pool.
+    pool: PoolName | None = None
     retries: int = Field(default=2, ge=0, le=10)
+    retry_delay: Duration = dt.timedelta(minutes=5)
+    tasks: TaskKindSettings = TaskKindSettings()
+    images: Images = Images()
+    alerting: Alerting = Alerting()
     platform: PlatformSpec = PlatformSpec()
 
     @model_validator(mode="after")
@@ -82,6 +314,8 @@ class TenantSpec(Strict):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"tables are listed twice: {', '.join(twice)}")
+        if not any(t.enabled for t in self.tables):
+            raise ValueError("every table is disabled: disable the tenant instead")
         return self
 
     @property
@@ -93,8 +327,25 @@ class TenantSpec(Strict):
         """DuckDB takes one writer per file: the tenant's tasks must not run in parallel."""
         return self.warehouse.kind is WarehouseKind.duckdb
 
+    @property
+    def enabled_tables(self) -> tuple[TenantTable, ...]:
+        return tuple(t for t in self.tables if t.enabled)
+
+    @property
+    def namespace(self) -> str:
+        return self.platform.kubernetes.namespace or "tenant-" + self.tenant.replace("_", "-")
+
+    def task_settings(self, kind: str, table: TenantTable | None = None) -> TaskSettings:
+        """Resolved settings: tenant retries < `tasks.<kind>` < the table's own `task`."""
+        base = TaskSettings(retries=self.retries, retry_delay=self.retry_delay)
+        settings = getattr(self.tasks, kind).over(base)
+        return table.task.over(settings) if table is not None else settings
+
     def load_spec(self) -> LoadSpec:
         """The part of the spec that the runner needs, without orchestration settings."""
         return LoadSpec(
-            tenant=self.tenant, source=self.source, warehouse=self.warehouse, tables=self.tables
+            tenant=self.tenant,
+            source=self.source,
+            warehouse=self.warehouse,
+            tables=tuple(t.load_part() for t in self.enabled_tables),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +18,13 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick), for a server we start."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _bin_dir() -> Path:

@@ -12,13 +12,13 @@ import pytest
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from devtools.postgres import PostgresCluster
+from devtools.postgres import PostgresCluster, free_port
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
     """One real PostgreSQL for the session, on its own port and data dir, removed at the end."""
-    cluster = PostgresCluster(port=int(os.environ.get("TEST_PG_PORT", "55432")))
+    cluster = PostgresCluster(port=int(os.environ.get("TEST_PG_PORT", "0")) or free_port())
     cluster.start()
     try:
         yield cluster

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from airflow.sdk import BaseOperator
 
@@ -17,7 +17,11 @@ from dag_factory.spec import Executor, TenantSpec
 
 
 class Adapter(Protocol):
-    def __call__(self, task: PlannedTask, spec: TenantSpec, root: Path) -> BaseOperator: ...
+    def __call__(
+        self, task: PlannedTask, spec: TenantSpec, root: Path, common: dict[str, Any]
+    ) -> BaseOperator:
+        """`common` holds the BaseOperator arguments shared by every adapter
+        (task id, retries, timeout, outlets, pool): pass them through unchanged."""
 
 
 #: executor → "module:function" building its operator; imported only when used.

@@ -97,9 +97,11 @@ def _result(lines: deque[str]) -> dict[str, Any]:
     raise AirflowException("runner exited 0 but printed no JSON result line on stdout")
 
 
-def build_operator(task: PlannedTask, spec: TenantSpec, root: Path) -> RunnerProcessOperator:
+def build_operator(
+    task: PlannedTask, spec: TenantSpec, root: Path, common: dict[str, Any]
+) -> RunnerProcessOperator:
     return RunnerProcessOperator(
-        task_id=task.task_id,
+        **common,
         argv=task.argv,
         runner_env=task.env_dict,
         secrets=task.secrets,

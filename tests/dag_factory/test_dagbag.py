@@ -27,7 +27,7 @@ def test_one_dag_per_tenant_with_layer_order(
     assert dag.get_task("dbt_silver").upstream_task_ids == {"extract_customers", "extract_orders"}
     assert dag.get_task("dbt_gold").upstream_task_ids == {"dbt_silver"}
     assert "tenant:shop" in dag.tags
-    assert dag.default_args["retries"] == 2
+    assert {task.retries for task in dag.tasks} == {2}
     assert dag.max_active_tasks == 1  # DuckDB: one writer at a time
 
 

@@ -1,0 +1,53 @@
+"""Alerting through Airflow's own notifiers: email over an SMTP connection, Slack over a
+Slack connection. Built at parse time from the spec (no connection is read then); the
+notifiers read their connections only when they fire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dag_factory.spec import Alerting, AlertTargets
+
+
+def _notifiers(targets: AlertTargets, alerting: Alerting, event: str, dag_id: str) -> list[Any]:
+    notifiers: list[Any] = []
+    subject = f"[{dag_id}] task {{{{ ti.task_id }}}} {event}"
+    if targets.email:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        notifiers.append(
+            SmtpNotifier(
+                to=list(targets.email),
+                smtp_conn_id=alerting.smtp_connection,
+                subject=subject,
+                html_content=(
+                    f"Task {{{{ ti.task_id }}}} of {dag_id} {event} "
+                    "(try {{ ti.try_number }}). Log: {{ ti.log_url }}"
+                ),
+            )
+        )
+    if targets.slack is not None:
+        from airflow.providers.slack.notifications.slack import SlackNotifier
+
+        notifiers.append(
+            SlackNotifier(
+                slack_conn_id=targets.slack.connection,
+                channel=targets.slack.channel,
+                text=f":red_circle: {subject} — {{{{ ti.log_url }}}}",
+            )
+        )
+    return notifiers
+
+
+def alert_callbacks(alerting: Alerting, dag_id: str) -> dict[str, list[Any]]:
+    """`default_args` entries for the tenant's tasks; empty when nothing is configured."""
+    callbacks = {}
+    if not alerting.on_failure.empty:
+        callbacks["on_failure_callback"] = _notifiers(
+            alerting.on_failure, alerting, "failed", dag_id
+        )
+    if not alerting.on_retry.empty:
+        callbacks["on_retry_callback"] = _notifiers(
+            alerting.on_retry, alerting, "is retrying", dag_id
+        )
+    return callbacks
