@@ -169,6 +169,8 @@ def build_dags(warehouses_dir: Path) -> dict[str, DAG]:
         dag = placeholder_dag(error)
         dags[dag.dag_id] = dag
     for tenant in report.tenants:
+        if not tenant.spec.enabled:
+            continue
         dag = build_dag(tenant, root)
         dags[dag.dag_id] = dag
     return dags

@@ -8,18 +8,25 @@ dag-factory plan TENANT             the planned tasks: id, image, argv, env, ups
 from __future__ import annotations
 
 import json
+import re
 import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
+from dag_factory.adapters import renderer_for
 from dag_factory.errors import TenantFileError
-from dag_factory.loader import TENANT_FILE, Loader, LoadReport
+from dag_factory.loader import TENANT_FILE, Loader, LoadReport, Tenant
 from dag_factory.plan import plan_tenant
+from dag_factory.scaffold import scaffold_tenant
+from dag_factory.schema import SCHEMA_FILE, render_schema
+from dag_factory.spec import Executor
+from datakits.spec import TENANT_ID_PATTERN
 
 app = typer.Typer(
     name="dag-factory",
@@ -122,12 +129,7 @@ def plan(
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Show the tasks a tenant's DAG runs: id, image, argv, env names, upstreams."""
-    report = _load(warehouses, [warehouses / tenant])
-    if report.errors:
-        for problem in report.errors[0].problems:
-            err.print(str(problem), highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
-    planned = plan_tenant(report.tenants[0], warehouses.resolve().parent)
+    planned = plan_tenant(_one_tenant(warehouses, tenant), warehouses.resolve().parent)
     table = Table(
         "task", "image", "runner argv", "env", "secrets", "upstream", title=planned.dag_id
     )
@@ -141,6 +143,66 @@ def plan(
             ", ".join(task.upstream) or "-",
         )
     out.print(table)
+
+
+def _one_tenant(warehouses: Path, tenant: str) -> Tenant:
+    report = _load(warehouses, [warehouses / tenant])
+    if report.errors:
+        for problem in report.errors[0].problems:
+            err.print(str(problem), highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    return report.tenants[0]
+
+
+@app.command()
+def render(
+    tenant: Annotated[str, typer.Argument(help="Tenant id (its folder name).")],
+    executor: Annotated[
+        Executor, typer.Option("--executor", "-e", help="local, docker or kubernetes.")
+    ] = Executor.local,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Print what each task's operator would send; secrets appear only as references.
+
+    For kubernetes, the pod manifests as YAML documents."""
+    loaded = _one_tenant(warehouses, tenant)
+    root = warehouses.resolve().parent
+    planned = plan_tenant(loaded, root)
+    renderer = renderer_for(executor)
+    documents = [renderer(task, loaded.spec, root) for task in planned.tasks]
+    sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False))
+
+
+@app.command()
+def schema(
+    write: Annotated[bool, typer.Option("--write", help="Write warehouses/schema.json.")] = False,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Print (or write) the JSON Schema that tenant files are validated against."""
+    text = render_schema()
+    if write:
+        (warehouses / SCHEMA_FILE).write_text(text, encoding="utf-8")
+        err.print(f"wrote {warehouses / SCHEMA_FILE}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def new(
+    tenant: Annotated[str, typer.Argument(help="The new tenant's id (a-z, 0-9, _).")],
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Scaffold a valid, commented tenant and a minimal dbt project."""
+    if not re.fullmatch(TENANT_ID_PATTERN, tenant):
+        err.print(f"dag-factory: {tenant!r} is not a tenant id (a-z, 0-9, _; a letter first)")
+        raise typer.Exit(2)
+    try:
+        files = scaffold_tenant(warehouses, tenant)
+    except FileExistsError as exc:
+        err.print(f"dag-factory: {exc}")
+        raise typer.Exit(1) from None
+    for file in files:
+        out.print(f"created {file}")
 
 
 def main() -> None:

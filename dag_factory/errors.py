@@ -16,6 +16,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from dag_factory.spec import PATTERN_WORDS as SPEC_PATTERN_WORDS
 from dag_factory.spec import UNION_TAGS
 from dag_factory.yaml_source import FieldPath, PositionedDocument, YamlError
 from datakits.spec import ENV_VAR_PATTERN, IDENTIFIER_PATTERN, TENANT_ID_PATTERN
@@ -98,8 +99,13 @@ def _describe(error: ErrorDetails, root: type[BaseModel]) -> str:
         return _unknown_key(root, _loc(error))
     if kind == "missing":
         return "is required"
-    if kind == "value_error":  # our own validators: their message says it all
-        return str(ctx.get("error", msg))
+    got = error.get("input")
+    scalar = isinstance(got, str | int | float | bool) or got is None
+    if kind in ("value_error", "assertion_error"):  # our own validators say it in words
+        text = str(ctx.get("error", msg))
+        return f"{text}, got {_show(got)}" if scalar and not isinstance(got, bool) else text
+    if kind in _TYPE_WORDS:
+        return f"{_TYPE_WORDS[kind].format(**ctx)}, got {_show(got)}"
     if kind == "too_short":
         return f"must have at least {ctx.get('min_length', 1)} item(s)"
     if kind == "enum":
@@ -112,11 +118,32 @@ def _describe(error: ErrorDetails, root: type[BaseModel]) -> str:
     return f"{text}, got {_show(error.get('input'))}"
 
 
+#: pydantic error types, in words.
+_TYPE_WORDS = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text (quote it if YAML reads it as a number, date or yes/no)",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "date_from_datetime_parsing": "must be a date like 2026-01-31",
+    "date_parsing": "must be a date like 2026-01-31",
+    "date_type": "must be a date like 2026-01-31",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+}
+
 #: Patterns of datakits.spec, in words.
 _PATTERN_WORDS = {
     IDENTIFIER_PATTERN: "a lower-case SQL identifier (a-z, 0-9, _; at most 63 characters)",
     TENANT_ID_PATTERN: "a tenant id (a-z, 0-9, _; starting with a letter; at most 40)",
     ENV_VAR_PATTERN: "an env var name (A-Z, 0-9, _)",
+    **SPEC_PATTERN_WORDS,
 }
 
 

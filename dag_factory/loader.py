@@ -7,13 +7,13 @@ so a scheduler re-parsing an unchanged tenant does not validate it again.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from dag_factory.cache import SpecCache
 from dag_factory.errors import (
     Problem,
     TenantFileError,
@@ -21,7 +21,7 @@ from dag_factory.errors import (
     problems_from_yaml,
 )
 from dag_factory.spec import TenantSpec
-from dag_factory.yaml_source import PositionedDocument, YamlError, parse_yaml
+from dag_factory.yaml_source import FieldPath, YamlError, load_yaml, parse_yaml
 
 TENANT_FILE = "warehouse.yaml"
 DEFAULTS_FILE = "defaults.yaml"
@@ -67,66 +67,68 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-_cache: dict[str, TenantSpec] = {}
-
-
 class Loader:
-    """Loads the tenants of one warehouses folder against its defaults file."""
+    """Loads the tenants of one warehouses folder against its defaults file.
 
-    def __init__(self, warehouses_dir: Path) -> None:
+    Fast path: libyaml without positions, then pydantic. Only a file that fails is parsed
+    again keeping positions, so that every problem can name its line and column.
+    """
+
+    def __init__(self, warehouses_dir: Path, cache: SpecCache | None = None) -> None:
         self.dir = Path(warehouses_dir)
         self.defaults_file = self.dir / DEFAULTS_FILE
         self._defaults_text = (
             self.defaults_file.read_text(encoding="utf-8") if self.defaults_file.exists() else ""
         )
-        self._defaults: PositionedDocument | None = None
+        self._defaults_data: dict[str, Any] | None = None
+        self.cache = cache if cache is not None else SpecCache.from_env()
 
-    def _defaults_doc(self) -> PositionedDocument:
-        if self._defaults is None:
+    @staticmethod
+    def _fail(file: Path, what: str) -> TenantFileError:
+        return TenantFileError(file, [Problem(file, 1, 1, (), what)])
+
+    def _defaults(self) -> dict[str, Any]:
+        if self._defaults_data is None:
             try:
-                self._defaults = parse_yaml(self._defaults_text)
+                data = load_yaml(self._defaults_text) or {}
             except YamlError as exc:
                 raise TenantFileError(
                     self.defaults_file, problems_from_yaml(self.defaults_file, exc)
                 ) from None
-            if not isinstance(self._defaults.data, dict):
-                raise TenantFileError(
-                    self.defaults_file,
-                    [Problem(self.defaults_file, 1, 1, (), "must be a mapping of settings")],
-                )
-        return self._defaults
+            if not isinstance(data, dict):
+                raise self._fail(self.defaults_file, "must be a mapping of settings")
+            self._defaults_data = data
+        return self._defaults_data
 
     def load(self, file: Path) -> Tenant:
         """Validate one tenant file; raise TenantFileError listing every problem in it."""
         text = file.read_text(encoding="utf-8")
-        key = hashlib.sha256(f"{self._defaults_text}\0{file}\0{text}".encode()).hexdigest()
-        spec = _cache.get(key)
+        key = self.cache.key(self._defaults_text, str(file), text)
+        spec = self.cache.get(key)
         if spec is None:
             spec = self._validate(file, text)
-            _cache[key] = spec
+            self.cache.put(key, spec)
+        problems = self._check_files(file, text, spec)
+        if problems:
+            raise TenantFileError(file, problems)
         return Tenant(spec=spec, file=file)
 
     def _validate(self, file: Path, text: str) -> TenantSpec:
         try:
-            doc = parse_yaml(text)
+            data = load_yaml(text)
         except YamlError as exc:
             raise TenantFileError(file, problems_from_yaml(file, exc)) from None
-        if not isinstance(doc.data, dict):
-            raise TenantFileError(file, [Problem(file, 1, 1, (), "must be a mapping of settings")])
-        defaults = self._defaults_doc()
-        merged = deep_merge(defaults.data, doc.data)
+        if not isinstance(data, dict):
+            raise self._fail(file, "must be a mapping of settings")
         try:
-            spec = TenantSpec.model_validate(merged)
+            return TenantSpec.model_validate(deep_merge(self._defaults(), data))
         except ValidationError as exc:
-            raise TenantFileError(file, self._problems(file, doc, exc)) from None
-        problems = self._check_files(file, doc, spec)
-        if problems:
-            raise TenantFileError(file, problems)
-        return spec
+            raise TenantFileError(file, self._problems(file, text, exc)) from None
 
-    def _problems(self, file: Path, doc: PositionedDocument, exc: ValidationError) -> list[Problem]:
-        """Attribute each problem to the tenant file, or to defaults.yaml if it came from there."""
-        defaults = self._defaults_doc()
+    def _problems(self, file: Path, text: str, exc: ValidationError) -> list[Problem]:
+        """Place each problem in the tenant file, or in defaults.yaml if it came from there."""
+        doc = parse_yaml(text)
+        defaults = parse_yaml(self._defaults_text)
         problems = []
         for problem in problems_from_validation(file, doc, exc, TenantSpec):
             path = problem.path
@@ -137,27 +139,21 @@ class Loader:
         return problems
 
     @staticmethod
-    def _check_files(file: Path, doc: PositionedDocument, spec: TenantSpec) -> list[Problem]:
-        problems = []
+    def _check_files(file: Path, text: str, spec: TenantSpec) -> list[Problem]:
+        """What the models cannot know: the folder name and the dbt project on disk."""
+        found: list[tuple[FieldPath, str]] = []
         folder_name = file.parent.name
         if spec.tenant != folder_name:
-            line, col = doc.position(("tenant",)) or (1, 1)
-            problems.append(
-                Problem(
-                    file,
-                    line,
-                    col,
-                    ("tenant",),
-                    f"must equal its folder's name {folder_name!r}, got {spec.tenant!r}",
-                )
+            found.append(
+                (("tenant",), f"must equal its folder's name {folder_name!r}, got {spec.tenant!r}")
             )
         project = file.parent / spec.dbt.project
         if not (project / "dbt_project.yml").is_file():
-            line, col = doc.position(("dbt", "project")) or (1, 1)
-            problems.append(
-                Problem(file, line, col, ("dbt", "project"), f"no dbt_project.yml in {project}")
-            )
-        return problems
+            found.append((("dbt", "project"), f"no dbt_project.yml in {project}"))
+        if not found:
+            return []
+        doc = parse_yaml(text)
+        return [Problem(file, *(doc.position(path) or (1, 1)), path, msg) for path, msg in found]
 
     def load_all(self, only: frozenset[str] | None = None) -> LoadReport:
         """Every tenant (or those in `only`); a broken file never stops the others."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 from croniter import croniter
 from pydantic import (
@@ -24,7 +24,8 @@ from pydantic import (
     Field,
     PlainSerializer,
     Tag,
-    model_validator,
+    WithJsonSchema,
+    field_validator,
 )
 
 from datakits.spec import (
@@ -81,14 +82,16 @@ Duration = Annotated[
     dt.timedelta,
     BeforeValidator(_parse_duration),
     PlainSerializer(_format_duration, return_type=str, when_used="json"),
-    Field(json_schema_extra={"type": "string", "pattern": _DURATION.pattern}),
+    WithJsonSchema(
+        {"type": "string", "pattern": _DURATION.pattern, "examples": ["90s", "5m", "2h", "1d"]}
+    ),
 ]
 
 #: Kubernetes quantities, as the API accepts them.
-CpuQuantity = Annotated[str, Field(pattern=r"^(\d+m|\d+(\.\d{1,3})?)$", examples=["500m", "2"])]
-MemoryQuantity = Annotated[
-    str, Field(pattern=r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$", examples=["512Mi", "2Gi"])
-]
+CPU_PATTERN = r"^(\d+m|\d+(\.\d{1,3})?)$"
+MEMORY_PATTERN = r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+CpuQuantity = Annotated[str, Field(pattern=CPU_PATTERN, examples=["500m", "2"])]
+MemoryQuantity = Annotated[str, Field(pattern=MEMORY_PATTERN, examples=["512Mi", "2Gi"])]
 
 
 #: An image reference with a pinned tag or digest: `latest` or no tag is refused.
@@ -106,8 +109,19 @@ ImageRef = Annotated[
     AfterValidator(_pinned),
 ]
 #: A Kubernetes object name (DNS-1123 label).
-K8sName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-EmailAddress = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+K8sName = Annotated[str, Field(pattern=K8S_NAME_PATTERN)]
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
+
+#: The patterns of this module, in words, for error messages (see dag_factory.errors).
+PATTERN_WORDS = {
+    ASSET_URI_PATTERN: "an asset URI like tenant://<tenant>/gold or tenant://<tenant>/bronze/<table>",
+    CPU_PATTERN: "a Kubernetes CPU quantity like 500m or 2",
+    MEMORY_PATTERN: "a Kubernetes memory quantity like 512Mi or 2Gi",
+    K8S_NAME_PATTERN: "a Kubernetes name (a-z, 0-9, -; at most 63 characters)",
+    EMAIL_PATTERN: "an email address",
+}
 PoolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,256}$")]
 
 
@@ -115,7 +129,7 @@ def _check_cron(value: str) -> str:
     if value in SCHEDULE_PRESETS or croniter.is_valid(value):
         return value
     presets = ", ".join(sorted(SCHEDULE_PRESETS))
-    raise ValueError(f"not a cron expression nor a preset ({presets}); null means manual only")
+    raise ValueError(f"must be a cron expression, a preset ({presets}) or null (manual only)")
 
 
 CronOrPreset = Annotated[str, AfterValidator(_check_cron)]
@@ -302,21 +316,22 @@ class TenantSpec(Strict):
     #: An Airflow pool for the tenant's tasks; None uses Airflow's default pool.
     pool: PoolName | None = None
     retries: int = Field(default=2, ge=0, le=10)
-    retry_delay: Duration = dt.timedelta(minutes=5)
+    retry_delay: Duration = Field(default="5m", validate_default=True)
     tasks: TaskKindSettings = TaskKindSettings()
     images: Images = Images()
     alerting: Alerting = Alerting()
     platform: PlatformSpec = PlatformSpec()
 
-    @model_validator(mode="after")
-    def _unique_tables(self) -> Self:
-        names = [t.name for t in self.tables]
+    @field_validator("tables")
+    @classmethod
+    def _unique_enabled_tables(cls, tables: tuple[TenantTable, ...]) -> tuple[TenantTable, ...]:
+        names = [t.name for t in tables]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"tables are listed twice: {', '.join(twice)}")
-        if not any(t.enabled for t in self.tables):
+        if tables and not any(t.enabled for t in tables):
             raise ValueError("every table is disabled: disable the tenant instead")
-        return self
+        return tables
 
     @property
     def dag_id(self) -> str:

@@ -8,7 +8,6 @@ Duplicate keys are an error here, where plain `yaml.safe_load` silently keeps th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -87,19 +86,73 @@ def _index(
             _index(item, (*path, i), doc, problems)
 
 
+class _DuplicateKey(Exception):
+    """Raised by the fast loader; the slow path then reports every duplicate with lines."""
+
+
+class _FastLoader(_Loader):  # type: ignore[misc,valid-type]
+    """The C parser with one check added: a mapping may not repeat a key."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [k.value for k, _ in node.value]
+        if len(keys) != len(set(keys)):
+            raise _DuplicateKey
+        return super().construct_mapping(node, deep=deep)
+
+
+def _bad_scalar(root: yaml.Node, exc: Exception) -> YamlError:
+    """Find the scalar whose value the constructor rejected, to give its position."""
+    probe = yaml.constructor.SafeConstructor()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                probe.construct_object(node)
+            except (ValueError, TypeError):
+                line, col = _mark(node)
+                return YamlError([YamlProblem(line, col, f"invalid value {node.value!r}: {exc}")])
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return YamlError([YamlProblem(1, 1, f"invalid YAML value: {exc}")])
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError) -> YamlError:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    reason = ": ".join(filter(None, [exc.context, exc.problem]))
+    return YamlError([YamlProblem(line, col, f"invalid YAML: {reason}")])
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document fast (no positions kept); YamlError on syntax errors and
+    duplicate keys. Positions are only worth their cost once something is wrong:
+    `parse_yaml` gives them."""
+    try:
+        return yaml.load(text, Loader=_FastLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(exc) from None
+    except (_DuplicateKey, ValueError, TypeError):
+        parse_yaml(text)  # raises with every duplicate and its line
+        raise AssertionError("duplicate keys were found, then not found") from None
+
+
 def parse_yaml(text: str) -> PositionedDocument:
-    """Parse one YAML document; raise YamlError with positions for syntax or duplicate keys."""
+    """Parse one YAML document keeping every key's and value's position; YamlError with
+    positions for syntax errors and for every duplicate key."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return PositionedDocument(data={})
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except (ValueError, TypeError) as exc:  # e.g. a date 2026-13-01 that libyaml matched
+            raise _bad_scalar(node, exc) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = ": ".join(filter(None, [exc.context, exc.problem]))
-        raise YamlError([YamlProblem(line, col, f"invalid YAML: {reason}")]) from None
+        raise _syntax_error(exc) from None
     finally:
         loader.dispose()
     doc = PositionedDocument(data=data)
@@ -108,7 +161,3 @@ def parse_yaml(text: str) -> PositionedDocument:
     if problems:
         raise YamlError(problems)
     return doc
-
-
-def read_yaml(path: Path) -> PositionedDocument:
-    return parse_yaml(path.read_text(encoding="utf-8"))

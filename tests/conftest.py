@@ -11,6 +11,8 @@ import pytest
 # Airflow reads its configuration when first imported: give the test run a home of its own.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# Validated tenant specs are cached on disk; the test run keeps its own cache.
+os.environ.setdefault("DAG_FACTORY_CACHE_DIR", tempfile.mkdtemp(prefix="dag-factory-cache-"))
 
 from devtools.postgres import PostgresCluster, free_port
 

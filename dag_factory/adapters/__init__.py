@@ -24,16 +24,27 @@ class Adapter(Protocol):
         (task id, retries, timeout, outlets, pool): pass them through unchanged."""
 
 
-#: executor → "module:function" building its operator; imported only when used.
+#: executor → the module with its `build_operator` and `render`; imported only when used.
 _ADAPTERS = {
-    Executor.local: "dag_factory.adapters.local:build_operator",
+    Executor.local: "dag_factory.adapters.local",
 }
 
 
-def adapter_for(executor: Executor) -> Adapter:
+class Renderer(Protocol):
+    def __call__(self, task: PlannedTask, spec: TenantSpec, root: Path) -> dict[str, Any]:
+        """What the adapter's operator would send for `task`, secrets only as references."""
+
+
+def _module(executor: Executor) -> Any:
     try:
-        target = _ADAPTERS[executor]
+        return importlib.import_module(_ADAPTERS[executor])
     except KeyError:
         raise NotImplementedError(f"executor {executor.value!r} has no adapter yet") from None
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
+
+
+def adapter_for(executor: Executor) -> Adapter:
+    return _module(executor).build_operator
+
+
+def renderer_for(executor: Executor) -> Renderer:
+    return _module(executor).render

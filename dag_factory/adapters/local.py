@@ -107,3 +107,16 @@ def build_operator(
         secrets=task.secrets,
         cwd=str(root),
     )
+
+
+def render(task: PlannedTask, spec: TenantSpec, root: Path) -> dict[str, Any]:
+    """The child process the local adapter starts, with secrets as references."""
+    return {
+        "task_id": task.task_id,
+        "image": task.image,  # not used locally: the worker's own environment runs it
+        "command": [sys.executable, "-m", "runners", *task.argv],
+        "argv": list(task.argv),
+        "cwd": str(root),
+        "env": task.env_dict,
+        "secrets": {s.env: s.ref.model_dump(exclude_none=True) for s in task.secrets},
+    }

@@ -145,8 +145,9 @@ def test_bad_default_is_reported_in_defaults_file(warehouses: Path, write_tenant
     defaults.write_text(defaults.read_text().replace('schedule: "@daily"', 'schedule: "@dayly"'))
     file = write_tenant("shop")
     assert messages(warehouses, file) == [
-        "defaults.yaml:3:11: schedule: not a cron expression nor a preset (@continuous, @daily, "
-        "@hourly, @monthly, @once, @quarterly, @weekly, @yearly); null means manual only",
+        "defaults.yaml:3:11: schedule: must be a cron expression, a preset (@continuous, @daily, "
+        "@hourly, @monthly, @once, @quarterly, @weekly, @yearly) or null (manual only), "
+        "got '@dayly'",
     ]
 
 
