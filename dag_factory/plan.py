@@ -73,7 +73,7 @@ def plan_tenant(tenant: Tenant, root: Path) -> TenantPlan:
     """Plan one tenant. `root` is the runner's working directory (the folder holding
     `warehouses/`), so the dbt project path in argv is the same locally and in an image."""
     spec = tenant.spec
-    env = ((RUNNER_SPEC_ENV, spec.load_spec().to_env_json()),)
+    env = ((RUNNER_SPEC_ENV, spec.runner_spec_json()),)
     warehouse = SecretRef(WAREHOUSE_URL_ENV, SecretRole.warehouse, spec.warehouse.connection)
     source = SecretRef(SOURCE_URL_ENV, SecretRole.source, spec.source.connection)
 

@@ -12,6 +12,7 @@ loader) < a table's own `task` settings (merged here, by `TenantSpec.task_settin
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from enum import StrEnum
 from typing import Annotated, Any
@@ -183,6 +184,8 @@ class TaskSettings(Strict):
 
     def over(self, base: TaskSettings) -> TaskSettings:
         """These settings on top of `base`: set fields win, resources merge per amount."""
+        if not self.model_fields_set:  # nothing set here (the common case): base as is
+            return base
         merged = base.model_dump(exclude_none=True)
         for key, value in self.model_dump(exclude_none=True).items():
             if key == "resources" and "resources" in merged:
@@ -352,9 +355,26 @@ class TenantSpec(Strict):
 
     def task_settings(self, kind: str, table: TenantTable | None = None) -> TaskSettings:
         """Resolved settings: tenant retries < `tasks.<kind>` < the table's own `task`."""
-        base = TaskSettings(retries=self.retries, retry_delay=self.retry_delay)
-        settings = getattr(self.tasks, kind).over(base)
+        settings = self._kind_settings.get(kind)
+        if settings is None:
+            base = TaskSettings(retries=self.retries, retry_delay=self.retry_delay)
+            settings = self._kind_settings[kind] = getattr(self.tasks, kind).over(base)
         return table.task.over(settings) if table is not None else settings
+
+    @functools.cached_property
+    def _kind_settings(self) -> dict[str, TaskSettings]:
+        return {}
+
+    def runner_spec_json(self) -> str:
+        """`load_spec().to_env_json()`, serialised straight from this model: no copies are
+        validated, which matters when a scheduler parses a thousand tenants."""
+        table_fields = set(TableSpec.model_fields)
+        enabled = {i: table_fields for i, t in enumerate(self.tables) if t.enabled}
+        return self.model_dump_json(
+            include={"tenant": True, "source": True, "warehouse": True, "tables": enabled},
+            by_alias=True,
+            exclude_defaults=True,
+        )
 
     def load_spec(self) -> LoadSpec:
         """The part of the spec that the runner needs, without orchestration settings."""
