@@ -18,12 +18,14 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO)/airflow \
 	DEMO_SOURCE_URL=sqlite:///$(DEMO)/shop.sqlite \
 	DEMO_WAREHOUSE_URL=duckdb:///$(DEMO)/warehouse.duckdb
 
-.PHONY: help install services demo test lint clean
+.PHONY: help install services demo test lint clean platform-up platform-down astro-wheels
 
 help:
 	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
 	@echo "make test   set up everything, run ruff, the import contracts and pytest"
 	@echo "make clean  remove .venv and .data"
+	@echo "make platform-up / platform-down   Traefik + registry for the laptop path"
+	@echo "make astro-wheels                  wheels and tenants for the Astro image"
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,3 +59,19 @@ test: install services lint
 
 clean:
 	rm -rf $(VENV) $(DATA)
+
+# The local platform (docs/local-platform.md): Traefik + registry on the external `edge` network.
+COMPOSE ?= docker compose
+
+platform-up:
+	test -f traefik/certs/localhost.crt || traefik/make-certs.sh
+	docker network create edge || true
+	$(COMPOSE) -f traefik/docker-compose.yml up -d
+
+platform-down:
+	$(COMPOSE) -f traefik/docker-compose.yml down
+	docker network rm edge || true
+
+# What the Astro image takes from this repository: wheels and the tenants' files.
+astro-wheels: install
+	astro/build_wheels.sh
