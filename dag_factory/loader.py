@@ -148,7 +148,9 @@ class Loader:
                 (("tenant",), f"must equal its folder's name {folder_name!r}, got {spec.tenant!r}")
             )
         project = file.parent / spec.dbt.project
-        if not (project / "dbt_project.yml").is_file():
+        if not project.resolve().is_relative_to(file.parent.parent.resolve()):
+            found.append((("dbt", "project"), "must stay inside the warehouses folder"))
+        elif not (project / "dbt_project.yml").is_file():
             found.append((("dbt", "project"), f"no dbt_project.yml in {project}"))
         if not found:
             return []

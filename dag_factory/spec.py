@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Any
@@ -115,6 +116,8 @@ K8sName = Annotated[str, Field(pattern=K8S_NAME_PATTERN)]
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
 
+DBT_PROJECT_PATTERN = r"^(\.\./)?[A-Za-z0-9_][A-Za-z0-9_./-]*$"
+
 #: The patterns of this module, in words, for error messages (see dag_factory.errors).
 PATTERN_WORDS = {
     ASSET_URI_PATTERN: "an asset URI like tenant://<tenant>/gold or tenant://<tenant>/bronze/<table>",
@@ -122,6 +125,7 @@ PATTERN_WORDS = {
     MEMORY_PATTERN: "a Kubernetes memory quantity like 512Mi or 2Gi",
     K8S_NAME_PATTERN: "a Kubernetes name (a-z, 0-9, -; at most 63 characters)",
     EMAIL_PATTERN: "an email address",
+    DBT_PROJECT_PATTERN: "a folder relative to the tenant's, like dbt or ../_dbt/shop",
 }
 PoolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,256}$")]
 
@@ -258,6 +262,20 @@ class SecretKeyRef(Strict):
     key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]{1,253}$")] = "url"
 
 
+def _cidr(value: str) -> str:
+    ipaddress.ip_network(value)  # strict: a network address, e.g. 10.20.0.0/16
+    return value
+
+
+class Egress(Strict):
+    """Where a tenant's pods may connect to reach its source or warehouse (NetworkPolicy)."""
+
+    #: Destination networks; empty allows any address (on `ports` only).
+    cidrs: tuple[Annotated[str, AfterValidator(_cidr)], ...] = ()
+    #: Destination TCP ports; empty means the default port of the database kind.
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
+
+
 class KubernetesSettings(Strict):
     #: Defaults to `tenant-<id>` (underscores become dashes).
     namespace: K8sName | None = None
@@ -267,6 +285,12 @@ class KubernetesSettings(Strict):
     #: The Secrets holding the source and warehouse URLs; default `<namespace>-source` etc.
     source_secret: SecretKeyRef | None = None
     warehouse_secret: SecretKeyRef | None = None
+    #: Egress allowed besides DNS (dag_factory/k8s_objects.py writes the NetworkPolicy).
+    source_egress: Egress = Egress()
+    warehouse_egress: Egress = Egress()
+    #: The service account Airflow launches pods with, granted the pod-launcher Role.
+    airflow_namespace: K8sName = "airflow"
+    airflow_service_account: K8sName = "airflow-worker"
 
 
 class DockerSettings(Strict):
@@ -282,8 +306,9 @@ class PlatformSpec(Strict):
 
 
 class DbtSpec(Strict):
-    #: The dbt project folder, relative to the tenant's folder.
-    project: str = Field(default="dbt", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
+    #: The dbt project folder, relative to the tenant's folder: its own (`dbt`) or one
+    #: shared by several tenants under the warehouses folder (`../_dbt/shop`).
+    project: str = Field(default="dbt", pattern=DBT_PROJECT_PATTERN)
 
 
 # --- the tenant -----------------------------------------------------------------------------

@@ -32,8 +32,9 @@ from runners.dbt import run_dbt
 from runners.dbt_profile import PROFILE_ENV_VARS
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "warehouses" / "demo" / "dbt"
-ACME = REPO / "warehouses" / "acme" / "dbt"
+#: The shop project both repository tenants share (DuckDB for demo, PostgreSQL for acme).
+SHOP = REPO / "warehouses" / "_dbt" / "shop"
+DEMO = ACME = SHOP
 SHOP_TABLES = ("customers", "products", "orders", "order_items")
 ORDERS = 500
 PASSWORD = "Runner-Secret-4f9c2"
@@ -303,7 +304,7 @@ def test_cli_runs_dbt_and_prints_json_last(tmp_path: Path) -> None:
     generate_shop(f"duckdb:///{tmp_path / 'wh.duckdb'}", orders=100, schema="bronze")
     runner = Path(sys.executable).parent / "runner"
     done = subprocess.run(
-        [str(runner), "dbt", "--project-dir", "warehouses/demo/dbt", "build", "--select", "silver"],
+        [str(runner), "dbt", "--project-dir", "warehouses/_dbt/shop", "build", "--select", "silver"],
         cwd=REPO,
         env=_runner_env(tmp_path),
         capture_output=True,

@@ -87,8 +87,8 @@ def test_profiles_yml_holds_only_env_lookups() -> None:
 
 def test_prepare_project_writes_sources_and_schema_macro(tmp_path: Path) -> None:
     spec = _spec(bronze="acme_bronze", silver="acme_silver", gold="acme_gold", meta="acme_meta")
-    project = prepare_project(REPO / "warehouses/acme/dbt", tmp_path, spec)
-    assert (project.name, project.profile) == ("acme", "acme")
+    project = prepare_project(REPO / "warehouses/_dbt/shop", tmp_path, spec)
+    assert (project.name, project.profile) == ("shop", "shop")
     sources = yaml.safe_load((project.dir / "models/_bronze_sources.yml").read_text())
     (bronze,) = sources["sources"]
     assert bronze["name"] == "bronze"
