@@ -224,6 +224,7 @@ def _parse_once(dag_file: Path, env: dict[str, str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tenants", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=3, help="fresh-process runs per row")
     parser.add_argument(
         "--skip-dag-factory",
         action="store_true",
