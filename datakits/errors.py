@@ -27,3 +27,10 @@ class LoadFailed(DatakitsError):
     """The load started and was rolled back: bronze is at its last good state."""
 
     exit_code = 4
+
+
+class WarehouseBusy(DatakitsError):
+    """Another load of the same table (or, on DuckDB, of the same warehouse file) held the
+    lock for longer than the lock timeout: nothing was written; a later retry may succeed."""
+
+    exit_code = 5

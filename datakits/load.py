@@ -1,9 +1,19 @@
 """One table, source → bronze: the orchestration of a reader, a writer and progress.
 
-This is the whole extract-load for a full refresh; the runner only adds argv/env
-parsing and the JSON result line. Everything stateful (transaction, swap, audit) is the
-writer's, everything about source types is the reader's: this module wires them and
-measures.
+`load_table` is the whole extract-load of every mode; the runner only adds argv/env
+parsing and the JSON result line. The order of its steps is the design:
+
+1. open the source and check the spec against it (columns, cursor, key, filter);
+2. open the warehouse transaction with the table locked, read what bronze holds and
+   the watermark, and plan the load (`datakits.modes`);
+3. refuse NULL cursors if the policy says so, create the staging table, and settle
+   schema drift against bronze (`datakits.drift`) before a single row is read;
+4. stream the rows the plan selects into staging, tracking the largest cursor read;
+5. check the primary key, swap or merge into bronze, save the watermark and the audit
+   row, and commit: all of it or nothing (`datakits.writers.base`).
+
+Everything stateful is the writer's, everything about source types is the reader's:
+this module wires them and measures.
 """
 
 from __future__ import annotations
@@ -14,11 +24,22 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from datakits.errors import ConfigError
+from datakits.drift import Evolution, compare, decide
+from datakits.errors import ConfigError, LoadFailed
+from datakits.filters import filter_conditions
+from datakits.modes import Cursor, LoadPlan, plan_load
 from datakits.progress import LoadProgress, NullProgress
-from datakits.sources import reader_for
+from datakits.sources import SourceReader, reader_for
 from datakits.spec import LoadMode, LoadSpec, TableSpec
-from datakits.writers import BATCH_ID, LOADED_AT, LoadStamp, writer_for
+from datakits.watermarks import CursorMax, check_cursor_type, encode, to_json
+from datakits.writers import (
+    BATCH_ID,
+    LOADED_AT,
+    BatchSink,
+    BronzeSession,
+    LoadStamp,
+    writer_for,
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +54,8 @@ class LoadResult:
     bytes: int
     seconds: float
     batch_id: str
-    #: The high-water mark committed with the load; None for a full refresh.
+    #: The high-water mark committed with the load (an integer, or ISO/decimal text);
+    #: None for a full refresh, or while no row with a cursor value was read.
     watermark: Any
     #: `<bronze schema>.<table>`.
     target: str
@@ -42,21 +64,89 @@ class LoadResult:
         return asdict(self)
 
 
+def _check_source(table: TableSpec, reader: SourceReader) -> Cursor | None:
+    """The spec against the source's columns; returns the cursor (None for full refresh)."""
+    names = reader.schema.names
+    clashing = sorted({LOADED_AT, BATCH_ID}.intersection(names))
+    if clashing:
+        raise ConfigError(
+            f"source table {table.name} has column(s) {', '.join(clashing)}, reserved "
+            "for the load columns bronze adds: leave them out with `columns`"
+        )
+    for role, wanted in (("cursor", [table.cursor]), ("primary_key", table.primary_key)):
+        missing = [name for name in wanted or () if name and name not in names]
+        if missing:
+            raise ConfigError(
+                f"source table {table.name} has no {role} column {', '.join(missing)} "
+                f"(columns: {', '.join(names)})"
+            )
+    if table.mode is LoadMode.full_refresh or table.cursor is None:
+        return None
+    arrow_type = reader.schema.field(table.cursor).type
+    check_cursor_type(table.name, table.cursor, arrow_type)
+    return Cursor(table.cursor, arrow_type, bool(reader.source_table.c[table.cursor].nullable))
+
+
+def _refuse_null_cursors(
+    plan: LoadPlan, reader: SourceReader, filters: list[Any], target: str
+) -> None:
+    """`null_cursor: fail`: stop before writing anything while the source has such rows."""
+    null_rows = plan.null_rows(reader.source_table)
+    if null_rows is not None and reader.exists(*filters, null_rows):
+        assert plan.cursor is not None
+        raise LoadFailed(
+            f"source table {reader.source_table.name} has rows whose cursor "
+            f"{plan.cursor.column} is NULL, and null_cursor is `fail` ({target} unchanged): "
+            "set null_cursor to include (re-read and merge them every run) or skip"
+        )
+
+
+def _stream(
+    reader: SourceReader, sink: BatchSink, tracker: CursorMax | None, progress: LoadProgress
+) -> int:
+    """Every selected row into staging, noting the largest cursor; returns the bytes moved."""
+    nbytes = 0
+    for batch in reader.batches():
+        sink.write(batch)
+        if tracker is not None:
+            tracker.update(batch)
+        nbytes += batch.nbytes
+        progress.advance(batch.num_rows, batch.nbytes)
+    sink.close()
+    return nbytes
+
+
+def _into_bronze(session: BronzeSession, plan: LoadPlan, evolution: Evolution) -> None:
+    """Move the staged rows into bronze as the plan says (inside the transaction)."""
+    if plan.keys:
+        session.check_keys(plan.keys)
+    if plan.rebuild:
+        session.replace(evolution.keep, plan.keys)
+    elif plan.mode is LoadMode.incremental:
+        session.merge(plan.keys)
+    elif plan.keys:
+        session.insert_absent(plan.keys)
+    else:
+        session.insert_all()
+
+
 def load_table(
     spec: LoadSpec,
     table: TableSpec,
     source_url: str,
     warehouse_url: str,
     progress: LoadProgress | None = None,
+    *,
+    lock_timeout: float | None = None,
 ) -> LoadResult:
-    """Copy `table` from the source into the tenant's bronze schema, atomically.
+    """Load `table` from the source into the tenant's bronze schema, atomically.
 
+    `lock_timeout`: seconds to wait for another load of the same table (None: default).
     Raises `ConfigError` (spec or source definition wrong), `SourceUnavailable` (cannot
-    connect) or `LoadFailed` (rolled back; bronze keeps its last good state).
+    connect), `WarehouseBusy` (lock not obtained in time) or `LoadFailed` (rolled back;
+    bronze and the watermark keep their last good state).
     """
     progress = progress if progress is not None else NullProgress()
-    if table.mode is not LoadMode.full_refresh:
-        raise ConfigError(f"load mode {table.mode!r} is not supported yet")
     started = time.perf_counter()
     stamp = LoadStamp(
         tenant=spec.tenant,
@@ -65,28 +155,50 @@ def load_table(
         batch_id=uuid.uuid4().hex,
         loaded_at=dt.datetime.now(dt.UTC),
     )
-    writer = writer_for(spec.warehouse, warehouse_url)
+    writer = writer_for(spec.warehouse, warehouse_url, lock_timeout=lock_timeout)
     target = writer.target(table.name)
-    nbytes = 0
+    watermark: Any = None
     with reader_for(spec.source, table, source_url) as reader:
-        clashing = sorted({LOADED_AT, BATCH_ID}.intersection(reader.schema.names))
-        if clashing:
-            raise ConfigError(
-                f"source table {table.name} has column(s) {', '.join(clashing)}, reserved "
-                "for the load columns bronze adds: leave them out with `columns`"
+        cursor = _check_source(table, reader)
+        filters = filter_conditions(reader.source_table, table.filter)
+        with writer.session(table.name, stamp) as session:
+            bronze = session.bronze_columns()
+            plan = plan_load(
+                table,
+                cursor,
+                bronze_exists=bronze is not None,
+                stored=session.watermark() if cursor else None,
+                target=target,
             )
-        progress.start(f"{spec.tenant}: {table.name} → {target}")
-        with writer.full_refresh(table.name, reader.schema, stamp) as sink:
-            for batch in reader.batches():
-                sink.write(batch)
-                nbytes += batch.nbytes
-                progress.advance(batch.num_rows, batch.nbytes)
+            _refuse_null_cursors(plan, reader, filters, target)
+            cursor_range = plan.conditions(reader.source_table, reader.cursor_order)
+            reader.where = (*filters, *cursor_range)
+            sink = session.stage(reader.schema)
+            evolution = Evolution()
+            if bronze is not None:
+                drift = compare(bronze, session.staged_columns())
+                evolution = decide(drift, table.schema_drift, target=target, rebuild=plan.rebuild)
+                if not plan.rebuild:
+                    session.evolve(evolution)
+            progress.start(f"{spec.tenant}: {table.name} → {target} ({plan.describe()})")
+            tracker = CursorMax(cursor.column) if cursor else None
+            nbytes = _stream(reader, sink, tracker, progress)
+            _into_bronze(session, plan, evolution)
+            if cursor is not None and tracker is not None:
+                watermark = plan.next_watermark(tracker.value)
+                session.save_watermark(
+                    cursor.column, None if watermark is None else encode(watermark)
+                )
+            else:
+                session.clear_watermark()  # a full refresh has none; a stale one would lie
+            session.audit(sink.rows)
         rows = sink.rows
     seconds = round(time.perf_counter() - started, 3)
     rate = rows / seconds if seconds else float(rows)
+    shown = f", watermark {encode(watermark)}" if watermark is not None else ""
     progress.finish(
         f"loaded {rows:,} rows ({nbytes / 1e6:,.1f} MB) from {table.name} into {target} "
-        f"in {seconds:.2f} s ({rate:,.0f} rows/s), batch {stamp.batch_id}"
+        f"in {seconds:.2f} s ({rate:,.0f} rows/s), batch {stamp.batch_id}{shown}"
     )
     return LoadResult(
         tenant=spec.tenant,
@@ -96,6 +208,6 @@ def load_table(
         bytes=nbytes,
         seconds=seconds,
         batch_id=stamp.batch_id,
-        watermark=None,
+        watermark=to_json(watermark),
         target=target,
     )

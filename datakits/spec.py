@@ -10,10 +10,21 @@ resolves at run time into the env var the runner reads (`RUNNER_SOURCE_URL`,
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 #: A SQL identifier we are willing to create or read: lower case, starts with a letter or
 #: underscore, at most 63 characters (PostgreSQL's limit). SQLAlchemy still quotes it.
@@ -62,6 +73,8 @@ class ConnectionRef(Strict):
 class SourceKind(StrEnum):
     sqlite = "sqlite"
     postgres = "postgres"
+    #: MySQL or MariaDB (the URL may say `mysql://` or `mariadb://`).
+    mysql = "mysql"
 
 
 class WarehouseKind(StrEnum):
@@ -70,7 +83,14 @@ class WarehouseKind(StrEnum):
 
 
 class LoadMode(StrEnum):
+    """How a table reaches bronze (see `TableSpec` and `datakits.modes`)."""
+
+    #: Every run copies the whole table and swaps it in.
     full_refresh = "full_refresh"
+    #: Rows whose cursor is past the watermark are inserted; bronze rows are never updated.
+    append = "append"
+    #: Rows whose cursor is past (watermark - lookback) are merged into bronze by primary key.
+    incremental = "incremental"
 
 
 class SourceSpec(Strict):
@@ -102,8 +122,121 @@ class WarehouseSpec(Strict):
     schemas: Schemas = Schemas()
 
 
+class NullCursor(StrEnum):
+    """What an append or incremental load does with rows whose cursor is NULL.
+
+    A NULL never satisfies `cursor > watermark`, so such rows are invisible to the
+    watermark: the policy must be explicit (dlt and others silently skip them).
+    """
+
+    #: The load fails (before writing anything) while the source has such rows. One
+    #: `EXISTS` query per load, skipped when the source declares the column NOT NULL;
+    #: on a large table, index the cursor (PostgreSQL indexes NULLs too).
+    fail = "fail"
+    #: Every run re-reads them and merges them by primary key (needs `primary_key`).
+    include = "include"
+    #: They are never loaded, not even by the first load.
+    skip = "skip"
+
+
+class SchemaDrift(StrEnum):
+    """What a load does when the source's columns differ from bronze's (`datakits.drift`)."""
+
+    #: Any difference (new, dropped or retyped column) fails the load, listing them all.
+    fail = "fail"
+    #: New columns are added, dropped ones kept (NULL in new rows); a type change that
+    #: old rows cannot take fails the load.
+    evolve = "evolve"
+
+
+class FilterOp(StrEnum):
+    """The comparisons a row filter may use: a fixed set, never SQL text."""
+
+    eq = "="
+    ne = "!="
+    lt = "<"
+    le = "<="
+    gt = ">"
+    ge = ">="
+    in_ = "in"
+    is_null = "is_null"
+    not_null = "not_null"
+
+
+#: A filter value as YAML or JSON gives it; `datakits.filters` converts it to the column's type.
+FilterScalar = bool | int | float | dt.datetime | dt.date | str
+
+
+class RowFilter(Strict):
+    """One condition on a source column; a table's filters are AND-ed (`datakits.filters`).
+
+    `!=`, `<`, ... follow SQL: a NULL column value matches none of them (use `is_null`).
+    """
+
+    column: Identifier
+    op: FilterOp
+    #: A scalar for comparisons, a non-empty list for `in`, nothing for `is_null`/`not_null`.
+    value: FilterScalar | tuple[FilterScalar, ...] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Self:
+        if self.op in (FilterOp.is_null, FilterOp.not_null):
+            if self.value is not None:
+                raise ValueError(f"filter `{self.op}` on {self.column} takes no `value`")
+        elif self.op is FilterOp.in_:
+            if not isinstance(self.value, tuple) or not self.value:
+                raise ValueError(f"filter `in` on {self.column} needs a non-empty list `value`")
+        elif self.value is None or isinstance(self.value, tuple):
+            raise ValueError(f"filter `{self.op}` on {self.column} needs one scalar `value`")
+        return self
+
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_lookback(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if not match:
+            raise ValueError("must be a whole number or a duration like 90s, 5m, 2h or 1d")
+        return dt.timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    if isinstance(value, int | dt.timedelta) and value < type(value)(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+def _dump_lookback(value: int | dt.timedelta) -> int | str:
+    if isinstance(value, int):
+        return value
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+#: How far behind the watermark a load re-reads, to catch rows that committed late with
+#: an older cursor value. A whole number is in the cursor's own units (seconds for a
+#: timestamp or date cursor); a duration (`90s`, `5m`, `2h`, `1d`) needs a timestamp or
+#: date cursor. A date cursor rounds the window up to whole days.
+Lookback = Annotated[
+    Annotated[int, Field(ge=0)] | Annotated[dt.timedelta, Field(strict=True)],
+    BeforeValidator(_parse_lookback),
+    PlainSerializer(_dump_lookback, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": _DURATION.pattern},
+            ]
+        }
+    ),
+]
+
+
 class TableSpec(Strict):
-    """One source table to copy into bronze."""
+    """One source table to copy into bronze, and how (`mode`; see `datakits.modes`)."""
 
     name: Identifier
     mode: LoadMode = LoadMode.full_refresh
@@ -111,11 +244,68 @@ class TableSpec(Strict):
     columns: tuple[Identifier, ...] | None = None
     #: Rows per batch streamed from source to warehouse: bounds the runner's memory.
     batch_size: int = Field(default=50_000, ge=100, le=1_000_000)
+    #: append / incremental: the column whose value grows when a row is added (or
+    #: changed): an integer, decimal, float, timestamp or date column.
+    cursor: Identifier | None = None
+    #: The columns that identify a row: required by incremental (the merge key); with
+    #: append, rows whose key is already in bronze are skipped. Every load checks the
+    #: rows it read for NULL or duplicate keys; PostgreSQL bronze indexes the key.
+    primary_key: tuple[Identifier, ...] | None = Field(default=None, min_length=1)
+    #: Re-read window behind the watermark (see `Lookback`); needs `primary_key`.
+    lookback: Lookback = 0
+    #: Rows whose cursor is NULL (see `NullCursor`); ignored by full_refresh.
+    null_cursor: NullCursor = NullCursor.fail
+    #: A source whose columns differ from bronze's (see `SchemaDrift`).
+    schema_drift: SchemaDrift = SchemaDrift.evolve
+    #: Only rows matching every condition are read (structured, never SQL text).
+    filter: tuple[RowFilter, ...] = ()
 
     @model_validator(mode="after")
     def _no_duplicate_columns(self) -> Self:
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise ValueError(f"columns are listed twice in {list(self.columns)}")
+        if self.primary_key is not None and len(set(self.primary_key)) != len(self.primary_key):
+            raise ValueError(f"primary_key lists a column twice: {list(self.primary_key)}")
+        return self
+
+    @model_validator(mode="after")
+    def _mode_settings(self) -> Self:
+        mode, has_key = self.mode, self.primary_key is not None
+        if self.columns is not None:
+            needed = [*([self.cursor] if self.cursor else []), *(self.primary_key or ())]
+            missing = [name for name in needed if name not in self.columns]
+            if missing:
+                raise ValueError(
+                    f"cursor and primary_key columns must be among `columns`: add "
+                    f"{', '.join(missing)}"
+                )
+        if mode is LoadMode.full_refresh:
+            if self.cursor is not None or self.lookback:
+                raise ValueError(
+                    "`cursor` and `lookback` are used by mode append or incremental, "
+                    "not full_refresh (it copies the whole table every run)"
+                )
+            return self
+        if self.cursor is None:
+            raise ValueError(
+                f"mode {mode} needs `cursor`: the column whose value grows when a row is "
+                "added or changed (e.g. an id or an updated_at timestamp)"
+            )
+        if mode is LoadMode.incremental and not has_key:
+            raise ValueError(
+                "mode incremental needs `primary_key`: the column(s) that identify a row, "
+                "to merge changed rows into bronze"
+            )
+        if self.lookback and not has_key:
+            raise ValueError(
+                "`lookback` re-reads rows already loaded: it needs `primary_key` so that "
+                "append skips them instead of inserting them twice"
+            )
+        if self.null_cursor is NullCursor.include and not has_key:
+            raise ValueError(
+                "`null_cursor: include` re-reads rows with a NULL cursor every run: it needs "
+                "`primary_key` so that append skips them instead of inserting them again"
+            )
         return self
 
 

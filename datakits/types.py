@@ -21,8 +21,30 @@ SQLite declares types loosely and stores whatever it is given, so its reader is 
 with `loose=True`: every value goes through a tolerant converter (ISO-8601 text →
 timestamp, 0/1 → bool, float → decimal at the declared scale, ...). A value that still
 does not fit the declared type fails the load with a clear message instead of being
-silently changed. Strict sources (PostgreSQL) already return the right Python types,
-so only the columns that need it pay for a conversion.
+silently changed. Strict sources (PostgreSQL, MySQL/MariaDB) already return the right
+Python types, so only the columns that need it pay for a conversion.
+
+What cannot be carried exactly fails the load, naming the column and the value; nothing
+is rounded or clamped:
+
+| value | bronze | otherwise |
+|---|---|---|
+| integers of any width (MySQL `BIGINT UNSIGNED`: decimal(20, 0)) | int64 | — |
+| `NUMERIC(p, s)`, p ≤ 38, 0 ≤ s ≤ p | decimal(p, s), exact | NaN fails the load |
+| other numerics (no precision, p > 38, s < 0; MySQL `DECIMAL(65, 30)`) | text, exact | — |
+| float / double | float64, bit-exact | — |
+| timestamp with / without time zone | timestamp(µs, UTC) / (µs) | ±infinity fails |
+| date | date32 | ±infinity fails |
+| time of day (MySQL `TIME` outside 00:00 to 24:00 fails: it is a duration) | time64(µs) | — |
+| boolean (MySQL `BOOLEAN` is `TINYINT(1)`: stays an integer, it may hold 2) | bool | — |
+| json / jsonb, uuid, interval, arrays (as JSON), enums, unknown types | text | — |
+| bytea / blob / binary (MySQL `BIT(n)`: int64) | binary | — |
+
+The PostgreSQL COPY path (`datakits.sources.postgres`) reaches the same Arrow types
+through the driver's binary decoding (`arrow_to_mapping`): text columns are cast to text
+by the server (its own exact output: `0.00000001`, not `1E-8`; jsonb in its canonical
+form; arrays as JSON), and years before 1 AD, which Python's `datetime` cannot hold and
+the cursor path therefore refuses, load exactly.
 """
 
 from __future__ import annotations
@@ -35,7 +57,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import types as sat
+from sqlalchemy.dialects import mysql
 
 from datakits.errors import LoadFailed
 from datakits.messages import one_line
@@ -118,6 +142,8 @@ def _decimal_converter(scale: int) -> Converter:
 def _decimal_text(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return format(value, "f")  # plain digits: `0.00000001`, never `1E-8`
     return str(value)
 
 
@@ -197,6 +223,22 @@ def _to_time(value: Any) -> dt.time:
     raise ValueError(f"{value!r} is not a time of day")
 
 
+def _bits_to_int(value: Any) -> int:
+    """MySQL `BIT(n)` arrives as big-endian bytes."""
+    if isinstance(value, bytes | bytearray):
+        return int.from_bytes(value, "big")
+    return _to_int(value)
+
+
+def _duration_to_time(value: Any) -> dt.time:
+    """MySQL `TIME` arrives as a timedelta (it is a duration, -838:59:59 to 838:59:59)."""
+    if isinstance(value, dt.timedelta):
+        if not dt.timedelta(0) <= value < dt.timedelta(days=1):
+            raise ValueError(f"{value} is a duration, not a time of day (00:00 to 24:00)")
+        return (dt.datetime.min + value).time()
+    return _to_time(value)
+
+
 def _to_bytes(value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
@@ -217,6 +259,9 @@ def map_column(name: str, source_type: sat.TypeEngine[Any], *, loose: bool) -> C
         return ColumnMapping(name, arrow_type, tolerant if loose else strict)
 
     t = source_type
+    special = _mysql_mapping(name, t)
+    if special is not None:
+        return special
     if isinstance(t, sat.NullType):
         return ColumnMapping(name, pa.string(), _to_text)
     if isinstance(t, sat.Boolean):
@@ -249,6 +294,23 @@ def map_column(name: str, source_type: sat.TypeEngine[Any], *, loose: bool) -> C
     if isinstance(t, sat.String):
         return mapped(pa.string(), _to_text, None)
     return ColumnMapping(name, pa.string(), _to_text)
+
+
+def _mysql_mapping(name: str, t: sat.TypeEngine[Any]) -> ColumnMapping | None:
+    """MySQL/MariaDB types whose driver values need their own rule (None: the generic one)."""
+    if isinstance(t, mysql.BIT):
+        return ColumnMapping(name, pa.int64(), _bits_to_int)
+    if isinstance(t, mysql.YEAR):
+        return ColumnMapping(name, pa.int64(), _to_int)
+    if isinstance(t, mysql.BIGINT) and t.unsigned:
+        # Up to 18446744073709551615: beyond int64, exact as a 20-digit decimal.
+        return ColumnMapping(name, pa.decimal128(20, 0), _decimal_converter(0))
+    if isinstance(t, mysql.TIMESTAMP):
+        # An instant (stored in UTC); the MySQL reader sets the session time zone to UTC.
+        return ColumnMapping(name, pa.timestamp("us", tz="UTC"), _timestamp_converter(True))
+    if isinstance(t, mysql.TIME):
+        return ColumnMapping(name, pa.time64("us"), _duration_to_time)
+    return None
 
 
 def bronze_type(arrow_type: pa.DataType) -> sat.TypeEngine[Any]:
@@ -316,3 +378,54 @@ def rows_to_batch(
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in mappings]
     arrays = [to_array(col, m, where) for col, m in zip(columns, mappings, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# --- Arrow → Arrow (fast readers that decode in C++) -------------------------------------
+
+#: The earliest timestamp and date PostgreSQL stores (4714-11-24 BC), in µs and days since
+#: 1970. The ADBC driver turns ±infinity and years past Arrow's range (294,246 AD) into
+#: wrapped values below these; a real value is never below them.
+PG_MIN_TIMESTAMP_US = -210_866_803_200_000_000
+PG_MIN_DATE_DAYS = -2_440_588
+
+
+def check_temporal_range(array: pa.Array, mapping: ColumnMapping, where: str) -> None:
+    """Fail the load when a decoded timestamp or date column holds an impossible value."""
+    if pa.types.is_timestamp(array.type):
+        floor, raw = PG_MIN_TIMESTAMP_US, array.cast(pa.int64())
+    elif pa.types.is_date32(array.type):
+        floor, raw = PG_MIN_DATE_DAYS, array.cast(pa.int32())
+    else:
+        return
+    if array.null_count == len(array):
+        return
+    low = pc.min(raw).as_py()
+    if low is not None and low < floor:
+        raise LoadFailed(
+            one_line(
+                f"{where}: column {mapping.name!r} holds infinity or a value beyond year "
+                f"294246, which {mapping.arrow_type} cannot carry: refusing to load it "
+                "(filter those rows out, or map them to NULL in a view)"
+            )
+        )
+
+
+def arrow_to_mapping(array: pa.Array, mapping: ColumnMapping, where: str) -> pa.Array:
+    """A driver-decoded Arrow column as `mapping`'s type: checked casts only, never rounding.
+
+    Extension types (ADBC's opaque numeric, json, uuid) are read through their storage;
+    narrower integers and floats widen; a decimal's exact text becomes decimal(p, s), and
+    any digit the scale cannot hold (or NaN) fails the load instead of rounding.
+    """
+    if isinstance(array.type, pa.ExtensionType):
+        array = array.storage
+    target = mapping.arrow_type
+    if not array.type.equals(target):
+        try:
+            array = pc.cast(array, target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise LoadFailed(
+                one_line(f"{where}: column {mapping.name!r} cannot be loaded as {target}: {exc}")
+            ) from None
+    check_temporal_range(array, mapping, where)
+    return array

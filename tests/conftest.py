@@ -14,6 +14,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # Validated tenant specs are cached on disk; the test run keeps its own cache.
 os.environ.setdefault("DAG_FACTORY_CACHE_DIR", tempfile.mkdtemp(prefix="dag-factory-cache-"))
 
+from devtools.mariadb import MariaDBServer
 from devtools.postgres import PostgresCluster, free_port
 
 
@@ -26,6 +27,17 @@ def pg_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """One real MariaDB for the session, on its own port and data dir, removed at the end."""
+    server = MariaDBServer(port=int(os.environ.get("TEST_MARIADB_PORT", "0")) or None)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

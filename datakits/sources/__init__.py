@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import URL
 
 from datakits.sources.base import SourceReader, SqlTableReader
+from datakits.sources.mysql import MySqlReader
 from datakits.sources.postgres import PostgresReader
 from datakits.sources.sqlite import SqliteReader
 from datakits.spec import SourceKind, SourceSpec, TableSpec
@@ -12,6 +13,7 @@ from datakits.spec import SourceKind, SourceSpec, TableSpec
 READERS: dict[SourceKind, type[SqlTableReader]] = {
     SourceKind.sqlite: SqliteReader,
     SourceKind.postgres: PostgresReader,
+    SourceKind.mysql: MySqlReader,
 }
 
 

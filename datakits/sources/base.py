@@ -16,7 +16,20 @@ from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
 import pyarrow as pa
-from sqlalchemy import URL, Connection, Engine, MetaData, Table, inspect, select, type_coerce
+from sqlalchemy import (
+    URL,
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    MetaData,
+    Select,
+    Table,
+    inspect,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 from sqlalchemy.types import NullType
 
@@ -31,13 +44,27 @@ _LISTED = 30
 
 
 class SourceReader(Protocol):
-    """What the load needs from a source: a schema, then batches; a context manager."""
+    """What the load needs from a source: a schema, then batches; a context manager.
+
+    Between `__enter__` and `batches`, the load may narrow the rows read by setting
+    `where` (Core conditions on `source_table`'s columns, AND-ed: the filter and the
+    watermark range, see `datakits.modes`) and ask `exists` whether rows match.
+    """
 
     schema: pa.Schema
+    mappings: list[ColumnMapping]
+    where: tuple[ColumnElement[bool], ...]
+
+    @property
+    def source_table(self) -> Table: ...
 
     def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+    def exists(self, *conditions: ColumnElement[bool]) -> bool: ...
+
+    def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]: ...
 
     def batches(self) -> Iterator[pa.RecordBatch]: ...
 
@@ -62,9 +89,18 @@ class SqlTableReader:
         self.source_schema = schema
         self.mappings: list[ColumnMapping] = []
         self.schema = pa.schema([])
+        #: Conditions on `source_table` the rows read must meet (set by the load).
+        self.where: tuple[ColumnElement[bool], ...] = ()
         self._engine: Engine | None = None
         self._conn: Connection | None = None
         self._table: Table | None = None
+
+    @property
+    def source_table(self) -> Table:
+        """The reflected source table (all its columns, not only the selected ones)."""
+        if self._table is None:
+            raise RuntimeError("use the reader as a context manager first")
+        return self._table
 
     @property
     def qualified_name(self) -> str:
@@ -134,18 +170,47 @@ class SqlTableReader:
             )
         return [table.columns[name] for name in wanted]
 
+    def statement(self) -> Select[Any]:
+        """The SELECT of the rows to load: the selected columns, restricted by `where`.
+
+        A reader with another transport (e.g. COPY) must read exactly these rows.
+        """
+        table = self.source_table
+        # Raw driver values (no SQLAlchemy result processing): our converters handle every
+        # representation, while SQLAlchemy's would reject e.g. SQLite timestamps with a `T`.
+        stmt = select(
+            *(type_coerce(table.columns[m.name], NullType()).label(m.name) for m in self.mappings)
+        )
+        return stmt.where(*self.where) if self.where else stmt
+
+    def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]:
+        """(expression, bound) to compare a cursor column with a watermark value in SQL.
+
+        The column itself and the value as a parameter of its type, for a database that
+        enforces its types; SQLite overrides it (its timestamps are text).
+        """
+        return column, value
+
+    def exists(self, *conditions: ColumnElement[bool]) -> bool:
+        """Whether a source row meets all `conditions` (e.g. a NULL cursor); one query."""
+        if self._conn is None:
+            raise RuntimeError("use the reader as a context manager first")
+        probe = select(literal_column("1")).select_from(self.source_table).where(*conditions)
+        try:
+            return self._conn.execute(select(probe.exists())).scalar_one()
+        except DBAPIError as exc:
+            raise LoadFailed(
+                one_line(
+                    f"querying source table {self.qualified_name} failed: "
+                    f"{reason(exc, self.url.password)}"
+                )
+            ) from None
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Stream the selected columns, `batch_size` rows per Arrow batch."""
         if self._conn is None or self._table is None:
             raise RuntimeError("use the reader as a context manager before reading batches")
-        # Raw driver values (no SQLAlchemy result processing): our converters handle every
-        # representation, while SQLAlchemy's would reject e.g. SQLite timestamps with a `T`.
-        stmt = select(
-            *(
-                type_coerce(self._table.columns[m.name], NullType()).label(m.name)
-                for m in self.mappings
-            )
-        )
+        stmt = self.statement()
         size = self.table_spec.batch_size
         conn = self._conn.execution_options(stream_results=True, yield_per=size)
         where = f"source table {self.qualified_name}"

@@ -3,14 +3,24 @@
 SQLite stores any value in any column (type affinity), and timestamps are usually ISO
 text. The reader therefore converts every value (`loose_types`), and a missing file is
 an error rather than a new empty database.
+
+Text timestamps also compare as text: `'2024-01-01T10:00:01'` sorts after
+`'2024-01-01 23:00:00'`, so a timestamp or date cursor is compared through `julianday()`
+on both sides (`cursor_order`), which reads every ISO-8601 spelling (`T` or space, `Z`
+or an offset, fractions) and unix times alike. Its resolution is ~25 microseconds:
+rows of the same 25 µs may be re-read (harmless with a primary key).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from typing import Any
+
+from sqlalchemy import Column, Engine, func, literal
+from sqlalchemy import types as sat
 
 from datakits.sources.base import SqlTableReader
 from datakits.urls import make_engine
+from datakits.watermarks import encode
 
 
 class SqliteReader(SqlTableReader):
@@ -19,3 +29,8 @@ class SqliteReader(SqlTableReader):
 
     def _make_engine(self) -> Engine:
         return make_engine(self.url, read_only_file=True)
+
+    def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]:
+        if isinstance(column.type, sat.DateTime | sat.Date):
+            return func.julianday(column), func.julianday(literal(encode(value), sat.Text()))
+        return column, value

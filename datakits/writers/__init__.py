@@ -13,8 +13,10 @@ from sqlalchemy import URL
 from datakits.spec import WarehouseKind, WarehouseSpec
 from datakits.writers.base import (
     BATCH_ID,
+    DEFAULT_LOCK_TIMEOUT,
     LOADED_AT,
     BatchSink,
+    BronzeSession,
     BronzeWriter,
     LoadStamp,
     SqlBronzeWriter,
@@ -33,16 +35,23 @@ def writer_class(kind: WarehouseKind) -> type[SqlBronzeWriter]:
     return getattr(import_module(module), name)
 
 
-def writer_for(warehouse: WarehouseSpec, url: str | URL) -> BronzeWriter:
-    """The bronze writer for the spec's warehouse kind."""
-    return writer_class(warehouse.kind)(url, warehouse.schemas)
+def writer_for(
+    warehouse: WarehouseSpec, url: str | URL, *, lock_timeout: float | None = None
+) -> BronzeWriter:
+    """The bronze writer for the spec's warehouse kind.
+
+    `lock_timeout`: seconds to wait for another load of the same table (None: the default).
+    """
+    return writer_class(warehouse.kind)(url, warehouse.schemas, lock_timeout=lock_timeout)
 
 
 __all__ = [
     "BATCH_ID",
+    "DEFAULT_LOCK_TIMEOUT",
     "LOADED_AT",
     "WRITERS",
     "BatchSink",
+    "BronzeSession",
     "BronzeWriter",
     "LoadStamp",
     "SqlBronzeWriter",

@@ -1,48 +1,81 @@
-"""The bronze writer: one atomic full refresh of one table, fed batch by batch.
+"""The bronze writer: one load of one table, in one warehouse transaction with the table locked.
 
-A full refresh runs in ONE warehouse transaction (after a short one that creates the
-schemas and metadata tables if missing):
+`SqlBronzeWriter.session` opens the transaction (after a short one that creates the
+schemas and metadata tables if missing), takes the table's lock and hands the load a
+`BronzeSession`; `datakits.load` then drives it:
 
-    create the staging table  <bronze>.__stg_<table>
-    append every batch to it                      (the caller's loop, via `BatchSink`)
-    drop <bronze>.<table>; rename staging → <table>
-    insert the load-audit row
+    read the bronze columns and the watermark           (what the warehouse holds)
+    create the staging table  <bronze>.__stg_<table>    (`stage`)
+    compare it with bronze: schema drift                 (`staged_columns`, `evolve`)
+    append every batch to staging                        (the load's loop, via `BatchSink`)
+    check the primary key of the staged rows             (`check_keys`)
+    swap staging in for bronze (`replace`), or merge / insert it into bronze
+    save the watermark, insert the load-audit row
     commit
 
 Any exception before the commit rolls everything back, so a failed or killed load
-leaves the previous bronze table and audit exactly as they were, and no staging table.
-The shared logic lives here; a warehouse module only says how to append a batch fast
-(DuckDB: an Arrow scan; PostgreSQL: COPY) and how to serialise runs of one table.
+leaves the previous bronze table, watermark and audit exactly as they were, and no
+staging table. The shared logic lives here; a warehouse module only says how to append
+a batch fast (DuckDB: an Arrow scan; PostgreSQL: COPY), how to serialise runs of one
+table (`_lock`, `_connect`) and whether bronze gets a key index.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import pyarrow as pa
-from sqlalchemy import URL, Column, Connection, DateTime, Engine, MetaData, Table, Text
+from sqlalchemy import URL, Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError
 
+from datakits import merge
+from datakits.bronze import (
+    BATCH_ID,
+    LOADED_AT,
+    MAX_IDENTIFIER,
+    CatalogType,
+    add_column,
+    alter_column_type,
+    analyze_table,
+    bronze_table,
+    catalog_columns,
+    create_key_index,
+    rename_table,
+    sql_type,
+    staging_name,
+)
+from datakits.drift import Evolution
 from datakits.errors import LoadFailed
 from datakits.messages import reason
-from datakits.metadata import AuditRecord, ensure_meta, ensure_schema, record_load
+from datakits.metadata import AuditRecord, MetaTables, ensure_meta, ensure_schema, record_load
 from datakits.spec import Schemas
-from datakits.types import bronze_type
 from datakits.urls import connect, make_engine, parse_url, require_backend
+from datakits.watermarks import StoredWatermark, clear_watermark, read_watermark, save_watermark
 
-#: The load columns every bronze table carries (DESIGN.md, contract 5).
-LOADED_AT = "_loaded_at"
-BATCH_ID = "_batch_id"
-
-#: PostgreSQL's identifier limit; longer names are silently truncated, so we never make one.
-MAX_IDENTIFIER = 63
+#: Seconds a load waits for another load of the same table (or, on DuckDB, for the
+#: warehouse file) before giving up; the runner takes it from RUNNER_LOCK_TIMEOUT.
+DEFAULT_LOCK_TIMEOUT = 600.0
 
 BatchWriter = Callable[[pa.RecordBatch], None]
+
+__all__ = [
+    "BATCH_ID",
+    "DEFAULT_LOCK_TIMEOUT",
+    "LOADED_AT",
+    "MAX_IDENTIFIER",
+    "BatchSink",
+    "BatchWriter",
+    "BronzeSession",
+    "BronzeWriter",
+    "LoadStamp",
+    "SqlBronzeWriter",
+    "bronze_table",
+    "staging_name",
+]
 
 
 @dataclass(frozen=True)
@@ -61,41 +94,34 @@ class BatchSink(Protocol):
 
     def write(self, batch: pa.RecordBatch) -> None: ...
 
+    def close(self) -> None:
+        """The last batch was written: finish (a streaming writer flushes here)."""
+        ...
+
 
 class BronzeWriter(Protocol):
     def target(self, table: str) -> str: ...
+
+    def session(self, table: str, stamp: LoadStamp) -> AbstractContextManager[BronzeSession]: ...
 
     def full_refresh(
         self, table: str, schema: pa.Schema, stamp: LoadStamp
     ) -> AbstractContextManager[BatchSink]: ...
 
 
-def staging_name(table: str) -> str:
-    """`__stg_<table>`, shortened with a hash when it would exceed 63 characters."""
-    name = f"__stg_{table}"
-    if len(name) <= MAX_IDENTIFIER:
-        return name
-    digest = hashlib.sha1(table.encode(), usedforsecurity=False).hexdigest()[:8]
-    return f"__stg_{table[: MAX_IDENTIFIER - 15]}_{digest}"
-
-
-def bronze_table(name: str, schema: str, arrow_schema: pa.Schema) -> Table:
-    """The Core definition of a bronze (or staging) table: source columns + load columns."""
-    columns = [Column(f.name, bronze_type(f.type), nullable=True) for f in arrow_schema]
-    columns += [
-        Column(LOADED_AT, DateTime(timezone=True), nullable=False),
-        Column(BATCH_ID, Text, nullable=False),
-    ]
-    return Table(name, MetaData(), *columns, schema=schema)
-
-
 class _Sink:
-    """Counts what goes through; refuses batches whose schema differs from the table's."""
+    """Counts what goes through; refuses batches whose schema differs from the table's.
+
+    A batch writer may be a plain function, or an object that also has `close()` (end
+    of stream: wait for the writes) and `abort()` (stop, the load failed), as DuckDB's
+    streaming insert does.
+    """
 
     def __init__(self, schema: pa.Schema, write: BatchWriter) -> None:
         self.rows = 0
         self._schema = schema
         self._write = write
+        self.closed = False
 
     def write(self, batch: pa.RecordBatch) -> None:
         if not batch.schema.equals(self._schema):
@@ -104,18 +130,181 @@ class _Sink:
             self._write(batch)
             self.rows += batch.num_rows
 
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            close = getattr(self._write, "close", None)
+            if close is not None:
+                close()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            abort = getattr(self._write, "abort", None)
+            if abort is not None:
+                abort()
+
+
+class BronzeSession:
+    """One load's open warehouse transaction; the table's lock is held until it ends."""
+
+    def __init__(
+        self,
+        writer: SqlBronzeWriter,
+        conn: Connection,
+        meta: MetaTables,
+        table: str,
+        stamp: LoadStamp,
+    ) -> None:
+        self.writer = writer
+        self.conn = conn
+        self.meta = meta
+        self.table = table
+        self.stamp = stamp
+        self.schema = writer.schemas.bronze
+        self.target = writer.target(table)
+        self._staging: Table | None = None
+        self._sink: _Sink | None = None
+        self._analyzed = False
+
+    # --- what the warehouse holds -------------------------------------------------------
+
+    def bronze_columns(self) -> dict[str, CatalogType] | None:
+        """Bronze's source columns and their types; None when the table does not exist."""
+        return catalog_columns(self.conn, self.schema, self.table)
+
+    def watermark(self) -> StoredWatermark | None:
+        return read_watermark(self.conn, self.meta, self.stamp.tenant, self.table)
+
+    # --- staging --------------------------------------------------------------------------
+
+    @property
+    def staging(self) -> Table:
+        if self._staging is None:
+            raise RuntimeError("call stage() first")
+        return self._staging
+
+    def stage(self, schema: pa.Schema) -> BatchSink:
+        """Create the (empty) staging table for `schema`; the sink appends batches to it."""
+        staging = bronze_table(staging_name(self.table), self.schema, schema)
+        staging.drop(self.conn, checkfirst=True)  # never left by us; be safe anyway
+        staging.create(self.conn)
+        self._staging = staging
+        self._sink = _Sink(schema, self.writer._batch_writer(self.conn, staging, self.stamp))
+        return self._sink
+
+    def _staged(self) -> Table:
+        """The staging table, once every batch is in it (and, if useful, analysed)."""
+        if self._sink is not None:
+            self._sink.close()
+        if not self._analyzed and self.writer.analyze_staging:
+            analyze_table(self.conn, self.schema, self.staging.name)
+            self._analyzed = True
+        return self.staging
+
+    def abort(self) -> None:
+        """Stop a streaming writer before the transaction rolls back (never raises)."""
+        if self._sink is not None:
+            self._sink.abort()
+
+    def staged_columns(self) -> dict[str, CatalogType]:
+        """The staging table's columns as the catalog stores them (compare with bronze's)."""
+        columns = catalog_columns(self.conn, self.schema, self.staging.name)
+        assert columns is not None
+        return columns
+
+    def check_keys(self, keys: Sequence[str]) -> None:
+        """Fail the load when the staged rows have a NULL or duplicated primary key."""
+        problem = merge.key_problem(self.conn, self._staged(), keys)
+        if problem:
+            raise LoadFailed(f"cannot load {self.target} (bronze unchanged): {problem}")
+
+    # --- into bronze ----------------------------------------------------------------------
+
+    def evolve(self, evolution: Evolution) -> None:
+        """Add new columns and widen decimals in bronze, before the staged rows go in."""
+        for name in evolution.add:
+            add_column(self.conn, self.schema, self.table, name, self.staging.c[name].type)
+        for name, catalog in evolution.widen.items():
+            alter_column_type(self.conn, self.schema, self.table, name, sql_type(catalog))
+
+    def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
+        """Swap staging in for bronze; re-add kept (dropped-at-source) columns; index keys."""
+        bronze = Table(self.table, self._staged().metadata, schema=self.schema)
+        bronze.drop(self.conn, checkfirst=True)
+        rename_table(self.conn, self.schema, self.staging.name, self.table)
+        self._staging = None
+        for name, catalog in keep.items():
+            add_column(self.conn, self.schema, self.table, name, sql_type(catalog))
+        if keys and self.writer.index_keys:
+            create_key_index(self.conn, self.schema, self.table, keys)
+
+    def merge(self, keys: Sequence[str]) -> None:
+        merge.merge(self.conn, self.schema, self.table, self._staged(), keys)
+        self._drop_staging()
+
+    def insert_absent(self, keys: Sequence[str]) -> None:
+        merge.insert_absent(self.conn, self.schema, self.table, self._staged(), keys)
+        self._drop_staging()
+
+    def insert_all(self) -> None:
+        merge.insert_all(self.conn, self.schema, self.table, self._staged())
+        self._drop_staging()
+
+    def _drop_staging(self) -> None:
+        self.staging.drop(self.conn)
+        self._staging = None
+
+    # --- metadata -------------------------------------------------------------------------
+
+    def save_watermark(self, cursor_column: str, value: str | None) -> None:
+        save_watermark(
+            self.conn,
+            self.meta,
+            tenant=self.stamp.tenant,
+            table=self.table,
+            cursor_column=cursor_column,
+            value=value,
+            batch_id=self.stamp.batch_id,
+        )
+
+    def clear_watermark(self) -> None:
+        clear_watermark(self.conn, self.meta, self.stamp.tenant, self.table)
+
+    def audit(self, rows: int) -> None:
+        record_load(
+            self.conn,
+            self.meta,
+            AuditRecord(
+                batch_id=self.stamp.batch_id,
+                tenant=self.stamp.tenant,
+                table_name=self.table,
+                mode=self.stamp.mode,
+                rows=rows,
+                started_at=self.stamp.loaded_at,
+                finished_at=dt.datetime.now(dt.UTC),
+            ),
+        )
+
 
 class SqlBronzeWriter:
-    """Full refresh through SQLAlchemy; subclasses supply `_batch_writer` (and `_lock`)."""
+    """Loads through SQLAlchemy; subclasses supply `_batch_writer` (and `_lock`, `_connect`)."""
 
     #: The backend name this writer accepts (`url.get_backend_name()`).
     backend: ClassVar[str]
     #: Errors of the raw driver connection used for bulk appends (besides SQLAlchemy's).
     driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    #: Whether bronze tables with a primary key get an index on it (fast merges).
+    index_keys: ClassVar[bool] = True
+    #: Whether the filled staging table is analysed before it is checked and merged.
+    analyze_staging: ClassVar[bool] = True
 
-    def __init__(self, url: str | URL, schemas: Schemas) -> None:
+    def __init__(
+        self, url: str | URL, schemas: Schemas, *, lock_timeout: float | None = None
+    ) -> None:
         self.url = parse_url(url)
         self.schemas = schemas
+        self.lock_timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
 
     def target(self, table: str) -> str:
         return f"{self.schemas.bronze}.{table}"
@@ -125,14 +314,15 @@ class SqlBronzeWriter:
         return connect(engine, "warehouse")
 
     def _lock(self, conn: Connection, lock_name: str) -> None:
-        """Hold `lock_name` until the transaction ends. Default: nothing (see subclasses)."""
+        """Hold `lock_name` until the transaction ends, waiting at most `lock_timeout`
+        seconds (then `WarehouseBusy`). Default: nothing (see subclasses)."""
 
     def _batch_writer(self, conn: Connection, staging: Table, stamp: LoadStamp) -> BatchWriter:
         raise NotImplementedError
 
     @contextmanager
-    def full_refresh(self, table: str, schema: pa.Schema, stamp: LoadStamp) -> Iterator[BatchSink]:
-        """Open the transaction and staging table; swap and audit when the block succeeds."""
+    def session(self, table: str, stamp: LoadStamp) -> Iterator[BronzeSession]:
+        """The load's transaction with `table` locked; commits when the block succeeds."""
         require_backend(self.url, self.backend, "warehouse")
         engine = make_engine(self.url)
         try:
@@ -148,26 +338,13 @@ class SqlBronzeWriter:
                 with conn.begin():
                     # Two runs of one table never interleave (DESIGN.md, contract 5).
                     self._lock(conn, f"datakits:load:{self.target(table)}")
-                    staging = bronze_table(staging_name(table), self.schemas.bronze, schema)
-                    staging.drop(conn, checkfirst=True)  # never left by us; be safe anyway
-                    staging.create(conn)
-                    sink = _Sink(schema, self._batch_writer(conn, staging, stamp))
-                    yield sink
-                    bronze_table(table, self.schemas.bronze, schema).drop(conn, checkfirst=True)
-                    self._rename(conn, staging, table)
-                    record_load(
-                        conn,
-                        meta,
-                        AuditRecord(
-                            batch_id=stamp.batch_id,
-                            tenant=stamp.tenant,
-                            table_name=table,
-                            mode=stamp.mode,
-                            rows=sink.rows,
-                            started_at=stamp.loaded_at,
-                            finished_at=dt.datetime.now(dt.UTC),
-                        ),
-                    )
+                    session = BronzeSession(self, conn, meta, table, stamp)
+                    try:
+                        yield session
+                        session.abort()  # no-op unless the caller left a stream open
+                    except BaseException:
+                        session.abort()
+                        raise
             except (DBAPIError, *self.driver_errors) as exc:
                 raise LoadFailed(
                     f"loading {self.target(table)} failed and was rolled back "
@@ -178,9 +355,12 @@ class SqlBronzeWriter:
         finally:
             engine.dispose()
 
-    @staticmethod
-    def _rename(conn: Connection, staging: Table, name: str) -> None:
-        # SQLAlchemy has no ALTER TABLE ... RENAME construct: quote with the dialect.
-        prep = conn.dialect.identifier_preparer
-        old, new = prep.format_table(staging), prep.quote(name)
-        conn.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+    @contextmanager
+    def full_refresh(self, table: str, schema: pa.Schema, stamp: LoadStamp) -> Iterator[BatchSink]:
+        """A plain staging + swap of `table` (no drift policy): `datakits.load` does more."""
+        with self.session(table, stamp) as session:
+            sink = session.stage(schema)
+            yield sink
+            sink.close()
+            session.replace(keep={}, keys=())
+            session.audit(sink.rows)

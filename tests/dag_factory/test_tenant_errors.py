@@ -47,7 +47,8 @@ def test_typo_enum_and_pattern_are_all_reported(warehouses: Path, write_tenant: 
         "tenant, enabled, description, owners, tags, source, warehouse, tables, dbt, schedule, "
         "start_date, catchup, max_active_runs, concurrency, pool, retries, retry_delay, tasks, "
         "images, alerting, platform",
-        "shop/warehouse.yaml:4:9: source.kind: must be one of 'sqlite' or 'postgres', got 'oracle'",
+        "shop/warehouse.yaml:4:9: source.kind: must be one of 'sqlite', 'postgres' or "
+        "'mysql', got 'oracle'",
         "shop/warehouse.yaml:5:21: source.connection.env: must be an env var name "
         "(A-Z, 0-9, _), got 'shop_url'",
         "shop/warehouse.yaml:10:11: tables[0].name: must be a lower-case SQL identifier "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -80,3 +81,41 @@ def test_extract_failure_is_one_line_and_exit_code(
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("runner extract: ")
+
+
+def test_extract_reports_the_committed_watermark_and_progress(
+    pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    from tests.datakits.bronze_state import execute
+    from tests.datakits.runner_proc import run_extract
+
+    execute(
+        pg_source,
+        "CREATE TABLE ev (id bigint PRIMARY KEY, at timestamptz NOT NULL)",
+        "INSERT INTO ev SELECT g, TIMESTAMPTZ '2024-03-01 00:00:00+00' + g * interval '1 second'"
+        " FROM generate_series(1, 250) g",
+    )
+    warehouse = make_warehouse("duckdb")
+    spec = make_spec(
+        "postgres",
+        "duckdb",
+        {
+            "name": "ev",
+            "mode": "incremental",
+            "cursor": "at",
+            "primary_key": ["id"],
+            "batch_size": 100,
+        },
+    )
+
+    done = run_extract(spec, "ev", pg_source, warehouse, RUNNER_PROGRESS_INTERVAL="0")
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert (result["mode"], result["rows"]) == ("incremental", 250)
+    assert result["watermark"] == "2024-03-01T00:04:10+00:00"
+    lines = done.stderr.splitlines()
+    progress = [re.search(r": ([\d,]+) rows, [\d,]+ rows/s$", line) for line in lines[:-1]]
+    assert [m.group(1) if m else None for m in progress] == ["100", "200", "250"]
+    assert lines[0].startswith("acme: ev → bronze.ev (incremental, first load (no bronze table))")
+    assert lines[-1].endswith("watermark 2024-03-01T00:04:10+00:00")

@@ -28,3 +28,21 @@ def test_non_tty_progress_prints_one_summary_line(
     assert lines[0].startswith("loaded 3 rows")
     assert result.batch_id in lines[0]
     assert capsys.readouterr().out == ""
+
+
+def test_log_lines_every_interval() -> None:
+    """Off a terminal, long loads still show life: one line per `interval` seconds."""
+    every_batch, quiet = io.StringIO(), io.StringIO()
+    for stream, interval in ((every_batch, 0.0), (quiet, 3600.0)):
+        with StderrProgress(stream, interval=interval) as progress:
+            progress.start("acme: t → bronze.t (full_refresh)")
+            progress.advance(1_000, 10)
+            progress.advance(500, 5)
+            progress.finish("loaded 1,500 rows")
+    lines = every_batch.getvalue().splitlines()
+    assert [line.split(" rows,")[0] for line in lines[:2]] == [
+        "acme: t → bronze.t (full_refresh): 1,000",
+        "acme: t → bronze.t (full_refresh): 1,500",
+    ]
+    assert lines[0].endswith(" rows/s") and lines[2] == "loaded 1,500 rows"
+    assert quiet.getvalue().splitlines() == ["loaded 1,500 rows"]

@@ -1,0 +1,447 @@
+"""Type fidelity: every source kind into every warehouse kind, values compared exactly.
+
+Each source gets a `fidelity` table with the values that break loaders: 38-digit and
+negative decimals, timestamps with and without time zone at microsecond precision and
+at the ends of their ranges, dates, booleans, JSON text, UUIDs, binary (empty and every
+byte value), Unicode text (emoji, CJK, a ~1 MB value, the empty string), integer
+extremes, and a row of NULLs. Bronze must hold exactly those values. What a type cannot
+carry must fail the load with the column named, never round (`datakits.types`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import uuid
+from collections.abc import Callable
+from decimal import Decimal, localcontext
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from datakits.errors import LoadFailed
+from datakits.load import load_table
+from devtools.mariadb import MariaDBServer
+from tests.datakits.conftest import make_spec, normalize, pg_table, query
+
+UTC = dt.UTC
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+WAREHOUSES = ["duckdb", "postgres"]
+LONG_TEXT = ("Zoë ☕ 東京 🎉 naïve " * 60_000)[:1_000_000]
+UID = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+ALL_BYTES = bytes(range(256))
+BIG = 9_223_372_036_854_775_807
+NINES = Decimal("9" * 38)
+NEG_NINES = Decimal("-" + "9" * 38)  # not -NINES: the default context rounds to 28
+JSON_TEXT = '{"b": 1, "a": [1.10, "ü", 1e400]}'  # key order, 1.10, a huge number: kept
+
+
+def _bronze(url: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    rows = query(url, f"SELECT {', '.join(columns)} FROM bronze.fidelity ORDER BY id")
+    return [tuple(normalize(v) for v in row) for row in rows]
+
+
+def _execute(url: str, *statements: str, rows: list[dict[str, Any]] | None = None) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in statements[:-1]:
+                conn.execute(text(statement))
+            conn.execute(text(statements[-1]), rows) if rows else conn.execute(text(statements[-1]))
+    finally:
+        engine.dispose()
+
+
+def _load(kind: str, source_url: str, warehouse_url: str) -> None:
+    warehouse = "duckdb" if warehouse_url.startswith("duckdb") else "postgres"
+    spec = make_spec(kind, warehouse, {"name": "fidelity", "batch_size": 100})
+    load_table(spec, spec.tables[0], source_url, warehouse_url)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+PG_COLUMNS = ["id", "d12", "d38", "d38s", "ts", "tstz", "day", "flag", "doc", "docb", "uid",
+              "raw", "txt", "big", "f8"]  # fmt: skip
+PG_ROWS: list[dict[str, Any]] = [
+    {
+        "id": 1,
+        "d12": Decimal("1234567890.12"),
+        "d38": NINES,
+        "d38s": Decimal("1234567890123456789012345678.0123456789"),
+        "ts": dt.datetime(1, 1, 1, 0, 0, 0),
+        "tstz": dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=IST),
+        "day": dt.date(1, 1, 1),
+        "flag": True,
+        "doc": JSON_TEXT,
+        "docb": JSON_TEXT,
+        "uid": UID,
+        "raw": ALL_BYTES,
+        "txt": 'Zoë ☕ 東京 🎉 "quoted", back\\slash\ttab\nnewline',
+        "big": BIG,
+        "f8": 0.1,
+    },
+    {
+        "id": 2,
+        "d12": Decimal("-0.01"),
+        "d38": NEG_NINES,
+        "d38s": Decimal("-0.0000000001"),
+        "ts": dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        "tstz": dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        "day": dt.date(9999, 12, 31),
+        "flag": False,
+        "doc": "[]",
+        "docb": "{}",
+        "uid": uuid.UUID(int=0),
+        "raw": b"",
+        "txt": "",
+        "big": -BIG - 1,
+        "f8": -1.7976931348623157e308,
+    },
+    {
+        "id": 3,
+        "d12": Decimal("0.00"),
+        "d38": Decimal(0),
+        "d38s": Decimal("0E-10"),
+        "ts": dt.datetime(1970, 1, 1, 0, 0, 0, 1),
+        "tstz": dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        "day": dt.date(2000, 2, 29),
+        "flag": True,
+        "doc": '"just a string"',
+        "docb": "null",
+        "uid": UID,
+        "raw": b"\x00",
+        "txt": LONG_TEXT,
+        "big": 0,
+        "f8": 5e-324,
+    },
+    dict.fromkeys(PG_COLUMNS) | {"id": 4},
+]
+
+
+def _pg_source(url: str) -> str:
+    pg_table(
+        url,
+        "CREATE TABLE fidelity (id integer PRIMARY KEY, d12 numeric(12, 2), "
+        "d38 numeric(38, 0), d38s numeric(38, 10), ts timestamp, tstz timestamptz, day date, "
+        "flag boolean, doc json, docb jsonb, uid uuid, raw bytea, txt text, big bigint, "
+        "f8 double precision)",
+        PG_ROWS,
+        "INSERT INTO fidelity VALUES (:id, :d12, :d38, :d38s, :ts, :tstz, :day, :flag, "
+        "CAST(:doc AS json), CAST(:docb AS jsonb), :uid, :raw, :txt, :big, :f8)",
+    )
+    return url
+
+
+def _pg_expected(source_url: str) -> list[tuple[Any, ...]]:
+    # jsonb is kept as the server's own (canonical) text: ask the server for it.
+    canonical = dict(query(source_url, "SELECT id, docb::text FROM fidelity"))
+    expected = []
+    for row in PG_ROWS:
+        values = dict(row)
+        values["docb"] = canonical[values["id"]]
+        if values["uid"] is not None:
+            values["uid"] = str(values["uid"])
+        if values["d38s"] is not None:
+            with localcontext(prec=100):
+                values["d38s"] = values["d38s"].quantize(Decimal("1E-10"))
+        expected.append(tuple(normalize(values[c]) for c in PG_COLUMNS))
+    return expected
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "cursor"])
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_postgres_source_values_round_trip(
+    warehouse: str,
+    copy: bool,
+    pg_source: str,
+    make_warehouse: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not copy:
+        monkeypatch.setenv("DATAKITS_POSTGRES_COPY", "0")
+    source_url, warehouse_url = _pg_source(pg_source), make_warehouse(warehouse)
+
+    _load("postgres", source_url, warehouse_url)
+
+    assert _bronze(warehouse_url, PG_COLUMNS) == _pg_expected(source_url)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_postgres_bronze_column_types(
+    warehouse: str, pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    """Decimals keep precision and scale; nothing becomes a float or loses its zone."""
+    source_url, warehouse_url = _pg_source(pg_source), make_warehouse(warehouse)
+    _load("postgres", source_url, warehouse_url)
+    if warehouse == "duckdb":
+        got = dict(query(warehouse_url, "SELECT column_name, data_type FROM "
+                   "information_schema.columns WHERE table_name = 'fidelity'"))  # fmt: skip
+        assert got["d12"] == "DECIMAL(12,2)"
+        assert got["d38"] == "DECIMAL(38,0)"
+        assert got["d38s"] == "DECIMAL(38,10)"
+        assert got["tstz"] == "TIMESTAMP WITH TIME ZONE"
+        assert got["ts"] == "TIMESTAMP"
+    else:
+        got = dict(query(warehouse_url, "SELECT attname, format_type(atttypid, atttypmod) "
+                   "FROM pg_attribute WHERE attrelid = 'bronze.fidelity'::regclass "
+                   "AND attnum > 0"))  # fmt: skip
+        assert got["d12"] == "numeric(12,2)"
+        assert got["d38"] == "numeric(38,0)"
+        assert got["d38s"] == "numeric(38,10)"
+        assert got["tstz"] == "timestamp with time zone"
+        assert got["ts"] == "timestamp without time zone"
+
+
+@pytest.mark.postgres
+def test_postgres_dates_before_year_one_load_exactly_through_copy(
+    pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    """Arrow holds proleptic dates Python's datetime cannot: COPY carries them exactly."""
+    _execute(pg_source, "CREATE TABLE fidelity (id integer, day date, ts timestamp)",
+             "INSERT INTO fidelity VALUES (1, '0044-03-15 BC', "
+             "'4713-01-01 12:00:00.000001 BC')")  # fmt: skip
+    warehouse_url = make_warehouse("postgres")
+    _load("postgres", pg_source, warehouse_url)
+    got = query(warehouse_url, "SELECT day::text, ts::text FROM bronze.fidelity")
+    assert got == [("0044-03-15 BC", "4713-01-01 12:00:00.000001 BC")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("ddl", "value", "message"),
+    [
+        ("numeric(12, 2)", "'NaN'", r"column 'v' cannot be loaded as decimal128\(12, 2\)"),
+        ("timestamptz", "'infinity'", r"column 'v' holds infinity"),
+        ("timestamp", "'-infinity'", r"column 'v' holds infinity"),
+        ("date", "'infinity'", r"column 'v' holds infinity"),
+    ],
+)
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_postgres_values_bronze_cannot_carry_fail_the_load(
+    ddl: str,
+    value: str,
+    message: str,
+    warehouse: str,
+    pg_source: str,
+    make_warehouse: Callable[[str], str],
+) -> None:
+    _execute(pg_source, f"CREATE TABLE fidelity (id integer, v {ddl})",
+             f"INSERT INTO fidelity VALUES (1, NULL), (2, {value})")  # fmt: skip
+    with pytest.raises(LoadFailed, match=message):
+        _load("postgres", pg_source, make_warehouse(warehouse))
+
+
+@pytest.mark.postgres
+def test_postgres_infinity_fails_on_the_cursor_path_too(
+    pg_source: str, make_warehouse: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAKITS_POSTGRES_COPY", "0")
+    _execute(pg_source, "CREATE TABLE fidelity (id integer, v timestamptz)",
+             "INSERT INTO fidelity VALUES (1, 'infinity')")  # fmt: skip
+    with pytest.raises(LoadFailed, match=r"fidelity"):
+        _load("postgres", pg_source, make_warehouse("duckdb"))
+
+
+# --- MariaDB ----------------------------------------------------------------------------
+
+MY_COLUMNS = ["id", "d12", "d38", "d38s", "d65", "ts", "tstz", "day", "flag", "doc", "uid",
+              "raw", "txt", "big", "ubig", "f8", "bits", "yr"]  # fmt: skip
+MY_ROWS: list[dict[str, Any]] = [
+    {
+        "id": 1,
+        "d12": Decimal("1234567890.12"),
+        "d38": NINES,
+        "d38s": Decimal("1234567890123456789012345678.0123456789"),
+        "d65": Decimal("12345678901234567890123456789012345.123456789012345678901234567891"),
+        "ts": dt.datetime(1000, 1, 1, 0, 0, 0, 1),
+        "tstz": dt.datetime(1970, 1, 1, 0, 0, 1, 123456),
+        "day": dt.date(1000, 1, 1),
+        "flag": 1,
+        "doc": JSON_TEXT,
+        "uid": str(UID),
+        "raw": ALL_BYTES,
+        "txt": 'Zoë ☕ 東京 🎉 "quoted", back\\slash\ttab\nnewline',
+        "big": BIG,
+        "ubig": 18_446_744_073_709_551_615,
+        "f8": 0.1,
+        "bits": b"\xff",
+        "yr": 2024,
+    },
+    {
+        "id": 2,
+        "d12": Decimal("-0.01"),
+        "d38": NEG_NINES,
+        "d38s": Decimal("-0.0000000001"),
+        "d65": Decimal("-0.000000000000000000000000000001"),
+        "ts": dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        "tstz": dt.datetime(2038, 1, 19, 3, 14, 7, 999999),
+        "day": dt.date(9999, 12, 31),
+        "flag": 0,
+        "doc": "[]",
+        "uid": str(uuid.UUID(int=0)),
+        "raw": b"",
+        "txt": "",
+        "big": -BIG - 1,
+        "ubig": 0,
+        "f8": -1.7976931348623157e308,
+        "bits": b"\x00",
+        "yr": 1901,
+    },
+    {
+        "id": 3,
+        "d12": Decimal("0.00"),
+        "d38": Decimal(0),
+        "d38s": Decimal("0.0000000000"),
+        "d65": Decimal(0),
+        "ts": dt.datetime(2024, 2, 29, 12, 0, 0, 500000),
+        "tstz": dt.datetime(2024, 2, 29, 12, 0, 0, 500000),
+        "day": dt.date(2000, 2, 29),
+        "flag": 2,  # a BOOLEAN is a TINYINT(1): it may hold 2, so bronze keeps an integer
+        "doc": '"just a string"',
+        "uid": str(UID),
+        "raw": b"\x00",
+        "txt": LONG_TEXT,
+        "big": 0,
+        "ubig": BIG + 1,
+        "f8": 5e-324,
+        "bits": b"\x01",
+        "yr": 2155,
+    },
+    dict.fromkeys(MY_COLUMNS) | {"id": 4},
+]
+
+
+def _mariadb_source(server: MariaDBServer, name: str) -> str:
+    url = server.create_database(name)
+    _execute(
+        url,
+        "SET time_zone = '+00:00'",
+        "CREATE TABLE fidelity (id INT PRIMARY KEY, d12 DECIMAL(12, 2), d38 DECIMAL(38, 0), "
+        "d38s DECIMAL(38, 10), d65 DECIMAL(65, 30), ts DATETIME(6), tstz TIMESTAMP(6) NULL, "
+        "day DATE, flag BOOLEAN, doc JSON, uid UUID, raw LONGBLOB, txt LONGTEXT, big BIGINT, "
+        "ubig BIGINT UNSIGNED, f8 DOUBLE, bits BIT(8), yr YEAR) CHARACTER SET utf8mb4",
+        "INSERT INTO fidelity VALUES (:id, :d12, :d38, :d38s, :d65, :ts, :tstz, :day, :flag, "
+        ":doc, :uid, :raw, :txt, :big, :ubig, :f8, :bits, :yr)",
+        rows=MY_ROWS,
+    )
+    return url
+
+
+def _mariadb_expected() -> list[tuple[Any, ...]]:
+    expected = []
+    for row in MY_ROWS:
+        values = dict(row)
+        if values["d65"] is not None:  # DECIMAL(65, 30) is wider than 38 digits: exact text
+            with localcontext(prec=100):
+                values["d65"] = format(values["d65"].quantize(Decimal("1E-30")), "f")
+        if values["bits"] is not None:
+            values["bits"] = int.from_bytes(values["bits"], "big")
+        expected.append(tuple(normalize(values[c]) for c in MY_COLUMNS))
+    return expected
+
+
+def _db_name(request: pytest.FixtureRequest) -> str:
+    import hashlib
+
+    return (
+        "src_" + hashlib.sha1(request.node.nodeid.encode(), usedforsecurity=False).hexdigest()[:12]
+    )
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_mariadb_source_values_round_trip(
+    warehouse: str,
+    mariadb_server: MariaDBServer,
+    make_warehouse: Callable[[str], str],
+    request: pytest.FixtureRequest,
+) -> None:
+    source_url = _mariadb_source(mariadb_server, _db_name(request))
+    warehouse_url = make_warehouse(warehouse)
+
+    _load("mysql", source_url, warehouse_url)
+
+    assert _bronze(warehouse_url, MY_COLUMNS) == _mariadb_expected()
+
+
+@pytest.mark.mariadb
+def test_mariadb_time_beyond_a_day_fails_the_load(
+    mariadb_server: MariaDBServer,
+    make_warehouse: Callable[[str], str],
+    request: pytest.FixtureRequest,
+) -> None:
+    url = mariadb_server.create_database(_db_name(request))
+    _execute(url, "CREATE TABLE fidelity (id INT, t TIME(6))",
+             "INSERT INTO fidelity VALUES (1, '12:34:56.5'), (2, '30:00:00')")  # fmt: skip
+    with pytest.raises(LoadFailed, match=r"column 't' .*duration, not a time of day"):
+        _load("mysql", url, make_warehouse("duckdb"))
+
+
+# --- SQLite -------------------------------------------------------------------------------
+
+SQ_COLUMNS = ["id", "d12", "d18", "ts", "day", "flag", "doc", "uid", "raw", "txt", "big", "f8"]
+#: SQLite stores decimals as REAL or INTEGER (NUMERIC affinity): 38 digits do not survive
+#: inside SQLite itself, so its extremes are int64's.
+SQ_ROWS: list[tuple[Any, ...]] = [
+    (1, 1234567890.12, BIG, "0001-01-01 00:00:00", "0001-01-01", 1, JSON_TEXT, str(UID),
+     ALL_BYTES, PG_ROWS[0]["txt"], BIG, 0.1),
+    (2, -0.01, -BIG - 1, "9999-12-31 23:59:59.999999", "9999-12-31", 0, "[]", str(UID), b"",
+     "", -BIG - 1, -1.7976931348623157e308),
+    (3, 0, 0, "2024-02-29T12:00:00.5+01:00", "2000-02-29", 1, '"s"', str(UID), b"\x00",
+     LONG_TEXT, 0, 5e-324),
+    (4, None, None, None, None, None, None, None, None, None, None, None),
+]  # fmt: skip
+
+
+def _sqlite_expected() -> list[tuple[Any, ...]]:
+    def ts(text_value: str | None) -> dt.datetime | None:
+        if text_value is None:
+            return None
+        moment = dt.datetime.fromisoformat(text_value)
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+    expected = []
+    for row in SQ_ROWS:
+        (id_, d12, d18, stamp, day, flag, doc, uid, raw, txt, big, f8) = row
+        expected.append(
+            (
+                id_,
+                None if d12 is None else Decimal(repr(d12)).quantize(Decimal("0.01")),
+                None if d18 is None else Decimal(d18),
+                ts(stamp),
+                None if day is None else dt.date.fromisoformat(day),
+                None if flag is None else bool(flag),
+                doc,
+                uid,
+                raw,
+                txt,
+                big,
+                f8,
+            )
+        )
+    return expected
+
+
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_sqlite_source_values_round_trip(
+    warehouse: str, tmp_path: Path, make_warehouse: Callable[[str], str]
+) -> None:
+    path = tmp_path / "fidelity.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE fidelity (id INTEGER PRIMARY KEY, d12 DECIMAL(12, 2), "
+            "d18 DECIMAL(19, 0), ts TIMESTAMP, day DATE, flag BOOLEAN, doc JSON, uid UUID, "
+            "raw BLOB, txt TEXT, big BIGINT, f8 REAL)"
+        )
+        conn.executemany(f"INSERT INTO fidelity VALUES ({', '.join('?' * 12)})", SQ_ROWS)
+    conn.close()
+    warehouse_url = make_warehouse(warehouse)
+
+    _load("sqlite", f"sqlite:///{path}", warehouse_url)
+
+    assert _bronze(warehouse_url, SQ_COLUMNS) == _sqlite_expected()
