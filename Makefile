@@ -18,7 +18,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO)/airflow \
 	DEMO_SOURCE_URL=sqlite:///$(DEMO)/shop.sqlite \
 	DEMO_WAREHOUSE_URL=duckdb:///$(DEMO)/warehouse.duckdb
 
-.PHONY: help install services demo test lint clean platform-up platform-down astro-wheels
+.PHONY: help install services demo test lint clean platform-up platform-down astro-wheels images base-image
 
 help:
 	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
@@ -26,6 +26,7 @@ help:
 	@echo "make clean  remove .venv and .data"
 	@echo "make platform-up / platform-down   Traefik + registry for the laptop path"
 	@echo "make astro-wheels                  wheels and tenants for the Astro image"
+	@echo "make images [REGISTRY=… BASE_IMAGE=…]  build and push the runner images"
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,18 @@ test: install services lint
 
 clean:
 	rm -rf $(VENV) $(DATA)
+
+# Runner images (runners/docker/): build, tag with the version and the git sha, push to
+# $(REGISTRY). Public images cannot be pulled on our machines: `make base-image` builds a
+# local one (debootstrap), then `make images BASE_IMAGE=local/debian-python:bookworm`.
+REGISTRY ?= registry.localhost
+BASE_IMAGE ?= python:3.11-slim-bookworm
+
+images: install
+	$(BIN)/python -m runners.build_images --registry $(REGISTRY) --base-image $(BASE_IMAGE) --push
+
+base-image: install services
+	$(BIN)/python -m devtools.docker base-image
 
 # The local platform (docs/local-platform.md): Traefik + registry on the external `edge` network.
 COMPOSE ?= docker compose

@@ -174,6 +174,21 @@ def render(
 
 
 @app.command()
+def k8s(
+    tenant: Annotated[str, typer.Argument(help="Tenant id (its folder name).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="The folder to write.")],
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Write the tenant's cluster objects as a kustomize folder (`kubectl apply -k DIR`):
+    Namespace, ServiceAccount, Role + RoleBinding, ResourceQuota, LimitRange,
+    NetworkPolicy, and the names of the Secrets it expects (never their values)."""
+    from dag_factory.k8s_objects import write_tenant_objects
+
+    for path in write_tenant_objects(_one_tenant(warehouses, tenant), out_dir):
+        out.print(f"wrote {path}")
+
+
+@app.command()
 def schema(
     write: Annotated[bool, typer.Option("--write", help="Write warehouses/schema.json.")] = False,
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,

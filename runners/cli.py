@@ -31,6 +31,11 @@ app = typer.Typer(
 )
 
 
+#: Optional: a file the runner also writes its JSON result line to (the Kubernetes adapter
+#: points it at the XCom sidecar's `/airflow/xcom/return.json`).
+RESULT_FILE_ENV = "RUNNER_RESULT_FILE"
+
+
 def load_spec() -> LoadSpec:
     raw = os.environ.get(RUNNER_SPEC_ENV)
     if not raw:
@@ -65,8 +70,12 @@ def _emit(command: str, work: Callable[[], dict[str, Any]]) -> None:
         raise typer.Exit(1) from None
     result = {"status": "ok", "command": command, **result}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
-    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    line = json.dumps(result, default=str)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
+    result_file = os.environ.get(RESULT_FILE_ENV)
+    if result_file:  # e.g. the KubernetesPodOperator's XCom file
+        Path(result_file).write_text(line, encoding="utf-8")
 
 
 @app.command()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Protocol
-
-from airflow.sdk import BaseOperator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dag_factory.plan import PlannedTask
 from dag_factory.spec import Executor, TenantSpec
+
+if TYPE_CHECKING:  # the CLI renders without importing Airflow (5 s) unless it must
+    from airflow.sdk import BaseOperator
 
 
 class Adapter(Protocol):
@@ -27,6 +28,8 @@ class Adapter(Protocol):
 #: executor → the module with its `build_operator` and `render`; imported only when used.
 _ADAPTERS = {
     Executor.local: "dag_factory.adapters.local",
+    Executor.docker: "dag_factory.adapters.docker",
+    Executor.kubernetes: "dag_factory.adapters.kubernetes",
 }
 
 

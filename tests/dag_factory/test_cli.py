@@ -69,3 +69,14 @@ def test_unknown_tenant_fails_with_one_line():
     done = run("plan", "nobody")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "no such tenant file" in done.stderr
+
+
+def test_k8s_writes_a_kustomize_folder(tmp_path: Path):
+    done = run("k8s", "acme", "--out", str(tmp_path / "acme"))
+    assert done.returncode == 0, done.stderr
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(tmp_path / "acme")], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(built.stdout)]
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"} <= set(kinds)

@@ -304,7 +304,15 @@ def test_cli_runs_dbt_and_prints_json_last(tmp_path: Path) -> None:
     generate_shop(f"duckdb:///{tmp_path / 'wh.duckdb'}", orders=100, schema="bronze")
     runner = Path(sys.executable).parent / "runner"
     done = subprocess.run(
-        [str(runner), "dbt", "--project-dir", "warehouses/_dbt/shop", "build", "--select", "silver"],
+        [
+            str(runner),
+            "dbt",
+            "--project-dir",
+            "warehouses/_dbt/shop",
+            "build",
+            "--select",
+            "silver",
+        ],
         cwd=REPO,
         env=_runner_env(tmp_path),
         capture_output=True,

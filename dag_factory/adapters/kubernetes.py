@@ -1,0 +1,160 @@
+"""The Kubernetes adapter: the planned `runner` argv as a pod (KubernetesPodOperator).
+
+The pod runs in the tenant's namespace under its service account, on its enclave's
+nodes (`dag_factory.k8s_objects.ENCLAVES`), with the planned resources and a restricted
+security context: non-root, read-only root filesystem with an emptyDir at /tmp, every
+capability dropped, seccomp RuntimeDefault, no privilege escalation. Connection URLs come
+from Kubernetes Secrets through `secretKeyRef`: no secret value is ever in the pod spec.
+Logs stream into the task log; the pod is deleted when done.
+
+XCom: the runner also writes its JSON result to `$RUNNER_RESULT_FILE`, here the file
+Airflow's XCom sidecar serves (`/airflow/xcom/return.json`, an emptyDir, so the read-only
+root filesystem is no obstacle). The sidecar runs the same runner image — no other image
+to pull or trust — under the same security context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
+from kubernetes.client import ApiClient
+from kubernetes.client import models as k8s
+
+from dag_factory.adapters.container import (
+    RUNNER_UID,
+    SCRATCH_PATH,
+    SCRATCH_SIZE,
+    TASK_LABEL,
+    image_ref,
+)
+from dag_factory.k8s_objects import SIDECAR_RESOURCES, labels, placement, secret_refs
+from dag_factory.plan import PlannedTask
+from dag_factory.spec import TenantSpec
+
+#: Where the runner writes its result line besides stdout (runners/cli.py reads this name).
+RESULT_FILE_ENV = "RUNNER_RESULT_FILE"
+RESULT_FILE = f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
+#: Env the transport adds to the planned env (parity compares the rest).
+TRANSPORT_ENV = frozenset({RESULT_FILE_ENV})
+_SCRATCH_VOLUME = "scratch"
+
+
+def _seccomp() -> k8s.V1SeccompProfile:
+    return k8s.V1SeccompProfile(type="RuntimeDefault")
+
+
+def container_security_context() -> k8s.V1SecurityContext:
+    return k8s.V1SecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUNNER_UID,
+        run_as_group=RUNNER_UID,
+        read_only_root_filesystem=True,
+        allow_privilege_escalation=False,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+        seccomp_profile=_seccomp(),
+    )
+
+
+def pod_security_context() -> k8s.V1PodSecurityContext:
+    return k8s.V1PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUNNER_UID,
+        run_as_group=RUNNER_UID,
+        fs_group=RUNNER_UID,
+        seccomp_profile=_seccomp(),
+    )
+
+
+class RunnerPodOperator(KubernetesPodOperator):
+    """KubernetesPodOperator whose XCom sidecar runs the task's own image, sized."""
+
+    ui_color = "#e6f0fa"
+
+    def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        for container in pod.spec.containers:
+            if container.name == PodDefaults.SIDECAR_CONTAINER_NAME:
+                container.image = self.image
+                container.image_pull_policy = self.image_pull_policy
+                container.resources = k8s.V1ResourceRequirements(**SIDECAR_RESOURCES)
+        return pod
+
+
+def _resources(task: PlannedTask) -> k8s.V1ResourceRequirements | None:
+    resources = task.settings.resources
+    if resources is None:
+        return None
+    parts = {
+        part: {k: v for k, v in getattr(resources, part).model_dump().items() if v}
+        for part in ("requests", "limits")
+    }
+    return k8s.V1ResourceRequirements(**{k: v for k, v in parts.items() if v})
+
+
+def _env(task: PlannedTask, spec: TenantSpec) -> list[k8s.V1EnvVar]:
+    env = [k8s.V1EnvVar(name=name, value=value) for name, value in task.env]
+    env.append(k8s.V1EnvVar(name=RESULT_FILE_ENV, value=RESULT_FILE))
+    secrets = secret_refs(spec)
+    for secret in task.secrets:
+        ref = secrets[secret.role]
+        selector = k8s.V1SecretKeySelector(name=ref.name, key=ref.key, optional=False)
+        env.append(
+            k8s.V1EnvVar(name=secret.env, value_from=k8s.V1EnvVarSource(secret_key_ref=selector))
+        )
+    return env
+
+
+def pod_name(spec: TenantSpec, task: PlannedTask) -> str:
+    """`<tenant>-<task>` in DNS-1123 form; the operator adds a random suffix."""
+    return f"{spec.tenant}-{task.task_id}".replace("_", "-")[:50].rstrip("-")
+
+
+def build_operator(
+    task: PlannedTask, spec: TenantSpec, root: Path, common: dict[str, Any]
+) -> RunnerPodOperator:
+    k8s_settings = spec.platform.kubernetes
+    where = placement(spec)
+    pull_secret = k8s_settings.image_pull_secret
+    return RunnerPodOperator(
+        **common,
+        name=pod_name(spec, task),
+        namespace=spec.namespace,
+        image=image_ref(task.image),
+        image_pull_policy="IfNotPresent",  # tags are pinned (spec.ImageRef)
+        arguments=list(task.argv),  # the image's ENTRYPOINT is `runner`
+        env_vars=_env(task, spec),
+        labels={**labels(spec), TASK_LABEL: task.task_id.replace("_", "-")},
+        service_account_name=k8s_settings.service_account,
+        automount_service_account_token=False,
+        image_pull_secrets=[k8s.V1LocalObjectReference(name=pull_secret)] if pull_secret else [],
+        container_resources=_resources(task),
+        node_selector=dict(where.node_selector),
+        tolerations=[k8s.V1Toleration(**t) for t in where.tolerations],
+        security_context=pod_security_context(),
+        container_security_context=container_security_context(),
+        xcom_sidecar_container_security_context=container_security_context(),
+        volumes=[
+            k8s.V1Volume(
+                name=_SCRATCH_VOLUME, empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=SCRATCH_SIZE)
+            )
+        ],
+        volume_mounts=[k8s.V1VolumeMount(name=_SCRATCH_VOLUME, mount_path=SCRATCH_PATH)],
+        termination_message_policy="FallbackToLogsOnError",
+        get_logs=True,
+        log_events_on_failure=True,
+        do_xcom_push=True,
+        on_finish_action="delete_pod",
+    )
+
+
+def render(task: PlannedTask, spec: TenantSpec, root: Path) -> dict[str, Any]:
+    """The pod manifest the operator would create (no cluster needed)."""
+    op = build_operator(task, spec, root, {"task_id": task.task_id})
+    with contextlib.redirect_stdout(sys.stderr):  # the operator logs to stdout; keep it clean
+        pod = op.build_pod_request_obj(dry_run=True)
+    return ApiClient().sanitize_for_serialization(pod)

@@ -1,0 +1,391 @@
+"""The Kubernetes objects a tenant needs, as plain manifests; no Airflow, no cluster.
+
+`tenant_objects(spec)` returns them: the tenant's Namespace (Pod Security `restricted`),
+the runner ServiceAccount, a Role and RoleBinding letting Airflow's pod launcher run pods
+there, a ResourceQuota and LimitRange derived from the task resources, and a
+NetworkPolicy that denies by default and allows egress to DNS and to the tenant's source
+and warehouse. `write_tenant_objects(tenant, out_dir)` writes them as a kustomize-ready
+folder, with a README naming the Secrets the cluster must hold (names and keys only).
+
+What the Kubernetes adapter and these objects must agree on — enclave placement, Secret
+names, labels — is defined here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dag_factory.adapters.container import (
+    RUNNER_UID,
+    SCRATCH_SIZE,
+    TENANT_LABEL,
+    format_memory,
+    format_millicores,
+    memory_bytes,
+    millicores,
+)
+from dag_factory.plan import SecretRole
+from dag_factory.spec import Egress, Enclave, ResourceAmounts, SecretKeyRef, TenantSpec
+
+#: Node label of the enclaves' node pools; `high-security` nodes also carry it as a taint.
+ENCLAVE_LABEL = "dag-factory.io/enclave"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "dag-factory"}
+#: The name of the Role (and RoleBinding) that lets Airflow run pods in a namespace.
+POD_LAUNCHER = "airflow-pod-launcher"
+#: The Airflow XCom sidecar (KubernetesPodOperator) runs in every pod; its fixed size.
+SIDECAR_RESOURCES = {
+    "requests": {"cpu": "10m", "memory": "16Mi"},
+    "limits": {"cpu": "50m", "memory": "32Mi"},
+}
+#: The default TCP port of each database kind a pod connects to; file databases need none.
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306}
+#: The key of the Secrets holding connection URLs.
+URL_KEY = "url"
+
+
+@dataclass(frozen=True)
+class Placement:
+    node_selector: dict[str, str]
+    tolerations: tuple[dict[str, str], ...]
+
+
+#: Where each enclave's pods run: its node pool, and the taint its nodes carry.
+ENCLAVES = {
+    Enclave.standard: Placement({ENCLAVE_LABEL: Enclave.standard.value}, ()),
+    Enclave.high_security: Placement(
+        {ENCLAVE_LABEL: Enclave.high_security.value},
+        (
+            {
+                "key": ENCLAVE_LABEL,
+                "operator": "Equal",
+                "value": Enclave.high_security.value,
+                "effect": "NoSchedule",
+            },
+        ),
+    ),
+}
+
+
+def placement(spec: TenantSpec) -> Placement:
+    return ENCLAVES[spec.platform.kubernetes.enclave]
+
+
+def labels(spec: TenantSpec) -> dict[str, str]:
+    return {TENANT_LABEL: spec.tenant, **MANAGED_BY}
+
+
+def secret_refs(spec: TenantSpec) -> dict[SecretRole, SecretKeyRef]:
+    """The Kubernetes Secret (name, key) holding each connection URL, by role."""
+    k8s = spec.platform.kubernetes
+    return {
+        SecretRole.source: k8s.source_secret
+        or SecretKeyRef(name=f"{spec.namespace}-source", key=URL_KEY),
+        SecretRole.warehouse: k8s.warehouse_secret
+        or SecretKeyRef(name=f"{spec.namespace}-warehouse", key=URL_KEY),
+    }
+
+
+def expected_secrets(spec: TenantSpec) -> list[dict[str, Any]]:
+    """The Secrets the tenant's namespace must hold: names, keys and types, never values."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for role, ref in secret_refs(spec).items():
+        entry = by_name.setdefault(
+            ref.name, {"name": ref.name, "type": "Opaque", "keys": [], "holds": []}
+        )
+        if ref.key not in entry["keys"]:
+            entry["keys"].append(ref.key)
+        entry["holds"].append(f"the {role.value}'s SQLAlchemy URL")
+    pull = spec.platform.kubernetes.image_pull_secret
+    if pull:
+        by_name[pull] = {
+            "name": pull,
+            "type": "kubernetes.io/dockerconfigjson",
+            "keys": [".dockerconfigjson"],
+            "holds": ["credentials of the runner images' registry"],
+        }
+    return list(by_name.values())
+
+
+# --- resources -------------------------------------------------------------------------------
+
+
+def _amounts(spec: TenantSpec, part: str) -> list[ResourceAmounts]:
+    found = []
+    for kind in ("extract", "dbt"):
+        settings = spec.task_settings(kind)
+        if settings.resources is not None:
+            found.append(getattr(settings.resources, part))
+    for table in spec.enabled_tables:
+        resources = spec.task_settings("extract", table).resources
+        if resources is not None:
+            found.append(getattr(resources, part))
+    return found
+
+
+def _extreme(spec: TenantSpec, part: str, pick: Any) -> dict[str, str]:
+    """max or min over the tenant's tasks of one part (requests or limits), as quantities."""
+    amounts = _amounts(spec, part)
+    cpus = [millicores(a.cpu) for a in amounts if a.cpu]
+    memories = [memory_bytes(a.memory) for a in amounts if a.memory]
+    out = {}
+    if cpus:
+        out["cpu"] = format_millicores(pick(cpus))
+    if memories:
+        out["memory"] = format_memory(pick(memories))
+    return out
+
+
+def parallel_pods(spec: TenantSpec) -> int:
+    """Pods the tenant can run at once: its DAG runs times the tasks one run runs at once."""
+    per_run = 1 if spec.serial_only else min(spec.concurrency, max(len(spec.enabled_tables), 1))
+    return spec.max_active_runs * per_run
+
+
+def quota_amounts(spec: TenantSpec) -> dict[str, str]:
+    """ResourceQuota `hard`: every pod that can run at once at its largest, plus sidecars."""
+    pods = parallel_pods(spec)
+    hard = {"pods": str(pods * 2)}  # room for pods that are still terminating
+    for part in ("requests", "limits"):
+        largest = _extreme(spec, part, max)
+        sidecar = SIDECAR_RESOURCES[part]
+        if "cpu" in largest:
+            hard[f"{part}.cpu"] = format_millicores(
+                pods * (millicores(largest["cpu"]) + millicores(sidecar["cpu"]))
+            )
+        if "memory" in largest:
+            hard[f"{part}.memory"] = format_memory(
+                pods * (memory_bytes(largest["memory"]) + memory_bytes(sidecar["memory"]))
+            )
+    return hard
+
+
+# --- the objects -----------------------------------------------------------------------------
+
+
+def _meta(spec: TenantSpec, name: str, *, namespaced: bool = True) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels(spec)}
+    if namespaced:
+        meta["namespace"] = spec.namespace
+    return meta
+
+
+def namespace(spec: TenantSpec) -> dict[str, Any]:
+    meta = _meta(spec, spec.namespace, namespaced=False)
+    meta["labels"] = {
+        **meta["labels"],
+        ENCLAVE_LABEL: spec.platform.kubernetes.enclave.value,
+        # the runner pods meet the `restricted` Pod Security Standard: enforce it
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def service_account(spec: TenantSpec) -> dict[str, Any]:
+    k8s = spec.platform.kubernetes
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(spec, k8s.service_account),
+        # runners never talk to the Kubernetes API
+        "automountServiceAccountToken": False,
+    }
+    if k8s.image_pull_secret:
+        obj["imagePullSecrets"] = [{"name": k8s.image_pull_secret}]
+    return obj
+
+
+def pod_launcher_role(spec: TenantSpec) -> dict[str, Any]:
+    """What KubernetesPodOperator does in the namespace: create, watch and delete pods, read
+    their logs, exec into the XCom sidecar to read the result, and read events on failure."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(spec, POD_LAUNCHER),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods"],
+                "verbs": ["create", "get", "list", "watch", "patch", "delete"],
+            },
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
+            {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+        ],
+    }
+
+
+def pod_launcher_binding(spec: TenantSpec) -> dict[str, Any]:
+    k8s = spec.platform.kubernetes
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(spec, POD_LAUNCHER),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": POD_LAUNCHER,
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": k8s.airflow_service_account,
+                "namespace": k8s.airflow_namespace,
+            }
+        ],
+    }
+
+
+def resource_quota(spec: TenantSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta(spec, "runner-quota"),
+        "spec": {"hard": quota_amounts(spec)},
+    }
+
+
+def limit_range(spec: TenantSpec) -> dict[str, Any] | None:
+    """Per container: at most the largest task limits; containers that name no resources
+    get the smallest task's. None when the spec sets no resources at all."""
+    limit: dict[str, Any] = {"type": "Container"}
+    for key, part, pick in (
+        ("max", "limits", max),
+        ("default", "limits", min),
+        ("defaultRequest", "requests", min),
+    ):
+        amounts = _extreme(spec, part, pick)
+        if amounts:
+            limit[key] = amounts
+    if len(limit) == 1:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": _meta(spec, "runner-limits"),
+        "spec": {"limits": [limit]},
+    }
+
+
+def _egress_rule(kind: str, egress: Egress) -> dict[str, Any] | None:
+    ports = egress.ports or ((DEFAULT_PORTS[kind],) if kind in DEFAULT_PORTS else ())
+    if not ports:  # a file database (SQLite, DuckDB): nothing to connect to
+        return None
+    rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": p} for p in ports]}
+    if egress.cidrs:
+        rule["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in egress.cidrs]
+    return rule
+
+
+def network_policy(spec: TenantSpec) -> dict[str, Any]:
+    """Deny all ingress and egress of the namespace's pods, except DNS, the source and the
+    warehouse (ports by database kind, narrowed by `platform.kubernetes.*_egress`)."""
+    k8s = spec.platform.kubernetes
+    dns = {
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    egress = [dns]
+    for kind, settings in (
+        (spec.source.kind.value, k8s.source_egress),
+        (spec.warehouse.kind.value, k8s.warehouse_egress),
+    ):
+        rule = _egress_rule(kind, settings)
+        if rule is not None and rule not in egress:
+            egress.append(rule)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, "runner-egress"),
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "egress": egress},
+    }
+
+
+def tenant_objects(spec: TenantSpec) -> list[dict[str, Any]]:
+    """Every object of the tenant, Namespace first."""
+    objects = [
+        namespace(spec),
+        service_account(spec),
+        pod_launcher_role(spec),
+        pod_launcher_binding(spec),
+        resource_quota(spec),
+        limit_range(spec),
+        network_policy(spec),
+    ]
+    return [o for o in objects if o is not None]
+
+
+# --- the folder ------------------------------------------------------------------------------
+
+
+def _file_name(obj: dict[str, Any]) -> str:
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def _readme(spec: TenantSpec, files: list[str]) -> str:
+    rows = "\n".join(
+        f"| `{s['name']}` | `{s['type']}` | {', '.join(f'`{k}`' for k in s['keys'])} "
+        f"| {'; '.join(s['holds'])} |"
+        for s in expected_secrets(spec)
+    )
+    listed = "\n".join(f"- `{f}`" for f in files)
+    return f"""# Kubernetes objects of tenant `{spec.tenant}`
+
+Written by dag_factory (`write_tenant_objects`); apply with `kubectl apply -k .`.
+
+{listed}
+
+## Secrets this namespace must hold (`{spec.namespace}`)
+
+Not part of this folder: create them from your secret store (names and keys only here).
+Runner pods read the URLs through `secretKeyRef`; no value is ever in a pod spec.
+
+| Secret | type | keys | holds |
+|---|---|---|---|
+{rows}
+
+Pods run as uid {RUNNER_UID}, read-only root filesystem, `/tmp` an emptyDir of
+{SCRATCH_SIZE}, on nodes labelled `{ENCLAVE_LABEL}={spec.platform.kubernetes.enclave.value}`.
+"""
+
+
+def write_tenant_objects(tenant: Any, out_dir: Path) -> list[Path]:
+    """Write the tenant's objects to `out_dir` (created), one file each, with
+    `kustomization.yaml` and a README of the expected Secrets; returns the files written.
+    `tenant` is a loaded `Tenant` or a `TenantSpec`."""
+    spec: TenantSpec = getattr(tenant, "spec", tenant)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    files = []
+    for obj in tenant_objects(spec):
+        name = _file_name(obj)
+        path = out / name
+        path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+        files.append(name)
+        written.append(path)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": files,
+    }
+    path = out / "kustomization.yaml"
+    path.write_text(yaml.safe_dump(kustomization, sort_keys=False), encoding="utf-8")
+    written.append(path)
+    path = out / "README.md"
+    path.write_text(_readme(spec, files), encoding="utf-8")
+    written.append(path)
+    return written

@@ -1,0 +1,91 @@
+"""The `acme` tenant's DAG with `executor: docker`, for real: `airflow dags test` runs every
+task as a container of the runner images pulled from the test registry, on the test run's
+own dockerd, against the test run's PostgreSQL (reached over the host network)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dag_factory.adapters.container import REGISTRY_ENV
+from dag_factory.adapters.docker import NETWORK_ENV
+from dag_factory.build import EXECUTOR_ENV
+from devtools.docker import DockerEngine
+from devtools.postgres import PostgresCluster
+from devtools.shop import generate_shop
+from tests.containers.conftest import RunnerImages
+from tests.integration.test_tenant_dags import counts, dags_test
+
+pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ORDERS = 3_000
+#: Trust auth ignores it; it must appear nowhere in the run's output.
+PASSWORD = "n0t-in-any-log"
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("airflow-docker")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "DAG_FACTORY_WAREHOUSES": str(REPO / "warehouses"),
+    }
+    subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    yield env
+
+
+def test_acme_dag_runs_in_docker(
+    airflow_env: dict[str, str],
+    pg_cluster: PostgresCluster,
+    runner_images: RunnerImages,
+    docker_engine: DockerEngine,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+):
+    source = pg_cluster.create_database("acme_docker_source")
+    warehouse = pg_cluster.create_database("acme_docker_warehouse")
+    source_rows = generate_shop(source, orders=ORDERS, schema="shop")
+    server = f"postgres://postgres:{PASSWORD}@127.0.0.1:{pg_cluster.port}"
+    env = {
+        **airflow_env,
+        EXECUTOR_ENV: "docker",
+        REGISTRY_ENV: runner_images.registry,
+        NETWORK_ENV: "host",  # PostgreSQL listens on 127.0.0.1 only
+        "DOCKER_HOST": docker_engine.host,
+        "AIRFLOW_CONN_ACME_SOURCE": f"{server}/acme_docker_source",
+        "AIRFLOW_CONN_ACME_WAREHOUSE": f"{server}/acme_docker_warehouse",
+    }
+    started = time.perf_counter()
+    done = dags_test("tenant_acme", env)
+    seconds = time.perf_counter() - started
+    log = done.stdout + done.stderr
+    (tmp_path / "dags-test.log").write_text(log)
+    # every task ran once, in a container of the registry's images, none as a subprocess
+    started_lines = [ln for ln in log.splitlines() if "Starting docker container" in ln]
+    assert len(started_lines) == 6, f"see {tmp_path / 'dags-test.log'}"
+    assert all(f"from image {runner_images.registry}/" in ln for ln in started_lines)
+    assert "RunnerProcessOperator" not in log
+
+    found = counts(
+        warehouse, {"bronze": "acme_bronze", "silver": "acme_silver", "gold": "acme_gold"}
+    )
+    for table, rows in source_rows.items():
+        assert found[f"{table}@bronze"] == rows
+        assert found[f"{table}@silver"] > 0
+    assert found["revenue_per_customer_month@gold"] > 0
+    # the containers were removed, and no connection password reached the log
+    assert docker_engine.run("ps", "-aq", "--filter", "label=dag-factory.io/tenant=acme") == ""
+    assert PASSWORD not in log
+    with capsys.disabled():
+        print(f"\nacme DAG through DockerOperator (airflow dags test): {seconds:.1f} s", end="")
