@@ -1,10 +1,13 @@
-"""Fixtures shared by the whole suite: the PostgreSQL cluster this test run owns."""
+"""Fixtures shared by the whole suite: the servers this test run owns, and Airflow."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,25 @@ os.environ.setdefault("DAG_FACTORY_CACHE_DIR", tempfile.mkdtemp(prefix="dag-fact
 
 from devtools.mariadb import MariaDBServer
 from devtools.postgres import PostgresCluster, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The env of a real Airflow with a migrated metadata DB of its own (one per module),
+    reading the repository's DAG file and tenants: for `airflow dags test` runs."""
+    home = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "DAG_FACTORY_WAREHOUSES": str(REPO / "warehouses"),
+    }
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    yield env
 
 
 @pytest.fixture(scope="session")

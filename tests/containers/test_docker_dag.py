@@ -4,11 +4,8 @@ own dockerd, against the test run's PostgreSQL (reached over the host network)."
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,20 +26,6 @@ BIN = Path(sys.executable).parent
 ORDERS = 3_000
 #: Trust auth ignores it; it must appear nowhere in the run's output.
 PASSWORD = "n0t-in-any-log"
-
-
-@pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("airflow-docker")
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "DAG_FACTORY_WAREHOUSES": str(REPO / "warehouses"),
-    }
-    subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
-    yield env
 
 
 def test_acme_dag_runs_in_docker(

@@ -1,0 +1,57 @@
+"""The extract-load benchmark still runs: a 2,000-row pass with our runner and the limit.
+
+Benchmarks are not part of the test run (they take minutes and need the baseline
+packages); this keeps `benchmarks/extract_load.py` from rotting without them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.postgres import PostgresCluster
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "extract_load.py"
+KEYS = {
+    "throughput_vs_copy_limit",
+    "speedup_vs_dlt",
+    "duckdb_throughput_vs_best_baseline",
+    "incremental_1pct_vs_full",
+    "peak_rss_mb",
+}
+
+
+@pytest.mark.postgres
+def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--rows",
+            "2000",
+            "--contenders",
+            "ours,copy-limit,incremental",
+            "--pg-url",
+            pg_cluster.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    result = json.loads(lines[-1])
+    assert set(result) == KEYS
+    assert result["throughput_vs_copy_limit"] > 0
+    assert result["incremental_1pct_vs_full"] > 0
+    assert 50 < result["peak_rss_mb"] < 1000
+    assert result["speedup_vs_dlt"] is None  # dlt was not asked for
+    table = "\n".join(lines[:-1])
+    assert "limit: COPY BINARY" in table
+    assert "incremental after 1% changed" in table
+    assert "20 changed rows merged" in table
