@@ -27,7 +27,6 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 from psycopg import sql
-from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
 
@@ -67,9 +66,11 @@ class _CopyStream:
     One COPY, not one per batch: ending a COPY waits until the server has stored every
     row of it, so per-batch COPYs stall the pipeline at each batch (the server idles while
     the next batch is encoded, the runner while the server catches up). In one stream
-    the server ingests while the runner encodes; psycopg's queued writer sends from its
-    own thread. The connection is busy until `close`: the load runs no other statement
-    between batches (`BatchSink`).
+    the server ingests while the runner encodes. psycopg's plain (blocking) writer, not
+    its queued one: that queue holds up to 128 MB when the server is the slower side,
+    and the reader's prefetch thread already overlaps reading with writing. The
+    connection is busy until `close`: the load runs no other statement between batches
+    (`BatchSink`).
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class _CopyStream:
         if self._copy is None:
             self._encoder = self._make_encoder(full.schema)
             self._cursor = self._raw.cursor()
-            self._context = self._cursor.copy(self._query, writer=QueuedLibpqWriter(self._cursor))
+            self._context = self._cursor.copy(self._query)
             self._copy = self._context.__enter__()
             self._copy.write(self._encoder.write_header())
         self._copy.write(self._encoder.write_batch(full))

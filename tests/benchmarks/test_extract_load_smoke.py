@@ -54,4 +54,4 @@ def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
     table = "\n".join(lines[:-1])
     assert "limit: COPY BINARY" in table
     assert "incremental after 1% changed" in table
-    assert "20 changed rows merged" in table
+    assert "20 rows read and merged" in table

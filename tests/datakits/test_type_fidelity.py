@@ -445,3 +445,18 @@ def test_sqlite_source_values_round_trip(
     _load("sqlite", f"sqlite:///{path}", warehouse_url)
 
     assert _bronze(warehouse_url, SQ_COLUMNS) == _sqlite_expected()
+
+
+@pytest.mark.postgres
+def test_postgres_writer_without_pgpq_writes_the_same_values(
+    pg_source: str, make_warehouse: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback writer (psycopg's binary `write_row`, no pgpq) is exact too."""
+    import datakits.writers.postgres as pg_writer
+
+    monkeypatch.setattr(pg_writer, "_encoder", lambda: None)
+    source_url, warehouse_url = _pg_source(pg_source), make_warehouse("postgres")
+
+    _load("postgres", source_url, warehouse_url)
+
+    assert _bronze(warehouse_url, PG_COLUMNS) == _pg_expected(source_url)
