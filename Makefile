@@ -18,7 +18,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO)/airflow \
 	DEMO_SOURCE_URL=sqlite:///$(DEMO)/shop.sqlite \
 	DEMO_WAREHOUSE_URL=duckdb:///$(DEMO)/warehouse.duckdb
 
-.PHONY: help install services demo test lint clean platform-up platform-down astro-wheels images base-image
+.PHONY: help install services demo test lint clean platform-up platform-down astro-wheels images base-image bench-deps bench
 
 help:
 	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
@@ -88,3 +88,15 @@ platform-down:
 # What the Astro image takes from this repository: wheels and the tenants' files.
 astro-wheels: install
 	astro/build_wheels.sh
+
+# Benchmarks (not part of `make test`): baseline packages pinned, then the scripts.
+BENCH_ROWS ?= 1000000
+BENCH_TENANTS ?= 1000
+
+bench-deps: install
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt \
+		-r benchmarks/requirements.txt -r benchmarks/requirements-dag-parse.txt
+
+bench: bench-deps services
+	$(BIN)/python benchmarks/extract_load.py --rows $(BENCH_ROWS) --repeat 3
+	$(BIN)/python benchmarks/dag_parse.py --tenants $(BENCH_TENANTS) --repeat 3
