@@ -59,7 +59,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import types as sat
-from sqlalchemy.dialects import mysql
 
 from datakits.errors import LoadFailed
 from datakits.messages import one_line
@@ -297,7 +296,15 @@ def map_column(name: str, source_type: sat.TypeEngine[Any], *, loose: bool) -> C
 
 
 def _mysql_mapping(name: str, t: sat.TypeEngine[Any]) -> ColumnMapping | None:
-    """MySQL/MariaDB types whose driver values need their own rule (None: the generic one)."""
+    """MySQL/MariaDB types whose driver values need their own rule (None: the generic one).
+
+    The dialect is imported here, not at the top: only a MySQL source has these types,
+    and every other runner starts without importing it.
+    """
+    if not type(t).__module__.startswith("sqlalchemy.dialects.mysql"):
+        return None
+    from sqlalchemy.dialects import mysql
+
     if isinstance(t, mysql.BIT):
         return ColumnMapping(name, pa.int64(), _bits_to_int)
     if isinstance(t, mysql.YEAR):

@@ -193,11 +193,17 @@ class BronzeSession:
         self._sink = _Sink(schema, self.writer._batch_writer(self.conn, staging, self.stamp))
         return self._sink
 
-    def _staged(self) -> Table:
-        """The staging table, once every batch is in it (and, if useful, analysed)."""
+    def _staged(self, *, joined: bool = False) -> Table:
+        """The staging table, once every batch is in it.
+
+        `joined`: the next statement joins staging with bronze (a merge), so the planner
+        needs the staged rows' statistics first (`analyze_staging`). A swap or a plain
+        insert does not: analysing a freshly loaded million rows costs ~0.4 s, and the
+        swapped-in bronze table is analysed by autovacuum like any other.
+        """
         if self._sink is not None:
             self._sink.close()
-        if not self._analyzed and self.writer.analyze_staging:
+        if joined and not self._analyzed and self.writer.analyze_staging:
             analyze_table(self.conn, self.schema, self.staging.name)
             self._analyzed = True
         return self.staging
@@ -240,11 +246,11 @@ class BronzeSession:
             create_key_index(self.conn, self.schema, self.table, keys)
 
     def merge(self, keys: Sequence[str]) -> None:
-        merge.merge(self.conn, self.schema, self.table, self._staged(), keys)
+        merge.merge(self.conn, self.schema, self.table, self._staged(joined=True), keys)
         self._drop_staging()
 
     def insert_absent(self, keys: Sequence[str]) -> None:
-        merge.insert_absent(self.conn, self.schema, self.table, self._staged(), keys)
+        merge.insert_absent(self.conn, self.schema, self.table, self._staged(joined=True), keys)
         self._drop_staging()
 
     def insert_all(self) -> None:

@@ -46,3 +46,39 @@ def test_log_lines_every_interval() -> None:
     ]
     assert lines[0].endswith(" rows/s") and lines[2] == "loaded 1,500 rows"
     assert quiet.getvalue().splitlines() == ["loaded 1,500 rows"]
+
+
+def test_terminal_gets_the_live_display_and_logs_do_not_import_rich() -> None:
+    """On a terminal (a real pty) rich draws the live display; off one it is not loaded."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from datakits.progress import StderrProgress\n"
+        "with StderrProgress(interval=None) as p:\n"
+        "    p.start('t'); p.advance(5, 1); p.finish('done')\n"
+        "print('rich' in sys.modules, file=sys.stderr)\n"
+    )
+    log = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert log.stderr.splitlines() == ["done", "False"]
+
+    primary, secondary = os.openpty()
+    try:
+        subprocess.run([sys.executable, "-c", code], stderr=secondary, check=True, timeout=60)
+        os.close(secondary)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+    text = shown.decode(errors="replace")
+    assert "done" in text and "True" in text
+    assert "\x1b[" in text  # the live display's cursor control: rich drew on the terminal
