@@ -36,8 +36,11 @@ _LOCK_CONFLICT = "Could not set lock on file"
 #: DuckDB's buffer pool may use 80% of the machine's memory by default, and it keeps the
 #: blocks a load writes cached: the runner's memory then grows with the table (measured:
 #: +16 MB per million rows, without end). A bound keeps it flat; past it, DuckDB evicts
-#: written blocks and spills joins and aggregates to `<warehouse>.tmp/`.
-MEMORY_LIMIT = "256MB"
+#: written blocks and spills joins and aggregates to `<warehouse>.tmp/`. The runner's
+#: peak is then about 230 MB (Python, Arrow, drivers) plus the limit: measured with
+#: 128MB, 356 MB at 1M rows and 372 MB at 5M rows of the benchmark table (256MB: 394 and
+#: 494 MB, the pool not yet full at 1M), and no slower.
+MEMORY_LIMIT = "128MB"
 
 
 def _bound_memory(conn: Connection) -> None:
