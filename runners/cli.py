@@ -122,7 +122,26 @@ def dbt(
 
 
 def main() -> None:
-    app()
+    """The `runner` console script.
+
+    After `extract` the process ends through `os._exit`, skipping the interpreter's
+    teardown: by then the load has committed or rolled back, closed its connections and
+    files, and printed its result, and tearing down SQLAlchemy, pyarrow and DuckDB took
+    a quarter of a second of every extract task (measured: 0.23-0.33 s after the result
+    line). `dbt` exits normally: dbt and its adapters clean up at exit.
+    """
+    try:
+        app()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if sys.argv[1:2] != ["extract"]:
+        sys.exit(code)
+    if isinstance(code, str):  # SystemExit("message"): what `sys.exit` would print
+        print(code, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 if __name__ == "__main__":
