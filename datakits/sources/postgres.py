@@ -27,11 +27,13 @@ or with `DATAKITS_POSTGRES_COPY=0`, the reader uses the shared server-side-curso
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import psycopg
 import pyarrow as pa
@@ -100,6 +102,45 @@ class _Connection:
             self.database.close()
 
 
+class _Opening:
+    """The COPY connection, opened in a thread while the load plans against the warehouse.
+
+    The driver logs in and reads the server's type catalog (~60 ms on a local server);
+    nothing needs it before the first batch, so it need not be waited for.
+    """
+
+    def __init__(self, open_connection: Callable[[], _Connection]) -> None:
+        self._connection: _Connection | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(open_connection,), name="datakits-copy-connect", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, open_connection: Callable[[], _Connection]) -> None:
+        try:
+            self._connection = open_connection()
+        except BaseException as exc:  # re-raised by `take`, in the load's thread
+            self._error = exc
+
+    def take(self) -> _Connection:
+        """The open connection (the caller closes it); its error if it could not open."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._connection is not None
+        connection, self._connection = self._connection, None
+        return connection
+
+    def discard(self) -> None:
+        """Close the connection if nobody took it (the load stopped before reading)."""
+        self._thread.join()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+
 def _select_expression(column: Column[Any], mapping: ColumnMapping) -> ColumnElement[Any]:
     """What to SELECT for `column` so COPY's binary value is exactly `mapping`'s type.
 
@@ -126,18 +167,43 @@ class PostgresReader(SqlTableReader):
     #: Read through COPY when the driver is installed (see the module docstring).
     use_copy: ClassVar[bool] = True
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        driver = _driver() if self.use_copy and os.environ.get(COPY_ENV, "1") != "0" else None
+    _opening: _Opening | None = None
+
+    def __enter__(self) -> Self:
+        super().__enter__()
+        driver = self._copy_driver()
+        if driver is not None:
+            self._opening = _Opening(lambda: self._driver_connect(*driver))
+        return self
+
+    def close(self) -> None:
+        if self._opening is not None:
+            self._opening.discard()
+            self._opening = None
+        super().close()
+
+    def _copy_driver(self) -> tuple[ModuleType, ModuleType] | None:
+        """The ADBC modules when this read goes through COPY; None for the cursor path.
+
+        The cursor path: no driver installed, COPY switched off, or a psycopg2 URL (its
+        quoting is not the one `_copy_query` uses).
+        """
+        if not self.use_copy or os.environ.get(COPY_ENV, "1") == "0":
+            return None
         assert self._conn is not None, "use the reader as a context manager first"
-        if driver is None or not isinstance(
-            self._conn.connection.driver_connection, psycopg.Connection
-        ):
-            # No driver, or a psycopg2 URL: its quoting is not the one `_copy_query` uses.
+        if not isinstance(self._conn.connection.driver_connection, psycopg.Connection):
+            return None
+        return _driver()
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        driver = self._copy_driver()
+        if driver is None:
             self._json_as_text()
             yield from super().batches()
             return
         query = self._copy_query()
-        conn = self._driver_connect(*driver)
+        opening, self._opening = self._opening, None
+        conn = opening.take() if opening is not None else self._driver_connect(*driver)
         try:
             # Decoding, checking and re-cutting all happen in the prefetch thread.
             decoded = rebatch(
