@@ -18,7 +18,9 @@ PostgreSQL → DuckDB:
 * into DuckDB also: connectorx → Arrow → DuckDB, the ADBC driver's record-batch reader
   streamed into DuckDB, and `COPY … (FORMAT CSV)` through a temporary file into
   DuckDB's CSV reader;
-* ours again in `mode: incremental` after 1% of the rows changed.
+* ours again in `mode: incremental` after 1% of the rows changed;
+* and, for scale, the floor under any runner process: Python starting and importing
+  what `runner extract` imports (`startup`; in no ratio).
 
 Every baseline runs in a child process of its own (`extract_load_contenders.py`) and is
 timed *inside* it, without interpreter start-up and imports: that favours them. With
@@ -78,6 +80,7 @@ ALL = (
     "connectorx-duckdb",
     "csv-duckdb",
     "incremental",
+    "startup",
 )
 #: Seconds any one contender may take before it is killed and reported as timed out.
 TIMEOUT = 3600
@@ -110,6 +113,13 @@ SELECT g,
 FROM generate_series(1::bigint, {rows}::bigint) AS g;
 CREATE INDEX orders_updated_at ON orders (updated_at);
 """
+#: What a `runner extract` from PostgreSQL imports on either path (the `startup` floor).
+STARTUP_IMPORTS = (
+    "import runners.cli, runners.extract, datakits.sources.postgres, "
+    "datakits.writers.postgres, datakits.writers.duckdb, duckdb_engine"
+)
+BOTH = "either path"
+
 #: 1% of the rows change: a new status and a later update time (the incremental cursor).
 CHANGE_SQL = (
     "UPDATE orders SET status = 'changed', updated_at = now() + interval '1 day' WHERE id % 100 = 0"
@@ -233,6 +243,21 @@ class Bench:
         outcome.rss_mb = max(outcome.rss_mb, rss)
         outcome.rows = int(result["rows"])
 
+    def startup(self) -> None:
+        """The floor under every runner process: start Python, import what a load imports.
+
+        Not a contender: it shows how much of a small (incremental) load is start-up.
+        """
+        outcome = self.record(BOTH, "startup", "floor: runner start-up, imports only")
+        argv = [sys.executable, "-c", STARTUP_IMPORTS]
+        seconds, rss, _, err, code = _child(argv, dict(os.environ))
+        if code != 0:
+            outcome.failure = f"exit {code}: {_last_line(err)}"
+            return
+        outcome.seconds.append(seconds)
+        outcome.rss_mb = max(outcome.rss_mb, rss)
+        outcome.note = "python + the modules `runner extract` imports; no connection, no row"
+
     def incremental(self, path: str) -> None:
         """Initial incremental load, 1% of the source rows change, timed incremental load."""
         outcome = self.record(path, "incremental", "ours, incremental after 1% changed")
@@ -337,7 +362,7 @@ def summary(bench: Bench) -> dict[str, float | None]:
     ours_duck = out.get((DUCK, "ours"))
     limit = out.get((PG, "copy-limit"))
     dlt_names = [n for n in ALL if n.startswith("dlt-")]
-    others = [n for n in ALL if n not in ("ours", "incremental", "copy-limit")]
+    others = [n for n in ALL if n not in ("ours", "incremental", "copy-limit", "startup")]
     ratios = []
     for path, ours in ((PG, ours_pg), (DUCK, ours_duck)):
         inc = out.get((path, "incremental"))
@@ -370,8 +395,8 @@ def print_table(bench: Bench) -> None:
             cells = f"{'—':>9} {'—':>12} {'—':>12}  {outcome.failure}"
         else:
             moved = outcome.rows * outcome.scale if outcome.scale != 1 else outcome.rows
-            rate = moved / best if best else 0
-            cells = f"{best:>9.2f} {rate:>12,.0f} {outcome.rss_mb:>12.0f}  {outcome.note}"
+            rate = f"{moved / best:>12,.0f}" if best and moved else f"{'—':>12}"
+            cells = f"{best:>9.2f} {rate} {outcome.rss_mb:>12.0f}  {outcome.note}"
         print(f"{outcome.path:<24} {outcome.label:<44} {cells}")
 
 
@@ -427,6 +452,10 @@ def run(bench: Bench, wanted: set[str]) -> None:
                 bench.runner(path, name, label, {"name": TABLE})
             else:
                 bench.baseline(path, name, label, contender, note)
+    if "startup" in wanted:
+        for round_ in range(bench.repeat):
+            print(f"[{round_ + 1}/{bench.repeat}] runner start-up floor …", file=sys.stderr)
+            bench.startup()
     if "incremental" in wanted:
         for round_ in range(bench.repeat):
             for path in (PG, DUCK):

@@ -34,7 +34,7 @@ def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
             "--rows",
             "2000",
             "--contenders",
-            "ours,copy-limit,incremental",
+            "ours,copy-limit,incremental,startup",
             "--pg-url",
             pg_cluster.url,
         ],
@@ -55,3 +55,4 @@ def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
     assert "limit: COPY BINARY" in table
     assert "incremental after 1% changed" in table
     assert "20 rows read and merged" in table
+    assert "floor: runner start-up, imports only" in table
