@@ -31,6 +31,7 @@ from typing import ClassVar, Protocol
 import pyarrow as pa
 from sqlalchemy import URL, Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import DropTable
 
 from datakits import merge
 from datakits.bronze import (
@@ -187,7 +188,7 @@ class BronzeSession:
     def stage(self, schema: pa.Schema) -> BatchSink:
         """Create the (empty) staging table for `schema`; the sink appends batches to it."""
         staging = bronze_table(staging_name(self.table), self.schema, schema)
-        staging.drop(self.conn, checkfirst=True)  # never left by us; be safe anyway
+        self.conn.execute(DropTable(staging, if_exists=True))  # never left by us; be safe
         staging.create(self.conn)
         self._staging = staging
         self._sink = _Sink(schema, self.writer._batch_writer(self.conn, staging, self.stamp))
@@ -237,7 +238,7 @@ class BronzeSession:
     def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
         """Swap staging in for bronze; re-add kept (dropped-at-source) columns; index keys."""
         bronze = Table(self.table, self._staged().metadata, schema=self.schema)
-        bronze.drop(self.conn, checkfirst=True)
+        self.conn.execute(DropTable(bronze, if_exists=True))
         rename_table(self.conn, self.schema, self.staging.name, self.table)
         self._staging = None
         for name, catalog in keep.items():
