@@ -180,26 +180,29 @@ def rename_table(conn: Connection, schema: str, old: str, new: str) -> None:
     )
 
 
+def _alter_column(
+    conn: Connection, schema: str, name: str, action: str, col: str, type_: sat.TypeEngine[Any]
+) -> None:
+    """`ALTER TABLE <table> <action> <column> <type>`: `action` is one of our constants."""
+    prep = conn.dialect.identifier_preparer
+    conn.exec_driver_sql(
+        f"ALTER TABLE {_quoted_table(conn, schema, name)} "
+        f"{action.format(column=prep.quote(col), type=_compiled(conn, type_))}"
+    )
+
+
 def add_column(
     conn: Connection, schema: str, name: str, col: str, type_: sat.TypeEngine[Any]
 ) -> None:
     """Add a nullable column: existing rows hold NULL in it."""
-    prep = conn.dialect.identifier_preparer
-    conn.exec_driver_sql(
-        f"ALTER TABLE {_quoted_table(conn, schema, name)} "
-        f"ADD COLUMN {prep.quote(col)} {_compiled(conn, type_)}"
-    )
+    _alter_column(conn, schema, name, "ADD COLUMN {column} {type}", col, type_)
 
 
 def alter_column_type(
     conn: Connection, schema: str, name: str, col: str, type_: sat.TypeEngine[Any]
 ) -> None:
     """Change a column's type; only ever called for a type every old value fits in."""
-    prep = conn.dialect.identifier_preparer
-    conn.exec_driver_sql(
-        f"ALTER TABLE {_quoted_table(conn, schema, name)} "
-        f"ALTER COLUMN {prep.quote(col)} TYPE {_compiled(conn, type_)}"
-    )
+    _alter_column(conn, schema, name, "ALTER COLUMN {column} TYPE {type}", col, type_)
 
 
 def analyze_table(conn: Connection, schema: str, name: str) -> None:

@@ -35,6 +35,17 @@ def _ev(source: str) -> None:
     )
 
 
+def _first_load(
+    kind: str, source: str, make_warehouse: Callable[[str], str], **table: Any
+) -> tuple[LoadSpec, str]:
+    """A `kind` warehouse that loaded `ev` once with `table`'s settings: (spec, URL)."""
+    warehouse = make_warehouse(kind)
+    _ev(source)
+    spec = _spec(kind, **table)
+    _load(spec, source, warehouse)
+    return spec, warehouse
+
+
 def _types(warehouse: str) -> dict[str, str]:
     rows = query(
         warehouse,
@@ -61,10 +72,7 @@ def _state(warehouse: str) -> tuple[Any, ...]:
 def test_evolve_adds_new_and_keeps_dropped_columns(
     kind: str, pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
-    warehouse = make_warehouse(kind)
-    _ev(pg_source)
-    spec = _spec(kind, **INCREMENTAL)
-    _load(spec, pg_source, warehouse)
+    spec, warehouse = _first_load(kind, pg_source, make_warehouse, **INCREMENTAL)
     execute(
         pg_source,
         "ALTER TABLE ev ADD COLUMN colour text",
@@ -84,10 +92,7 @@ def test_evolve_adds_new_and_keeps_dropped_columns(
 def test_evolve_widens_a_decimal(
     kind: str, pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
-    warehouse = make_warehouse(kind)
-    _ev(pg_source)
-    spec = _spec(kind, **INCREMENTAL)
-    _load(spec, pg_source, warehouse)
+    spec, warehouse = _first_load(kind, pg_source, make_warehouse, **INCREMENTAL)
     execute(
         pg_source,
         "ALTER TABLE ev ALTER COLUMN amount TYPE numeric(14, 4)",
@@ -105,10 +110,7 @@ def test_evolve_widens_a_decimal(
 def test_incompatible_type_change_fails_and_leaves_bronze(
     kind: str, pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
-    warehouse = make_warehouse(kind)
-    _ev(pg_source)
-    spec = _spec(kind, **INCREMENTAL)
-    _load(spec, pg_source, warehouse)
+    spec, warehouse = _first_load(kind, pg_source, make_warehouse, **INCREMENTAL)
     before = _state(warehouse)
     execute(
         pg_source,
@@ -130,10 +132,9 @@ def test_incompatible_type_change_fails_and_leaves_bronze(
 def test_fail_policy_lists_every_difference(
     kind: str, pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
-    warehouse = make_warehouse(kind)
-    _ev(pg_source)
-    spec = _spec(kind, **INCREMENTAL, schema_drift="fail")
-    _load(spec, pg_source, warehouse)
+    spec, warehouse = _first_load(
+        kind, pg_source, make_warehouse, **INCREMENTAL, schema_drift="fail"
+    )
     before = _state(warehouse)
     execute(
         pg_source,
@@ -158,10 +159,9 @@ def test_fail_policy_lists_every_difference(
 def test_source_type_renames_that_bronze_stores_alike_are_no_drift(
     kind: str, pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
-    warehouse = make_warehouse(kind)
-    _ev(pg_source)
-    spec = _spec(kind, **INCREMENTAL, schema_drift="fail")
-    _load(spec, pg_source, warehouse)
+    spec, warehouse = _first_load(
+        kind, pg_source, make_warehouse, **INCREMENTAL, schema_drift="fail"
+    )
     execute(
         pg_source,
         "ALTER TABLE ev ALTER COLUMN qty TYPE bigint",  # both are BIGINT in bronze
@@ -176,10 +176,7 @@ def test_source_type_renames_that_bronze_stores_alike_are_no_drift(
 def test_full_refresh_evolve_rebuilds_with_new_shape_and_keeps_dropped(
     kind: str, pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
-    warehouse = make_warehouse(kind)
-    _ev(pg_source)
-    spec = _spec(kind)
-    _load(spec, pg_source, warehouse)
+    spec, warehouse = _first_load(kind, pg_source, make_warehouse)
     execute(
         pg_source,
         "ALTER TABLE ev ADD COLUMN colour text DEFAULT 'red'",
@@ -199,10 +196,7 @@ def test_full_refresh_evolve_rebuilds_with_new_shape_and_keeps_dropped(
 def test_full_refresh_fail_policy_refuses_a_new_shape(
     kind: str, pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
-    warehouse = make_warehouse(kind)
-    _ev(pg_source)
-    spec = _spec(kind, schema_drift="fail")
-    _load(spec, pg_source, warehouse)
+    spec, warehouse = _first_load(kind, pg_source, make_warehouse, schema_drift="fail")
     before = _state(warehouse)
     execute(pg_source, "ALTER TABLE ev ADD COLUMN colour text")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -134,6 +136,36 @@ def test_cursor_max_spans_batches_and_ignores_nulls() -> None:
     for values in ([3, None, 7], [None], [7, 5]):
         tracker.update(pa.record_batch([pa.array(values, pa.int64())], names=["v"]))
     assert tracker.value == 7
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "+05:30"])
+def test_cursor_max_of_zoned_timestamps_is_the_instant_in_utc(zone: str) -> None:
+    instants = [
+        dt.datetime(2024, 3, 31, 0, 59, 59, 999999, tzinfo=dt.UTC),  # the night Paris moves
+        dt.datetime(2024, 3, 31, 1, 0, 0, 1, tzinfo=dt.UTC),
+        None,
+    ]
+    tracker = CursorMax("v")
+    tracker.update(pa.record_batch([pa.array(instants, pa.timestamp("us", tz=zone))], ["v"]))
+    assert tracker.value == instants[1]
+    assert tracker.value.tzinfo is dt.UTC
+
+
+def test_cursor_max_does_not_import_pandas() -> None:
+    """pyarrow's `as_py()` of a zoned timestamp imports pandas (0.3-0.6 s of a runner's
+    start-up) when it is installed, as it is next to Airflow; `CursorMax` avoids it."""
+    code = (
+        "import sys, pyarrow as pa\n"
+        "from datakits.watermarks import CursorMax\n"
+        "micros = (1_704_067_200 * 10**6).to_bytes(8, 'little')  # 2024-01-01\n"
+        "utc = pa.timestamp('us', tz='UTC')\n"
+        "ts = pa.Array.from_buffers(utc, 1, [None, pa.py_buffer(micros)])\n"
+        "t = CursorMax('v')\n"
+        "t.update(pa.RecordBatch.from_arrays([ts], ['v']))\n"
+        "print(t.value.year, 'pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["2024", "False"], done.stderr
 
 
 def _decimal(p: int, s: int) -> CatalogType:
