@@ -89,6 +89,24 @@ def test_rerun_gives_same_bronze_with_new_batch(
     assert table_names(warehouse_url, "bronze") == ["sample"]
 
 
+def test_postgres_bronze_has_statistics_after_a_swap(
+    make_source: Callable[[str], str], make_warehouse: Callable[[str], str]
+) -> None:
+    """dbt reads bronze right after the load: the planner must not take it for empty."""
+    source_url, warehouse_url = make_source("sqlite"), make_warehouse("postgres")
+    spec = make_spec("sqlite", "postgres", {"name": "sample"})
+
+    load_table(spec, spec.tables[0], source_url, warehouse_url)
+
+    # A table never analysed has reltuples -1; ANALYZE of 3 rows counts them all.
+    stats = query(
+        warehouse_url,
+        "SELECT c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'bronze' AND c.relname = 'sample'",
+    )
+    assert stats == [(3.0,)]
+
+
 @pytest.mark.parametrize("source", ["sqlite", "postgres"])
 def test_column_selection(
     source: str, make_source: Callable[[str], str], make_warehouse: Callable[[str], str]
