@@ -28,10 +28,13 @@ help:
 	@echo "make astro-wheels                  wheels and tenants for the Astro image"
 	@echo "make images [REGISTRY=… BASE_IMAGE=…]  build and push the runner images"
 
+# --compile-bytecode: uv writes no .pyc by default, and where PYTHONDONTWRITEBYTECODE is
+# set nothing else does, so every process would compile its imports again (a runner's
+# start-up: 2.2-2.5 s instead of 1.2 s; Airflow's several seconds more per process).
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt \
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt --compile-bytecode \
 		--only-binary dbt-core-experimental-parser -e '.[dbt,airflow,dev]'
 	touch $@
 
@@ -94,7 +97,7 @@ BENCH_ROWS ?= 1000000
 BENCH_TENANTS ?= 1000
 
 bench-deps: install
-	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt \
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt --compile-bytecode \
 		-r benchmarks/requirements.txt -r benchmarks/requirements-dag-parse.txt
 
 bench: bench-deps services
