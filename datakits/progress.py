@@ -133,7 +133,7 @@ class StderrProgress:
 
     def advance(self, rows: int, nbytes: int) -> None:
         self._rows += rows
-        if self._progress is not None and self._task is not None:
+        if self._task is not None:  # set by `start` on a terminal only
             self._progress.advance(self._task, rows)
         now = time.perf_counter()
         if self._log_lines and now - self._last_line >= self._interval:

@@ -7,7 +7,7 @@ faster without the ones it does not need.
 
 from __future__ import annotations
 
-from importlib import import_module
+from pkgutil import resolve_name
 
 from sqlalchemy import URL
 
@@ -23,8 +23,7 @@ READERS: dict[SourceKind, str] = {
 
 
 def reader_class(kind: SourceKind) -> type[SqlTableReader]:
-    module, _, name = READERS[kind].partition(":")
-    return getattr(import_module(module), name)
+    return resolve_name(READERS[kind])
 
 
 def reader_for(source: SourceSpec, table: TableSpec, url: str | URL) -> SourceReader:

@@ -6,7 +6,7 @@ The writer module is imported only when its kind is used: each pulls in its own 
 
 from __future__ import annotations
 
-from importlib import import_module
+from pkgutil import resolve_name
 
 from sqlalchemy import URL
 
@@ -31,8 +31,7 @@ WRITERS: dict[WarehouseKind, str] = {
 
 
 def writer_class(kind: WarehouseKind) -> type[SqlBronzeWriter]:
-    module, _, name = WRITERS[kind].partition(":")
-    return getattr(import_module(module), name)
+    return resolve_name(WRITERS[kind])
 
 
 def writer_for(

@@ -38,7 +38,7 @@ _LOCK_CONFLICT = "Could not set lock on file"
 #: +16 MB per million rows, without end). A bound keeps it flat; past it, DuckDB evicts
 #: written blocks and spills joins and aggregates to `<warehouse>.tmp/`. The runner's
 #: peak is then about 230 MB (Python, Arrow, drivers) plus the limit: measured with
-#: 128MB, 356 MB at 1M rows and 372 MB at 5M rows of the benchmark table (256MB: 394 and
+#: 128MB, 356-358 MB at 1M rows and 357-372 MB at 5M rows of the benchmark table (256MB: 394 and
 #: 494 MB, the pool not yet full at 1M), and no slower.
 MEMORY_LIMIT = "128MB"
 
@@ -49,7 +49,8 @@ def _configure(conn: Connection) -> None:
     `preserve_insertion_order = false` lets DuckDB append the Arrow stream from all its
     threads instead of one: bronze is a set of rows (every reader orders by a column),
     and the one-INSERT load was the pipeline's slowest stage (measured on 1M rows of the
-    benchmark table: 0.4-0.7 s faster, and no more memory).
+    benchmark table: 0.1-0.3 s faster in each of four paired whole-runner runs, and no more
+    memory).
     """
     raw = conn.connection.driver_connection
     raw.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()
