@@ -22,6 +22,51 @@ from devtools.postgres import PostgresCluster, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
+# What a test needs is read off the fixtures it uses (directly or through other fixtures),
+# so a test that starts a server can't forget its mark, and `make test-fast` can leave out
+# every one of them: `-m "not (postgres or mariadb or docker or airflow or browser)"`.
+SERVER_MARKS: dict[str, tuple[frozenset[str], str]] = {
+    "postgres": (
+        frozenset({"pg_cluster", "pg_database"}),
+        "starts the PostgreSQL cluster the test run owns (derived from its fixtures)",
+    ),
+    "mariadb": (
+        frozenset({"mariadb_server"}),
+        "starts the MariaDB server the test run owns (derived from its fixtures)",
+    ),
+    "docker": (
+        frozenset({"docker_engine", "image_registry", "runner_images"}),
+        "starts the Docker engine and image registry the test run owns (derived)",
+    ),
+    "airflow": (
+        frozenset({"airflow_env", "airflow_server"}),
+        "runs real Airflow: `airflow dags test` or `airflow standalone` (derived)",
+    ),
+    "browser": (
+        frozenset({"browser"}),
+        "drives a real headless Chromium (derived from its fixtures)",
+    ),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the derived marks here, beside the table they come from (--strict-markers)."""
+    for mark, (_, meaning) in SERVER_MARKS.items():
+        config.addinivalue_line("markers", f"{mark}: {meaning}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by the servers its fixture closure starts.
+
+    `item.fixturenames` is the whole closure: a fixture that depends on `pg_cluster`
+    (pg_source, make_warehouse, ...) marks its tests `postgres` too.
+    """
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for mark, (fixtures, _) in SERVER_MARKS.items():
+            if used & fixtures:
+                item.add_marker(mark)
+
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from devtools.postgres import PostgresCluster
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "extract_load.py"
@@ -25,7 +23,6 @@ KEYS = {
 }
 
 
-@pytest.mark.postgres
 def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
     done = subprocess.run(
         [

@@ -140,7 +140,6 @@ print(json.dumps({
 """
 
 
-@pytest.mark.docker
 def test_container_is_hardened_and_gets_its_secrets_privately(
     acme: Tenant,
     runner_images: RunnerImages,
@@ -173,7 +172,6 @@ def test_container_is_hardened_and_gets_its_secrets_privately(
     assert leftovers.strip() == ""
 
 
-@pytest.mark.docker
 def test_runner_config_error_fails_the_task_without_retry(
     acme: Tenant,
     runner_images: RunnerImages,

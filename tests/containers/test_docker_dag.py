@@ -19,8 +19,6 @@ from devtools.shop import generate_shop
 from tests.containers.conftest import RunnerImages
 from tests.integration.test_tenant_dags import counts, dags_test
 
-pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.postgres]
-
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ORDERS = 3_000

@@ -15,8 +15,6 @@ from runners.build_images import IMAGES, git_revision, project_version
 from runners.build_images import RUNNER_UID as BUILD_UID
 from tests.containers.conftest import RunnerImages
 
-pytestmark = pytest.mark.docker
-
 REPO = Path(__file__).resolve().parents[2]
 
 #: Prints, as JSON, what a runner image holds; run with the image's own python3.

@@ -23,8 +23,6 @@ from tests.datakits.conftest import (
     query,
 )
 
-pytestmark = pytest.mark.mariadb
-
 
 @pytest.fixture
 def my_source(mariadb_server: MariaDBServer, request: pytest.FixtureRequest) -> str:

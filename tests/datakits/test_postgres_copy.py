@@ -47,7 +47,6 @@ def _read(url: str, spec: TableSpec, *, copy: bool, monkeypatch: pytest.MonkeyPa
         return pa.Table.from_batches(list(reader.batches()), schema=reader.schema)
 
 
-@pytest.mark.postgres
 def test_copy_path_reads_what_the_cursor_path_reads(
     pg_source: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,7 +74,6 @@ def test_copy_path_reads_what_the_cursor_path_reads(
     assert fast.column("r").to_pylist()[1] == float32 == 0.1428571492433548
 
 
-@pytest.mark.postgres
 def test_copy_path_keeps_exact_batches(pg_source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     execute(pg_source, "CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 1234) g")
     monkeypatch.setenv(COPY_ENV, "1")
@@ -84,7 +82,6 @@ def test_copy_path_keeps_exact_batches(pg_source: str, monkeypatch: pytest.Monke
     assert sizes == [100] * 12 + [34]
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "cursor"])
 def test_where_values_are_quoted_not_spliced(
     pg_source: str, monkeypatch: pytest.MonkeyPatch, copy: bool
@@ -116,7 +113,6 @@ def _pg_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-@pytest.mark.postgres
 def test_psycopg2_url_reads_through_the_cursor_path(
     pg_source: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,7 +126,6 @@ def test_psycopg2_url_reads_through_the_cursor_path(
     assert rows.to_pylist() == [{"id": 1, "doc": '{"a": 1.10}'}, {"id": 2, "doc": None}]
 
 
-@pytest.mark.postgres
 def test_copy_read_error_is_load_failed(pg_source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     execute(pg_source, "CREATE TABLE t (id integer, v numeric(5, 2))",
             "INSERT INTO t VALUES (1, 1.5), (2, 'NaN')")  # fmt: skip

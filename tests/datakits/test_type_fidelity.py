@@ -151,7 +151,6 @@ def _pg_expected(source_url: str) -> list[tuple[Any, ...]]:
     return expected
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "cursor"])
 @pytest.mark.parametrize("warehouse", WAREHOUSES)
 def test_postgres_source_values_round_trip(
@@ -170,7 +169,6 @@ def test_postgres_source_values_round_trip(
     assert _bronze(warehouse_url, PG_COLUMNS) == _pg_expected(source_url)
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("warehouse", WAREHOUSES)
 def test_postgres_bronze_column_types(
     warehouse: str, pg_source: str, make_warehouse: Callable[[str], str]
@@ -197,7 +195,6 @@ def test_postgres_bronze_column_types(
         assert got["ts"] == "timestamp without time zone"
 
 
-@pytest.mark.postgres
 def test_postgres_dates_before_year_one_load_exactly_through_copy(
     pg_source: str, make_warehouse: Callable[[str], str]
 ) -> None:
@@ -211,7 +208,6 @@ def test_postgres_dates_before_year_one_load_exactly_through_copy(
     assert got == [("0044-03-15 BC", "4713-01-01 12:00:00.000001 BC")]
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("ddl", "value", "message"),
     [
@@ -236,7 +232,6 @@ def test_postgres_values_bronze_cannot_carry_fail_the_load(
         _load("postgres", pg_source, make_warehouse(warehouse))
 
 
-@pytest.mark.postgres
 def test_postgres_infinity_fails_on_the_cursor_path_too(
     pg_source: str, make_warehouse: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,7 +348,6 @@ def _db_name(request: pytest.FixtureRequest) -> str:
     )
 
 
-@pytest.mark.mariadb
 @pytest.mark.parametrize("warehouse", WAREHOUSES)
 def test_mariadb_source_values_round_trip(
     warehouse: str,
@@ -369,7 +363,6 @@ def test_mariadb_source_values_round_trip(
     assert _bronze(warehouse_url, MY_COLUMNS) == _mariadb_expected()
 
 
-@pytest.mark.mariadb
 def test_mariadb_time_beyond_a_day_fails_the_load(
     mariadb_server: MariaDBServer,
     make_warehouse: Callable[[str], str],
@@ -447,7 +440,6 @@ def test_sqlite_source_values_round_trip(
     assert _bronze(warehouse_url, SQ_COLUMNS) == _sqlite_expected()
 
 
-@pytest.mark.postgres
 def test_postgres_writer_without_pgpq_writes_the_same_values(
     pg_source: str, make_warehouse: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

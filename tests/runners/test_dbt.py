@@ -246,7 +246,6 @@ def test_unreachable_warehouse_is_source_unavailable() -> None:
 # --- PostgreSQL (the acme tenant) ---------------------------------------------------------
 
 
-@pytest.mark.postgres
 def test_postgres_builds_silver_then_gold(pg: SimpleNamespace) -> None:
     assert pg.silver["tenant"] == "acme"
     assert sorted(pg.silver["models"]) == [f"acme_silver.{t}" for t in sorted(SHOP_TABLES)]
@@ -268,7 +267,6 @@ def test_postgres_builds_silver_then_gold(pg: SimpleNamespace) -> None:
     assert schemas == {"public", "acme_bronze", "acme_silver", "acme_gold"}
 
 
-@pytest.mark.postgres
 def test_profiles_yml_and_logs_hold_no_password(pg: SimpleNamespace) -> None:
     assert len(pg.profiles) == 2
     for text in pg.profiles:
@@ -282,7 +280,6 @@ def test_profiles_yml_and_logs_hold_no_password(pg: SimpleNamespace) -> None:
         assert name not in os.environ, name
 
 
-@pytest.mark.postgres
 def test_both_warehouses_compute_the_same_gold(duck: SimpleNamespace, pg: SimpleNamespace) -> None:
     in_duckdb = _duck(duck.path, GOLD_ROWS.format("gold"))
     in_postgres = _pg(pg.dsn, GOLD_ROWS.format("acme_gold"))
