@@ -22,6 +22,10 @@ from devtools.postgres import PostgresCluster, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
+# pytester runs sample suites in-process: tests/dag_factory/test_markers.py proves the
+# derived marks below on one.
+pytest_plugins = ["pytester"]
+
 # What a test needs is read off the fixtures it uses (directly or through other fixtures),
 # so a test that starts a server can't forget its mark, and `make test-fast` can leave out
 # every one of them: `-m "not (postgres or mariadb or docker or airflow or browser)"`.
