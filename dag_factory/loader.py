@@ -20,7 +20,10 @@ credentials without a word is worse than a red run that says which line to fix.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +166,8 @@ class Loader:
         """Validate one tenant file; raise TenantFileError listing every problem in it —
         for any failure at all, so that a caller never sees another exception."""
         try:
-            return self._load(file)
+            with _gc_paused():
+                return self._load(file)
         except TenantFileError as exc:
             if exc.file != file:  # defaults.yaml is broken: this tenant cannot load
                 raise TenantFileError(file, exc.problems) from None
@@ -289,6 +293,23 @@ class Loader:
             except TenantFileError as exc:
                 report.errors.append(exc)
         return report
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic GC while one file is read and validated.
+
+    Parsing allocates one object per node and value, none in a cycle; with the GC on,
+    its full collections rescan everything alive (in a DAG processor: all of Airflow) as
+    the objects pile up, and a 40,000-table file took 8.5x the time of a 10,000-table
+    one instead of 4x. The file is at most `max_file_bytes()`, so the pause is bounded."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _unexpected(exc: BaseException) -> str:
