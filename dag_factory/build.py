@@ -1,8 +1,9 @@
 """DAG assembly: one Airflow DAG per tenant, from its plan and the configured adapter.
 
-A tenant whose file is invalid still gets a DAG — a placeholder whose doc shows every
-problem and whose only task fails with them — so the error is visible in Airflow's UI
-and the other tenants load as usual.
+A tenant whose file is invalid still gets a DAG — a placeholder whose doc lists every
+problem and whose only task fails with them, on the tenant's own schedule and through its
+own alerting (`Loader.fallback`) — and an import error in Airflow's UI keyed by the tenant
+file (`airflow_errors`), while the other tenants load as usual. Never a silent stop.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 from airflow.sdk import DAG, Asset, BaseOperator
 
 from dag_factory.adapters import adapter_for
+from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks
-from dag_factory.errors import TenantFileError
-from dag_factory.loader import Loader, Tenant
+from dag_factory.errors import Problem, TenantFileError
+from dag_factory.loader import Fallback, Loader, Tenant
 from dag_factory.plan import PlannedTask, plan_tenant
 from dag_factory.spec import DAG_ID_PREFIX, AssetSchedule, Executor, TenantSpec
 
@@ -109,7 +111,8 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
 
 
 class _InvalidTenantFile(BaseOperator):
-    """The only task of an invalid tenant's placeholder DAG: fails with the problems."""
+    """The only task of an invalid tenant's placeholder DAG: fails with the problems, at the
+    time the tenant's real run was due, so the tenant's alerting fires."""
 
     def __init__(self, *, problems: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -121,19 +124,64 @@ class _InvalidTenantFile(BaseOperator):
         raise AirflowFailException(f"the tenant file is invalid:\n{self.problems}")
 
 
-def placeholder_dag(error: TenantFileError) -> DAG:
-    """A paused-by-default, unscheduled DAG that shows why a tenant file is invalid."""
+def _placeholder_description(error: TenantFileError) -> str:
+    """`INVALID tenant file: <field.path>: <message>` for the first problem (and the file
+    it is in when that is not the tenant's own file, e.g. defaults.yaml)."""
+    if not error.problems:
+        return "INVALID tenant file"
+    first = error.problems[0]
+    parts = ["INVALID tenant file"]
+    if first.file != error.file:
+        parts.append(f"{first.file.name}:{first.line}:{first.column}")
+    if first.field:
+        parts.append(first.field)
+    parts.append(first.message)
+    return ": ".join(parts)[:200]
+
+
+def _placeholder_doc(error: TenantFileError, fallback: Fallback | None) -> str:
+    # Double backticks: a message may itself quote a key in `single` ones.
+    problems = "\n".join(f"- `` {problem} ``" for problem in error.problems)
+    if fallback is None:
+        timing, alerting = "manual runs only (the fallback could not be read)", "none"
+    else:
+        shown = fallback.schedule if fallback.schedule is not None else "none, manual runs only"
+        timing = f"`{shown}`, {fallback.timing_from}"
+        alerting = fallback.alerting_from
+    return (
+        f"### Tenant file is invalid\n\nFix `{error.file}`:\n\n{problems}\n\n"
+        f"Until it is fixed, this placeholder replaces the tenant's DAG and its run **fails** "
+        f"at the time the real run was due (the last valid version does not run).\n\n"
+        f"* schedule: {timing}\n* alerting: {alerting}\n"
+    )
+
+
+def _placeholder_schedule(fallback: Fallback | None) -> Any:
+    schedule = fallback.schedule if fallback else None
+    if isinstance(schedule, AssetSchedule):
+        return [Asset(uri) for uri in schedule.assets]
+    return schedule
+
+
+def placeholder_dag(error: TenantFileError, fallback: Fallback | None = None) -> DAG:
+    """The DAG an invalid tenant gets instead of its own: same dag id, the tenant's schedule
+    and alerting when `fallback` has them (see `Loader.fallback`), one task that fails
+    with every problem. Without a fallback it runs only when triggered."""
     folder = error.file.parent.name
     dag_id = DAG_ID_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "_", folder)
     text = str(error)
+    start = fallback.start_date if fallback else dt.date(2026, 1, 1)
+    callbacks = alert_callbacks(fallback.alerting, dag_id) if fallback else {}
     with DAG(
         dag_id=dag_id,
-        description=f"INVALID tenant file: {error.problems[0].message}"[:200],
-        doc_md=f"### Tenant file is invalid\n\nFix `{error.file}`:\n\n```\n{text}\n```\n",
-        schedule=None,
-        start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        description=_placeholder_description(error),
+        doc_md=_placeholder_doc(error, fallback),
+        schedule=_placeholder_schedule(fallback),
+        start_date=dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC),
         catchup=False,
+        max_active_runs=1,
         tags=[tenant_tag(folder), INVALID_TAG],
+        default_args=callbacks,
     ) as dag:
         _InvalidTenantFile(task_id="invalid_tenant_file", problems=text, retries=0)
     return dag
@@ -154,23 +202,39 @@ def selected_tenants() -> frozenset[str] | None:
     return only
 
 
+def _build_error(tenant: Tenant, exc: Exception) -> TenantFileError:
+    message = " ".join(str(exc).split())[:300]
+    return TenantFileError(
+        tenant.file,
+        [Problem(tenant.file, 1, 1, (), f"could not be built: {type(exc).__name__}: {message}")],
+    )
+
+
 def build_dags(warehouses_dir: Path) -> dict[str, DAG]:
-    """Every selected tenant's DAG by dag id; invalid tenants get a placeholder and a warning."""
+    """Every selected tenant's DAG by dag id. Nothing a tenant file (or defaults.yaml, or
+    the cache) contains makes this raise: an invalid tenant gets a placeholder DAG, a
+    warning, and an Airflow import error keyed by its file (`airflow_errors`)."""
     warehouses_dir = Path(warehouses_dir)
     root = warehouses_dir.parent
-    try:
-        report = Loader(warehouses_dir).load_all(selected_tenants())
-    except TenantFileError as exc:  # defaults.yaml itself is broken: nothing can load
-        warnings.warn(str(exc), stacklevel=2)
-        raise
+    loader = Loader(warehouses_dir)
+    report = loader.load_all(selected_tenants())
+    errors = list(report.errors)
     dags = {}
-    for error in report.errors:
-        warnings.warn(str(error), stacklevel=2)
-        dag = placeholder_dag(error)
-        dags[dag.dag_id] = dag
     for tenant in report.tenants:
         if not tenant.spec.enabled:
             continue
-        dag = build_dag(tenant, root)
+        try:
+            dag = build_dag(tenant, root)
+        except Exception as exc:  # one tenant must never take the others down
+            errors.append(_build_error(tenant, exc))
+            continue
         dags[dag.dag_id] = dag
+    for error in errors:
+        warnings.warn(str(error), stacklevel=2)
+        try:
+            dag = placeholder_dag(error, loader.fallback(error.file))
+        except Exception:  # e.g. a schedule Airflow refuses: still a visible placeholder
+            dag = placeholder_dag(error)
+        dags[dag.dag_id] = dag
+    report_import_errors(errors)
     return dags

@@ -6,7 +6,13 @@ defaults file, the tenant file's path and text, and the spec models' own source,
 edited file, an edited default or a new version of the models is validated again.
 
 Entries are pickles of the validated models, in a directory only the current user can
-write (0700): nothing else may be trusted to write there.
+write (0700): nothing else may be trusted to write there. An entry that cannot be read
+back (truncated, garbage, written by other models) is a miss, never an error: the
+spec is validated again and the entry rewritten.
+
+Besides the entries by content, the cache keeps each tenant file's *last valid* spec
+(`get_last_valid`), keyed by the file's path: when the file turns invalid, its
+placeholder DAG keeps the schedule and alerting the tenant last had.
 """
 
 from __future__ import annotations
@@ -53,20 +59,52 @@ class SpecCache:
         return hashlib.sha256("\0".join((self._fingerprint, *parts)).encode()).hexdigest()
 
     def get(self, key: str) -> TenantSpec | None:
+        """The spec stored under `key`; None when absent or unreadable in any way."""
         if self.dir is None:
             return None
         try:
             spec = pickle.loads((self.dir / key).read_bytes())  # noqa: S301 (our own 0700 dir)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        except Exception:
             return None
         return spec if isinstance(spec, TenantSpec) else None
+
+    def _pointer(self, file: Path) -> Path | None:
+        if self.dir is None:
+            return None
+        return self.dir / ("last-" + self.key("last valid", str(Path(file).resolve())))
+
+    def get_last_valid(self, file: Path) -> TenantSpec | None:
+        """The spec `file` last validated to (in any process sharing this cache), if its
+        entry is still there."""
+        pointer = self._pointer(file)
+        try:
+            key = pointer.read_text(encoding="ascii").strip() if pointer else ""
+        except (OSError, ValueError):
+            return None
+        return self.get(key) if len(key) == 64 and key.isalnum() else None
+
+    def set_last_valid(self, file: Path, key: str) -> None:
+        """Record that `file` last validated to the entry `key` (written only on change)."""
+        pointer = self._pointer(file)
+        if pointer is None:
+            return
+        try:
+            if pointer.read_text(encoding="ascii") == key:
+                return
+        except (OSError, ValueError):
+            pass
+        self._write(pointer, key.encode("ascii"))
 
     def put(self, key: str, spec: TenantSpec) -> None:
         if self.dir is None:
             return
-        tmp = self.dir / f".{key}.{os.getpid()}"
+        self._write(self.dir / key, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+
+    @staticmethod
+    def _write(target: Path, data: bytes) -> None:
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
         try:
-            tmp.write_bytes(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
-            tmp.replace(self.dir / key)  # atomic: a concurrent reader sees all or nothing
+            tmp.write_bytes(data)
+            tmp.replace(target)  # atomic: a concurrent reader sees all or nothing
         except OSError:
             tmp.unlink(missing_ok=True)

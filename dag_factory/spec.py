@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import ipaddress
 import re
+from collections import Counter
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -353,8 +354,8 @@ class TenantSpec(Strict):
     @field_validator("tables")
     @classmethod
     def _unique_enabled_tables(cls, tables: tuple[TenantTable, ...]) -> tuple[TenantTable, ...]:
-        names = [t.name for t in tables]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        counts = Counter(t.name for t in tables)  # linear: 50,000 tables must stay fast
+        twice = sorted(n for n, count in counts.items() if count > 1)
         if twice:
             raise ValueError(f"tables are listed twice: {', '.join(twice)}")
         if tables and not any(t.enabled for t in tables):

@@ -3,11 +3,27 @@
 PyYAML's composer already knows the position of every node; we keep it in a map from
 field path (`("tables", 2, "mode")`) to (line, column), for the key and for the value.
 Duplicate keys are an error here, where plain `yaml.safe_load` silently keeps the last one.
+
+A tenant file is written by a tenant and parsed inside the scheduler's DAG file, beside
+every other tenant: reading it must stay cheap and bounded whatever it contains. So
+before anything is composed, `read_source` refuses a file over `max_file_bytes()` (1 MiB,
+`DAG_FACTORY_MAX_FILE_BYTES`) or not in UTF-8, and `_check_events` walks libyaml's event
+stream (an iterative parser: no recursion per level) and refuses
+
+* nesting deeper than `MAX_DEPTH` (libyaml's composer, our `_index` and pydantic all
+  recurse once per level: 1,000 levels raise RecursionError, 100,000 crash the process);
+* aliases (`*name`). An alias is a reference: 758 bytes of nested aliases stand for
+  billions of values, which the position index, `deep_merge` and pydantic would each
+  walk in full. Neither a tenant file nor `defaults.yaml` needs them: what tenants share
+  belongs in `defaults.yaml`, merged key by key under each tenant, and a value the defaults
+  repeat is written out. An anchor alone (`&name`) is harmless and left alone.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,6 +35,12 @@ except AttributeError:  # pragma: no cover
 
 FieldPath = tuple[str | int, ...]
 Position = tuple[int, int]  # 1-based line and column
+
+#: The largest YAML file read, in bytes; a real tenant file is a few KiB.
+MAX_FILE_BYTES = 1 << 20
+MAX_FILE_BYTES_ENV = "DAG_FACTORY_MAX_FILE_BYTES"
+#: The deepest nesting of mappings and lists; a tenant file needs fewer than 10 levels.
+MAX_DEPTH = 50
 
 
 @dataclass(frozen=True)
@@ -55,7 +77,81 @@ class PositionedDocument:
         return None
 
 
-def _mark(node: yaml.Node) -> Position:
+def max_file_bytes() -> int:
+    """`MAX_FILE_BYTES`, or `DAG_FACTORY_MAX_FILE_BYTES` when that is a positive number."""
+    configured = os.environ.get(MAX_FILE_BYTES_ENV, "").strip()
+    return int(configured) if configured.isdigit() and int(configured) > 0 else MAX_FILE_BYTES
+
+
+def read_source(file: Path) -> str:
+    """The text of a YAML file; YamlError if it is too large or not UTF-8.
+
+    At most the limit plus one byte is read, whatever the file's size."""
+    limit = max_file_bytes()
+    with file.open("rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise YamlError(
+            [
+                YamlProblem(
+                    1,
+                    1,
+                    f"file is larger than {limit} bytes (the limit, set by "
+                    f"{MAX_FILE_BYTES_ENV}): a tenant file needs a few KiB",
+                )
+            ]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlError(
+            [
+                YamlProblem(
+                    line,
+                    column,
+                    f"not UTF-8 at byte {exc.start} (line {line}): save the file as UTF-8",
+                )
+            ]
+        ) from None
+
+
+def _check_events(text: str) -> None:
+    """Refuse aliases and nesting deeper than MAX_DEPTH, from libyaml's event stream,
+    before anything recursive (composer, index, validation) sees the document."""
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line, col = _mark(event)
+                    raise YamlError(
+                        [YamlProblem(line, col, f"nested more than {MAX_DEPTH} levels deep")]
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                line, col = _mark(event)
+                raise YamlError(
+                    [
+                        YamlProblem(
+                            line,
+                            col,
+                            f"YAML aliases (*{event.anchor}) are not allowed: write the "
+                            "value out (settings shared by tenants belong in defaults.yaml)",
+                        )
+                    ]
+                )
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(exc) from None
+    finally:
+        loader.dispose()
+
+
+def _mark(node: yaml.Node | yaml.Event) -> Position:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
@@ -130,6 +226,7 @@ def load_yaml(text: str) -> Any:
     """Parse one YAML document fast (no positions kept); YamlError on syntax errors and
     duplicate keys. Positions are only worth their cost once something is wrong:
     `parse_yaml` gives them."""
+    _check_events(text)
     try:
         return yaml.load(text, Loader=_FastLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.MarkedYAMLError as exc:
@@ -142,6 +239,7 @@ def load_yaml(text: str) -> Any:
 def parse_yaml(text: str) -> PositionedDocument:
     """Parse one YAML document keeping every key's and value's position; YamlError with
     positions for syntax errors and for every duplicate key."""
+    _check_events(text)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

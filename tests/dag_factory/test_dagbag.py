@@ -35,13 +35,14 @@ def test_invalid_tenant_is_visible_and_hides_nothing(
     warehouses: Path, write_tenant: WriteTenant, monkeypatch: pytest.MonkeyPatch
 ):
     write_tenant("good")
-    write_tenant("broken", "tenant: broken\nretries: many\n")
+    broken = write_tenant("broken", "tenant: broken\nretries: many\n")
     dagbag = bag(warehouses, monkeypatch)
-    assert dagbag.import_errors == {}
+    # Keyed by the tenant file, not the DAG file: an error on the DAG file hides every DAG.
+    assert list(dagbag.import_errors) == [str(broken)]
     assert set(dagbag.dag_ids) == {"tenant_good", "tenant_broken"}
     placeholder = dagbag.dags["tenant_broken"]
     assert INVALID_TAG in placeholder.tags
-    assert placeholder.schedule is None
+    assert placeholder.schedule == "@daily"  # kept: its run fails when the real one was due
     assert "broken/warehouse.yaml:2:10: retries: must be a whole number, got 'many'" in (
         placeholder.doc_md
     )
