@@ -73,10 +73,13 @@ class SourceReader(Protocol):
     def batches(self) -> Iterator[pa.RecordBatch]: ...
 
 
-def _missing_database(exc: DBAPIError) -> bool:
+def _missing_database(exc: DBAPIError, database: str | None) -> bool:
     """Whether the server said the database in the URL does not exist."""
     orig = exc.orig
     if getattr(orig, "sqlstate", None) == _NO_DATABASE_SQLSTATE:
+        return True
+    # psycopg reports a refused login without a SQLSTATE: the server's FATAL text it is.
+    if database and f'database "{database}" does not exist' in str(orig):
         return True
     args = getattr(orig, "args", ())
     return bool(args) and args[0] == _NO_DATABASE_ERRNO
@@ -161,7 +164,7 @@ class SqlTableReader:
             return engine.connect()
         except DBAPIError as exc:
             why = reason(exc, self.url.password)
-            if _missing_database(exc):
+            if _missing_database(exc, self.url.database):
                 raise ConfigError(
                     f"the source database {self.url.database} does not exist on "
                     f"{safe(self.url)} ({why}): fix the database name in the source connection"
