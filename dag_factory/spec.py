@@ -17,7 +17,7 @@ import ipaddress
 import re
 from collections import Counter
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from croniter import croniter
 from pydantic import (
@@ -310,6 +310,10 @@ class DbtSpec(Strict):
     #: The dbt project folder, relative to the tenant's folder: its own (`dbt`) or one
     #: shared by several tenants under the warehouses folder (`../_dbt/shop`).
     project: str = Field(default="dbt", pattern=DBT_PROJECT_PATTERN)
+    #: What a failing dbt test does: `fail` fails the layer's task at once (exit 2, never
+    #: retried: the data still breaks the test on a retry); `warn` lets the task succeed
+    #: and counts the failed tests in its result (`tests_failed`).
+    on_test_failure: Literal["fail", "warn"] = "fail"
 
 
 # --- the tenant -----------------------------------------------------------------------------

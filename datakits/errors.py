@@ -17,6 +17,11 @@ class ConfigError(DatakitsError):
     exit_code = 2
 
 
+class DependentObjects(ConfigError):
+    """The warehouse refuses to drop or alter a bronze table because views or other objects
+    depend on it: permanent (they will still be there on a retry) until someone moves them."""
+
+
 class SourceUnavailable(DatakitsError):
     """The source or warehouse cannot be reached or refuses the credentials."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import Column, ColumnElement, Table
 
 from datakits.errors import ConfigError
 from datakits.spec import FilterOp, RowFilter
@@ -78,8 +78,24 @@ def _value(table: str, rule: RowFilter, mapping: ColumnMapping, value: Any) -> A
         ) from None
 
 
-def filter_conditions(source: Table, rules: Sequence[RowFilter]) -> list[ColumnElement[bool]]:
-    """One Core condition per rule (AND-ed by the caller); ConfigError for a bad rule."""
+#: How a source compares a column with a value in SQL: (expression, bound). The reader's
+#: `cursor_order`: the plain column and value, or (SQLite) both through `julianday()`.
+Order = Callable[[Column[Any], Any], tuple[Any, Any]]
+
+
+def _plain(column: Column[Any], value: Any) -> tuple[Any, Any]:
+    return column, value
+
+
+def filter_conditions(
+    source: Table, rules: Sequence[RowFilter], order: Order = _plain
+) -> list[ColumnElement[bool]]:
+    """One Core condition per rule (AND-ed by the caller); ConfigError for a bad rule.
+
+    `order` compares like the watermark range does: on SQLite, timestamps are text in
+    any ISO spelling, and `at >= '2024-01-02T10:00:00'` compared as text selected a row
+    stored as `2024-01-02 09:00:00` (a space sorts before `T`).
+    """
     conditions: list[ColumnElement[bool]] = []
     for rule in rules:
         if rule.column not in source.columns:
@@ -95,9 +111,10 @@ def filter_conditions(source: Table, rules: Sequence[RowFilter]) -> list[ColumnE
             conditions.append(column.is_not(None))
         elif rule.op is FilterOp.in_:
             assert isinstance(rule.value, tuple)
-            values = [_value(source.name, rule, mapping, v) for v in rule.value]
-            conditions.append(column.in_(values))
+            pairs = [order(column, _value(source.name, rule, mapping, v)) for v in rule.value]
+            expression = pairs[0][0] if pairs else column
+            conditions.append(expression.in_([bound for _, bound in pairs]))
         else:
-            value = _value(source.name, rule, mapping, rule.value)
-            conditions.append(_COMPARE[rule.op](column, value))
+            expression, bound = order(column, _value(source.name, rule, mapping, rule.value))
+            conditions.append(_COMPARE[rule.op](expression, bound))
     return conditions

@@ -160,7 +160,7 @@ def load_table(
     watermark: Any = None
     with reader_for(spec.source, table, source_url) as reader:
         cursor = _check_source(table, reader)
-        filters = filter_conditions(reader.source_table, table.filter)
+        filters = filter_conditions(reader.source_table, table.filter, reader.cursor_order)
         with writer.session(table.name, stamp) as session:
             bronze = session.bronze_columns()
             plan = plan_load(

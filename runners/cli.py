@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,6 +99,15 @@ def extract(
     _emit("extract", work)
 
 
+class TestFailurePolicy(StrEnum):
+    """`--on-test-failure`: the values of `runners.dbt.OnTestFailure`, declared here so
+    that `runner extract` does not import the dbt module to build its argv parser."""
+
+    __test__ = False  # not a pytest class
+    fail = "fail"
+    warn = "warn"
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
@@ -106,17 +116,31 @@ def dbt(
     project_dir: Annotated[
         Path, typer.Option("--project-dir", help="The tenant's dbt project (read only).")
     ],
+    on_test_failure: Annotated[
+        TestFailurePolicy,
+        typer.Option(
+            "--on-test-failure",
+            help="A failing dbt test fails the task (exit 2) or only warns (counted in "
+            "`tests_failed`).",
+        ),
+    ] = TestFailurePolicy.fail,
 ) -> None:
     """Run a dbt command (e.g. `build --select silver`) against the tenant's warehouse.
 
     The runner writes profiles.yml from env and generates the bronze sources from the spec.
     """
-    from runners.dbt import run_dbt
+    from runners.dbt import OnTestFailure, run_dbt
 
     def work() -> dict[str, Any]:
         if not ctx.args:
             raise ConfigError("give a dbt command, e.g. `runner dbt build --select silver`")
-        return run_dbt(load_spec(), project_dir, list(ctx.args), require_env(WAREHOUSE_URL_ENV))
+        return run_dbt(
+            load_spec(),
+            project_dir,
+            list(ctx.args),
+            require_env(WAREHOUSE_URL_ENV),
+            on_test_failure=OnTestFailure(on_test_failure.value),
+        )
 
     _emit("dbt", work)
 

@@ -12,7 +12,8 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ BUILDING_COMMANDS = frozenset({"build", "run"})
 _PASSED = {"success", "pass", "warn", "no-op", "reused"}
 _FAILED = {"error", "fail", "runtime error", "partial success"}
 _MAX_LINE = 1000
+#: dbt's resource types of tests (`data_test` since 1.8, `test` before; unit tests).
+_TESTS = {"test", "data_test", "unit_test"}
 
 
 @contextlib.contextmanager
@@ -110,30 +113,121 @@ def summarise(results: list[Any], *, builds: bool = True) -> dict[str, Any]:
     }
 
 
+class OnTestFailure(StrEnum):
+    """What a failing dbt test does to the task (`dbt.on_test_failure` in the tenant spec).
+
+    `fail`: the task fails with exit 2 (permanent: the data breaks the test until someone
+    fixes it, so a retry only repeats it), naming the failed tests. `warn`: dbt runs the
+    tests at severity `warn` (so models downstream of them still build) and the task
+    succeeds with the count in `tests_failed`.
+    """
+
+    fail = "fail"
+    warn = "warn"
+
+
 def _classify(exc: BaseException, command: str) -> DatakitsError:
-    """The runner error for an exception dbt raised before or instead of running nodes."""
+    """The runner error for an exception dbt raised before or instead of running nodes.
+
+    Parse and compile errors, a wrong project or profile and a bad dbt flag are permanent
+    (exit 2): the project is the same on a retry.
+    """
     from dbt.adapters.exceptions.connection import FailedToConnectError
-    from dbt_common.exceptions import DbtConfigError
+    from dbt.cli.exceptions import DbtUsageException
+    from dbt.exceptions import ParsingError
+    from dbt_common.exceptions import CompilationError, DbtConfigError, DbtValidationError
 
     line = f"dbt {command} failed: {_one_line(exc)}"
     if isinstance(exc, FailedToConnectError):
         return SourceUnavailable(line)
-    if isinstance(exc, DbtConfigError):  # dbt_project.yml or profile is wrong
-        return ConfigError(line)
+    permanent = (
+        DbtConfigError,  # dbt_project.yml or profile is wrong
+        CompilationError,
+        ParsingError,
+        DbtValidationError,
+        DbtUsageException,
+    )
+    if isinstance(exc, permanent):
+        return ConfigError(f"{line}: fix the dbt project")
     return LoadFailed(line)
 
 
-def _invoke(args: list[str]) -> Any:
+def _failure_kind(result: Any) -> str:
+    """Why a node failed: `test` (data failed a test), `compile` (the SQL or Jinja is
+    wrong), `dependents` (PostgreSQL refuses a drop because views use the table) - all
+    permanent - or `runtime` (the database failed running it: may pass on a retry)."""
+    status = _status(result)
+    message = str(getattr(result, "message", "") or "")
+    if status == "fail":
+        return "test"
+    if "Compilation Error" in message:
+        return "compile"
+    if "other objects depend on it" in message:
+        return "dependents"
+    return "runtime"
+
+
+def _selectors(dbt_args: list[str]) -> list[str]:
+    """The values of `--select`/`-s`/`--models`/`-m` in dbt's argv."""
+    found: list[str] = []
+    taking = False
+    for arg in dbt_args:
+        if arg in ("--select", "-s", "--models", "-m"):
+            taking = True
+            continue
+        if arg.startswith("--select="):
+            found.append(arg.split("=", 1)[1])
+            continue
+        if taking and not arg.startswith("-"):
+            found.append(arg)
+        else:
+            taking = False
+    return found
+
+
+def _watch_selection(unmatched: list[str]) -> Callable[[Any], None]:
+    """A dbt event callback noting each selection criterion that matched no node.
+
+    dbt only warns (`NoNodesForSelectionCriteria`) and exits green doing nothing: for a
+    scheduled layer that is a silent stop, so the runner makes it a failure.
+    """
+
+    def callback(event: Any) -> None:
+        if event.info.name == "NoNodesForSelectionCriteria":
+            unmatched.append(str(event.data.spec_raw))
+
+    return callback
+
+
+def _no_nodes(command: str, selectors: list[str], layers: list[str]) -> ConfigError:
+    shown = ", ".join(layers) or "none"
+    return ConfigError(
+        f"dbt {command}: the selection {' '.join(selectors)} matches no node of the project "
+        f"(layer folders: {shown}): select an existing layer or model, or add models there"
+    )
+
+
+def _invoke(args: list[str], callbacks: list[Callable[[Any], None]] | None = None) -> Any:
     from dbt.cli.main import dbtRunner  # dbt is heavy: import it only for `runner dbt`
 
     with contextlib.redirect_stdout(sys.stderr):
-        return dbtRunner().invoke(args)
+        return dbtRunner(callbacks=callbacks).invoke(args)
 
 
 def run_dbt(
-    spec: LoadSpec, project_dir: Path, dbt_args: list[str], warehouse_url: str
+    spec: LoadSpec,
+    project_dir: Path,
+    dbt_args: list[str],
+    warehouse_url: str,
+    *,
+    on_test_failure: OnTestFailure = OnTestFailure.fail,
 ) -> dict[str, Any]:
-    """Run `dbt <dbt_args>` on a temp copy of `project_dir` against `warehouse_url`."""
+    """Run `dbt <dbt_args>` on a temp copy of `project_dir` against `warehouse_url`.
+
+    Raises `ConfigError` (exit 2, permanent) for a parse or compile error, a selection
+    that matches nothing, views blocking a drop, and failing tests under `fail`;
+    `LoadFailed` (exit 4) when the database failed running a model.
+    """
     if not dbt_args or dbt_args[0].startswith("-"):
         raise ConfigError("give a dbt command first, e.g. `build --select silver`")
     owned = [a for a in dbt_args if a.split("=", 1)[0] in OWNED_FLAGS]
@@ -148,7 +242,8 @@ def run_dbt(
 
     with tempfile.TemporaryDirectory(prefix=f"runner-dbt-{spec.tenant}-") as tmp:
         work = Path(tmp)
-        project = prepare_project(Path(project_dir), work, spec)
+        warn = on_test_failure is OnTestFailure.warn
+        project = prepare_project(Path(project_dir), work, spec, tests_warn=warn)
         profiles_dir = work / "profiles"
         profiles_dir.mkdir()
         (profiles_dir / "profiles.yml").write_text(
@@ -166,19 +261,37 @@ def run_dbt(
             str(work / "logs"),
         ]
         print(f"runner dbt: dbt {' '.join(dbt_args)} ({project.name})", file=sys.stderr)
+        unmatched: list[str] = []
         with _scoped_env({**DBT_DEFAULTS, **env}, clear=PROFILE_ENV_VARS):
-            res = _invoke(args)
+            res = _invoke(args, callbacks=[_watch_selection(unmatched)])
 
     command = " ".join(dbt_args)
     if res.exception is not None:
         raise _classify(res.exception, command) from res.exception
     results = list(getattr(res.result, "results", None) or [])
+    selectors = _selectors(dbt_args)
+    if unmatched or (selectors and not results and res.result is not None):
+        raise _no_nodes(command, unmatched or selectors, project.layers)
     summary = summarise(results, builds=dbt_args[0] in BUILDING_COMMANDS)
     failures, messages = summary.pop("failures"), summary.pop("messages")
+    summary["tests_failed"] = sum(
+        1
+        for r in results
+        if _status(r) in ("fail", "warn")
+        and str(getattr(getattr(r.node, "resource_type", ""), "value", "")) in _TESTS
+        and (getattr(r, "failures", None) or 0) > 0
+    )
     if failures or not res.success:
         what = ", ".join(failures) if failures else "dbt reported a failure"
         first = f" - first error: {messages[0]}" if messages else ""
-        raise LoadFailed(
-            _one_line(f"dbt {command}: {summary['failed']} of {len(results)} failed: {what}{first}")
+        line = f"dbt {command}: {summary['failed']} of {len(results)} failed: {what}{first}"
+        kinds = {_failure_kind(r) for r in results if _status(r) in _FAILED}
+        if not failures or "runtime" in kinds:
+            raise LoadFailed(_one_line(line))
+        hint = (
+            "; fix the data or the test, or set dbt.on_test_failure: warn"
+            if kinds == {"test"}
+            else "; fix the dbt project (permanent: a retry fails the same way)"
         )
+        raise ConfigError(_one_line(line + hint))
     return {"tenant": spec.tenant, "dbt_command": list(dbt_args), **summary}

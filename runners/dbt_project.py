@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -52,6 +52,8 @@ class Project:
     dir: Path
     name: str
     profile: str
+    #: The folders directly under the model paths (what `--select <layer>` can name).
+    layers: list[str] = field(default_factory=list)
 
 
 def read_project(project_dir: Path) -> tuple[str, str, dict[str, object]]:
@@ -109,11 +111,42 @@ def schema_macro(spec: LoadSpec) -> str:
     return _MACRO.replace("LAYERS", literal)
 
 
-def prepare_project(project_dir: Path, work_dir: Path, spec: LoadSpec) -> Project:
-    """Copy `project_dir` to `work_dir/project` and add the spec's sources and schema macro."""
+def _tests_at_warn(project_file: Path, doc: dict[str, object]) -> None:
+    """Set every test of the project to severity `warn` (`dbt.on_test_failure: warn`).
+
+    dbt's own mechanism, a project-level `+severity`: a failing test is then reported
+    with status `warn`, and the models downstream of it still build (a failing test at
+    `error` makes `dbt build` skip them). A test that sets its own severity keeps it.
+    """
+    key = "tests" if "tests" in doc and "data_tests" not in doc else "data_tests"
+    block = doc.get(key) or {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"{project_file}: `{key}` must be a mapping")
+    doc[key] = {**block, "+severity": "warn"}
+    project_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def prepare_project(
+    project_dir: Path, work_dir: Path, spec: LoadSpec, *, tests_warn: bool = False
+) -> Project:
+    """Copy `project_dir` to `work_dir/project` and add the spec's sources and schema macro.
+
+    `tests_warn`: run the project's tests at severity `warn` (see `_tests_at_warn`).
+    """
     name, profile, doc = read_project(project_dir)
     copy = work_dir / "project"
     shutil.copytree(project_dir, copy, ignore=_IGNORE)
+    if tests_warn:
+        _tests_at_warn(copy / "dbt_project.yml", doc)
+    layers = sorted(
+        {
+            folder.name
+            for path in _paths(doc, "model-paths", "models")
+            if (copy / path).is_dir()
+            for folder in (copy / path).iterdir()
+            if folder.is_dir() and not folder.name.startswith((".", "_"))
+        }
+    )
 
     model_dir = copy / _paths(doc, "model-paths", "models")[0]
     sources = model_dir / SOURCES_FILE
@@ -135,4 +168,4 @@ def prepare_project(project_dir: Path, work_dir: Path, spec: LoadSpec) -> Projec
     macro_dir = copy / macro_paths[0]
     macro_dir.mkdir(parents=True, exist_ok=True)
     (macro_dir / MACRO_FILE).write_text(schema_macro(spec))
-    return Project(dir=copy, name=name, profile=profile)
+    return Project(dir=copy, name=name, profile=profile, layers=layers)

@@ -33,11 +33,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 from sqlalchemy.types import NullType
 
-from datakits.errors import ConfigError, LoadFailed
+from datakits.errors import ConfigError, LoadFailed, SourceUnavailable
 from datakits.messages import one_line, reason
 from datakits.spec import TableSpec
 from datakits.types import ColumnMapping, map_column, rows_to_batch
-from datakits.urls import connect, make_engine, parse_url, require_backend, safe
+from datakits.urls import make_engine, parse_url, require_backend, safe
+
+#: Driver codes of "this database does not exist": PostgreSQL's SQLSTATE, MySQL's errno.
+_NO_DATABASE_SQLSTATE = "3D000"
+_NO_DATABASE_ERRNO = 1049
 
 #: How many names an error lists before it says "and N more".
 _LISTED = 30
@@ -67,6 +71,18 @@ class SourceReader(Protocol):
     def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]: ...
 
     def batches(self) -> Iterator[pa.RecordBatch]: ...
+
+
+def _missing_database(exc: DBAPIError, database: str | None) -> bool:
+    """Whether the server said the database in the URL does not exist."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == _NO_DATABASE_SQLSTATE:
+        return True
+    # psycopg reports a refused login without a SQLSTATE: the server's FATAL text it is.
+    if database and f'database "{database}" does not exist' in str(orig):
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] == _NO_DATABASE_ERRNO
 
 
 def _names(names: list[str]) -> str:
@@ -114,7 +130,7 @@ class SqlTableReader:
         require_backend(self.url, self.backend, "source")
         self._engine = self._make_engine()
         try:
-            self._conn = connect(self._engine, "source")
+            self._conn = self._connect(self._engine)
             self._table = self._reflect(self._conn)
             columns = self._select_columns(self._table)
             self.mappings = [map_column(c.name, c.type, loose=self.loose_types) for c in columns]
@@ -142,12 +158,32 @@ class SqlTableReader:
             self._engine.dispose()
             self._engine = None
 
+    def _connect(self, engine: Engine) -> Connection:
+        """Open the source; a database that does not exist is the URL's fault (exit 2)."""
+        try:
+            return engine.connect()
+        except DBAPIError as exc:
+            why = reason(exc, self.url.password)
+            if _missing_database(exc, self.url.database):
+                raise ConfigError(
+                    f"the source database {self.url.database} does not exist on "
+                    f"{safe(self.url)} ({why}): fix the database name in the source connection"
+                ) from None
+            # Worded as `datakits.urls.connect` words it for every other connection.
+            raise SourceUnavailable(
+                f"cannot connect to the source {safe(engine.url)}: {why}"
+            ) from None
+
     def _reflect(self, conn: Connection) -> Table:
         """The source table's columns (name, type, nullability) as a Core `Table`.
 
         Only the columns: full reflection (`autoload_with`) also reads the keys, indexes,
         constraints and comments, which the load never uses: one query instead of eight
         (measured on PostgreSQL: 15 ms instead of 75 ms of every run).
+
+        A missing schema (PostgreSQL: no table found; MySQL/MariaDB: `unknown database`;
+        SQLite: `unknown database`) and a missing table are `ConfigError`: exit 2, never
+        retried, with what exists so the spec can be fixed.
         """
         try:
             found = inspect(conn).get_columns(self.table_spec.name, schema=self.source_schema)
@@ -156,16 +192,34 @@ class SqlTableReader:
             columns = [Column(c["name"], c["type"], nullable=c["nullable"]) for c in found]
             return Table(self.table_spec.name, MetaData(), *columns, schema=self.source_schema)
         except NoSuchTableError:
+            self._check_schema(conn)
             existing = sorted(inspect(conn).get_table_names(schema=self.source_schema))
             raise ConfigError(
                 f"source table {self.qualified_name} does not exist in {safe(self.url)} "
                 f"(tables: {_names(existing)})"
             ) from None
         except DBAPIError as exc:
+            conn.rollback()  # PostgreSQL: the failed query aborted the transaction
+            self._check_schema(conn)
             raise LoadFailed(
                 f"cannot read the definition of source table {self.qualified_name}: "
                 f"{reason(exc, self.url.password)}"
             ) from None
+
+    def _check_schema(self, conn: Connection) -> None:
+        """ConfigError when `source.schema` names a schema (database) the source lacks."""
+        if self.source_schema is None:
+            return
+        try:
+            schemas = sorted(inspect(conn).get_schema_names())
+        except DBAPIError:
+            conn.rollback()
+            return  # cannot list them: the caller's error stands
+        if self.source_schema not in schemas:
+            raise ConfigError(
+                f"source schema {self.source_schema} does not exist in {safe(self.url)} "
+                f"(schemas: {_names(schemas)}): fix `source.schema` in the tenant's spec"
+            )
 
     def _select_columns(self, table: Table) -> list[Any]:
         available = [c.name for c in table.columns]
@@ -222,14 +276,23 @@ class SqlTableReader:
         size = self.table_spec.batch_size
         conn = self._conn.execution_options(stream_results=True, yield_per=size)
         where = f"source table {self.qualified_name}"
+        read = 0
         try:
             result = conn.execute(stmt)
             try:
                 for rows in result.partitions(size):
-                    yield rows_to_batch(rows, self.mappings, self.schema, where)
+                    batch = rows_to_batch(rows, self.mappings, self.schema, where)
+                    read += batch.num_rows
+                    yield batch
             finally:
                 result.close()  # also when the consumer stops early: frees the cursor
         except DBAPIError as exc:
-            raise LoadFailed(
-                one_line(f"reading {where} failed: {reason(exc, self.url.password)}")
-            ) from None
+            why = reason(exc, self.url.password)
+            if exc.connection_invalidated:  # the session is gone: a retry may succeed
+                raise SourceUnavailable(
+                    one_line(
+                        f"reading {where}: source connection lost after {read:,} rows: "
+                        f"{why}; bronze unchanged"
+                    )
+                ) from None
+            raise LoadFailed(one_line(f"reading {where} failed: {why}")) from None

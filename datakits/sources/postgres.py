@@ -58,6 +58,8 @@ _DRIVER_BATCH_BYTES = 4 * 1024 * 1024
 #: 50,000-row (10 MB) ones, and are no slower.
 _BATCH_BYTES = 4 * 1024 * 1024
 _BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
+#: What libpq says when the session is gone (see `_connection_lost`).
+_LOST_MARKS = ("FATAL:", "server closed the connection", "could not receive data", "no connection")
 #: Source types the driver decodes to exactly our Arrow type (or a checked cast of it).
 _NATIVE = (
     sat.Boolean,
@@ -139,6 +141,21 @@ class _Opening:
             with contextlib.suppress(Exception):
                 self._connection.close()
             self._connection = None
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether a driver error says the session is gone (not that the query is wrong).
+
+    libpq reports a terminated backend as `FATAL`, a broken socket as "server closed the
+    connection" / "could not receive data"; SQLSTATE class 08 is a connection exception.
+    """
+    text = str(exc)
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    return (
+        sqlstate.startswith("08")
+        or sqlstate in ("57P01", "57P02", "57P03")
+        or any(mark in text for mark in _LOST_MARKS)
+    )
 
 
 def _select_expression(column: Column[Any], mapping: ColumnMapping) -> ColumnElement[Any]:
@@ -264,8 +281,15 @@ class PostgresReader(SqlTableReader):
             ) from None
 
     def _decode(self, conn: _Connection, query: str) -> Iterator[pa.RecordBatch]:
-        """Driver batches → batches of `self.schema` (runs in the prefetch thread)."""
+        """Driver batches → batches of `self.schema` (runs in the prefetch thread).
+
+        An error while the stream is read means the COPY's connection broke (a backend
+        terminated, a server restart, a dropped network): the driver raises it as a plain
+        `OSError` or as one of its own errors. That is `SourceUnavailable` (exit 3, a
+        retry may succeed), never an unexpected crash; the load's transaction rolls back.
+        """
         where = f"source table {self.qualified_name}"
+        read = 0
         statement = conn.manager.AdbcStatement(conn.connection)
         try:
             try:
@@ -273,7 +297,9 @@ class PostgresReader(SqlTableReader):
                 statement.set_sql_query(query)
                 handle, _ = statement.execute_query()
                 stream = pa.RecordBatchReader.from_stream(handle)
-            except conn.manager.Error as exc:
+            except (conn.manager.Error, OSError) as exc:
+                if _connection_lost(exc):
+                    raise self._lost(read, exc) from None
                 raise LoadFailed(one_line(f"reading {where} failed: {self._reason(exc)}")) from None
             with stream:
                 while True:
@@ -281,17 +307,29 @@ class PostgresReader(SqlTableReader):
                         batch = stream.read_next_batch()
                     except StopIteration:
                         return
-                    except (conn.manager.Error, pa.ArrowException) as exc:
+                    except (conn.manager.Error, OSError) as exc:
+                        raise self._lost(read, exc) from None
+                    except pa.ArrowException as exc:
                         raise LoadFailed(
                             one_line(f"reading {where} failed: {self._reason(exc)}")
                         ) from None
+                    read += batch.num_rows
                     arrays = [
                         arrow_to_mapping(batch.column(i), m, where)
                         for i, m in enumerate(self.mappings)
                     ]
                     yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         finally:
-            statement.close()
+            with contextlib.suppress(Exception):  # a dead connection must not hide why
+                statement.close()
+
+    def _lost(self, rows: int, exc: BaseException) -> SourceUnavailable:
+        return SourceUnavailable(
+            one_line(
+                f"reading source table {self.qualified_name}: source connection lost after "
+                f"{rows:,} rows: {self._reason(exc)}; bronze unchanged"
+            )
+        )
 
     def _reason(self, exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__

@@ -50,8 +50,8 @@ from datakits.bronze import (
     staging_name,
 )
 from datakits.drift import Evolution
-from datakits.errors import LoadFailed
-from datakits.messages import reason
+from datakits.errors import DependentObjects, LoadFailed
+from datakits.messages import one_line, reason
 from datakits.metadata import AuditRecord, MetaTables, ensure_meta, ensure_schema, record_load
 from datakits.spec import Schemas
 from datakits.urls import connect, make_engine, parse_url, require_backend
@@ -146,6 +146,39 @@ class _Sink:
                 abort()
 
 
+#: SQLSTATEs of PostgreSQL refusing DDL because views (or other objects) use the table:
+#: `cannot drop table … because other objects depend on it` (2BP01) and `cannot alter
+#: type of a column used by a view or rule` (0A000, with the view in its DETAIL).
+_DEPENDENTS = {"2BP01", "0A000"}
+
+
+@contextmanager
+def _dependents_refuse(target: str, action: str) -> Iterator[None]:
+    """Turn "other objects depend on it" into a `ConfigError` that names them.
+
+    Retrying cannot help (the views are still there next time), so it is a permanent
+    failure (exit 2), and the message says what to change: the reload drops and
+    recreates bronze tables, so objects built on them belong in dbt (silver/gold).
+    """
+    try:
+        yield
+    except DBAPIError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        if getattr(exc.orig, "sqlstate", None) not in _DEPENDENTS or diag is None:
+            raise
+        detail = getattr(diag, "message_detail", None) or ""
+        if "depends on" not in detail:
+            raise
+        dependents = "; ".join(line.strip() for line in detail.splitlines() if line.strip())
+        raise DependentObjects(
+            one_line(
+                f"cannot load {target} (bronze unchanged): the load must {action}, but other "
+                f"objects depend on it ({dependents}); bronze reloads drop and recreate the "
+                "table: build such views in dbt (silver/gold) or drop them before the load"
+            )
+        ) from None
+
+
 class BronzeSession:
     """One load's open warehouse transaction; the table's lock is held until it ends."""
 
@@ -235,12 +268,14 @@ class BronzeSession:
         for name in evolution.add:
             add_column(self.conn, self.schema, self.table, name, self.staging.c[name].type)
         for name, catalog in evolution.widen.items():
-            alter_column_type(self.conn, self.schema, self.table, name, sql_type(catalog))
+            with _dependents_refuse(self.target, f"widen its column {name}"):
+                alter_column_type(self.conn, self.schema, self.table, name, sql_type(catalog))
 
     def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
         """Swap staging in for bronze; re-add kept (dropped-at-source) columns; index keys."""
         bronze = Table(self.table, self._staged().metadata, schema=self.schema)
-        self.conn.execute(DropTable(bronze, if_exists=True))
+        with _dependents_refuse(self.target, "drop and recreate it"):
+            self.conn.execute(DropTable(bronze, if_exists=True))
         rename_table(self.conn, self.schema, self.staging.name, self.table)
         self._staging = None
         for name, catalog in keep.items():

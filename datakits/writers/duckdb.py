@@ -8,6 +8,7 @@ parallel loads of one warehouse run one after another.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, DateTime, Engine, Table, Text, column, insert
 from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import registry
 
-from datakits.errors import SourceUnavailable, WarehouseBusy
+from datakits.errors import ConfigError, SourceUnavailable, WarehouseBusy
 from datakits.urls import connect
 from datakits.writers.base import BATCH_ID, LOADED_AT, BatchWriter, LoadStamp, SqlBronzeWriter
 from datakits.writers.duckstream import StreamingInsert
@@ -31,6 +32,8 @@ registry.register("duckdb", "duckdb_engine", "Dialect")
 _BATCH_VIEW = "__datakits_batch"
 #: What DuckDB says when another process has the database file open.
 _LOCK_CONFLICT = "Could not set lock on file"
+#: What DuckDB says when the file cannot be created or opened (permissions, read-only).
+_CANNOT_OPEN = "Cannot open"
 
 
 #: DuckDB's buffer pool may use 80% of the machine's memory by default, and it keeps the
@@ -41,6 +44,21 @@ _LOCK_CONFLICT = "Could not set lock on file"
 #: 128MB, 356-358 MB at 1M rows and 357-372 MB at 5M rows of the benchmark table (256MB: 394 and
 #: 494 MB, the pool not yet full at 1M), and no slower.
 MEMORY_LIMIT = "128MB"
+
+
+def _make_parent(path: Path) -> None:
+    """Create the warehouse file's directory; a path that cannot have one is a config error.
+
+    Retrying cannot fix a parent that is a file, a read-only file system or a missing
+    permission, so it is `ConfigError` (exit 2, never retried), not an unexpected crash.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"the DuckDB warehouse {path} cannot be created: its directory {path.parent} "
+            f"cannot be made ({exc.strerror or exc}): fix the warehouse path"
+        ) from None
 
 
 def _configure(conn: Connection) -> None:
@@ -89,7 +107,7 @@ class DuckDBWriter(SqlBronzeWriter):
         """
         database = engine.url.database
         if database and database != ":memory:":  # a new warehouse: DuckDB makes the file
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _make_parent(Path(database))
         started = time.monotonic()
         deadline = started + self.lock_timeout
         pause = 0.05
@@ -101,15 +119,22 @@ class DuckDBWriter(SqlBronzeWriter):
                 return conn
             except SourceUnavailable as exc:
                 if _LOCK_CONFLICT not in str(exc):
+                    if database and _CANNOT_OPEN in str(exc):
+                        raise ConfigError(
+                            f"the DuckDB warehouse {database} cannot be opened: "
+                            f"{str(exc).split(': ', 1)[-1]}: fix the warehouse path or "
+                            "its directory's permissions"
+                        ) from None
                     raise
-                if time.monotonic() + pause > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # the whole timeout waited, never less
                     waited = time.monotonic() - started
                     raise WarehouseBusy(
                         f"the DuckDB warehouse {database} is in use by another process "
                         f"(Could not set lock on file): gave up after {waited:.1f} s "
                         f"(lock timeout {self.lock_timeout:g} s)"
                     ) from None
-            time.sleep(pause)
+            time.sleep(min(pause, remaining))
             pause = min(pause * 2, 2.0)
 
     def _batch_writer(self, conn: Connection, staging: Table, stamp: LoadStamp) -> BatchWriter:
@@ -129,7 +154,13 @@ class DuckDBWriter(SqlBronzeWriter):
             raw.register(_BATCH_VIEW, reader)
             try:
                 conn.execute(stmt)
-            finally:
-                raw.unregister(_BATCH_VIEW)
+            except BaseException:
+                # After a failed INSERT (disk full, I/O error) the transaction is aborted
+                # and `unregister` fails too ("Current transaction is aborted"): that
+                # second error must not replace the one that says what happened.
+                with contextlib.suppress(duckdb.Error):
+                    raw.unregister(_BATCH_VIEW)
+                raise
+            raw.unregister(_BATCH_VIEW)
 
         return StreamingInsert(execute)

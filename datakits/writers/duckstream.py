@@ -94,7 +94,14 @@ class StreamingInsert:
         self._done = True
         if self._thread is None:
             return
-        self._queue.put(_END)
+        # Never a blocking put: an INSERT that died with the queue full reads no more,
+        # and `close` would wait forever for room instead of raising its error.
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_END, timeout=0.2)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -25,6 +25,8 @@ def test_plan_is_extracts_then_silver_then_gold(warehouses: Path, write_tenant: 
         "dbt",
         "--project-dir",
         "warehouses/shop/dbt",
+        "--on-test-failure",
+        "fail",
         "build",
         "--select",
         "gold",
