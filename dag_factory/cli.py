@@ -253,6 +253,14 @@ def provision(
             help="Also revoke PUBLIC's rights on the database and on schema public.",
         ),
     ] = True,
+    shared_table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--shared-table",
+            help="SCHEMA.TABLE of a mart shared by tenants (column tenant_id): row-level "
+            "security lets this tenant see and write only its own rows. Repeatable.",
+        ),
+    ] = None,
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Create the tenant's login role (owner of its schemas, nothing else) and its
@@ -269,7 +277,10 @@ def provision(
         raise typer.Exit(0)
     try:
         roles = prov.TenantRoles.of(spec.tenant)
-        statements = prov.tenant_statements(spec, database_setup=database_setup)
+        shared = [prov.parse_shared_table(t) for t in shared_table or []]
+        statements = prov.tenant_statements(
+            spec, database_setup=database_setup, shared_tables=shared
+        )
     except prov.ProvisionError as exc:
         err.print(f"dag-factory: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -19,6 +19,7 @@ never reaches a statement, a server log or the `--sql` output.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from dag_factory.spec import TenantSpec
+from datakits.spec import IDENTIFIER_PATTERN
 
 DIALECT = postgresql.dialect()
 _PREPARER = DIALECT.identifier_preparer
@@ -37,6 +39,8 @@ ROLE_PREFIX = "tenant_"
 READER_SUFFIX = "_reader"
 #: Schema names a tenant file may never claim: PostgreSQL's own and the shared `public`.
 RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
+#: The column of a shared mart that says which tenant a row belongs to.
+TENANT_COLUMN = "tenant_id"
 
 
 class ProvisionError(ValueError):
@@ -134,7 +138,46 @@ def tenant_schemas(spec: TenantSpec) -> list[str]:
     return names
 
 
-def tenant_statements(spec: TenantSpec, *, database_setup: bool = True) -> list[str]:
+def parse_shared_table(text: str) -> tuple[str, str]:
+    """`SCHEMA.TABLE` → (schema, table), both plain identifiers."""
+    parts = text.split(".")
+    if len(parts) != 2 or not all(re.fullmatch(IDENTIFIER_PATTERN, p) for p in parts):
+        raise ProvisionError(
+            f"--shared-table {text!r}: give SCHEMA.TABLE, lower-case identifiers (a-z, 0-9, _)"
+        )
+    return parts[0], parts[1]
+
+
+def shared_table_statements(
+    tenant: str, roles: TenantRoles, schema: str, table: str, column: str = TENANT_COLUMN
+) -> list[str]:
+    """Row-level security on a mart that several tenants share (owned by the platform):
+    the tenant's roles see, and the owner role writes, only rows whose `column` is the
+    tenant id. FORCE makes the table's owner obey the policies too (a superuser does not)."""
+    target = f"{ident(schema)}.{ident(table)}"
+    owner, reader = ident(roles.owner), ident(roles.reader)
+    policy = ident(roles.owner)
+    match = f"{ident(column)} = {literal(tenant)}"
+    return [
+        f"ALTER TABLE {target} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {target} FORCE ROW LEVEL SECURITY",
+        f"GRANT USAGE ON SCHEMA {ident(schema)} TO {owner}, {reader}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {target} TO {owner}",
+        f"GRANT SELECT ON {target} TO {reader}",
+        # No CREATE POLICY IF NOT EXISTS before PostgreSQL 17: replace it (in the same
+        # transaction, so no moment without a policy: RLS without one shows no row at all).
+        f"DROP POLICY IF EXISTS {policy} ON {target}",
+        f"CREATE POLICY {policy} ON {target} TO {owner}, {reader} USING ({match}) "
+        f"WITH CHECK ({match})",
+    ]
+
+
+def tenant_statements(
+    spec: TenantSpec,
+    *,
+    database_setup: bool = True,
+    shared_tables: Sequence[tuple[str, str]] = (),
+) -> list[str]:
     """Every statement that provisions `spec`'s tenant, in order; each is idempotent."""
     roles = TenantRoles.of(spec.tenant)
     schemas = tenant_schemas(spec)
@@ -164,6 +207,8 @@ def tenant_statements(spec: TenantSpec, *, database_setup: bool = True) -> list[
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE USAGE ON TYPES FROM PUBLIC",
     ]
+    for schema, table in shared_tables:
+        statements += shared_table_statements(spec.tenant, roles, schema, table)
     return statements
 
 

@@ -309,6 +309,14 @@ def _snapshot(cluster: PostgresCluster, database: str) -> dict[str, Any]:
                 "WHERE roleid::regrole::text LIKE 'tenant_%' "
                 "OR member::regrole::text LIKE 'tenant_%' ORDER BY 1, 2"
             ).fetchall(),
+            "policies": q(
+                "SELECT schemaname, tablename, policyname, roles::text, cmd, qual, with_check "
+                "FROM pg_policies ORDER BY 1, 2, 3"
+            ).fetchall(),
+            "rls": q(
+                "SELECT relname, relrowsecurity, relforcerowsecurity, relacl::text FROM pg_class "
+                "WHERE relrowsecurity ORDER BY 1"
+            ).fetchall(),
             "tables": q(
                 "SELECT schemaname, tablename, tableowner FROM pg_tables "
                 "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
@@ -331,8 +339,14 @@ def test_provision_twice_changes_nothing(wh: SimpleNamespace) -> None:
     )
     assert result.exit_code == 0, result.output
     assert _snapshot(wh.cluster, wh.database) == before
-    assert ("tenant_alpha", "tenant_alpha", None) not in before["schemas"]
-    assert any(s[0] == "alpha_gold" for s in before["schemas"])
+    gold_acl = {name: acl for name, _, acl in before["schemas"]}["alpha_gold"]
+    assert "tenant_alpha_reader=U/tenant_alpha" in gold_acl
+    with psycopg.connect(wh.cluster.dsn(wh.database)) as admin:
+        (verifier,) = admin.execute(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'tenant_alpha'"
+        ).fetchone()
+    assert verifier.startswith("SCRAM-SHA-256$")  # libpq's verifier, not the password
+    assert PASSWORDS["alpha"] not in verifier
 
 
 def test_sql_output_is_what_is_applied(wh: SimpleNamespace) -> None:
@@ -391,3 +405,69 @@ def test_duckdb_warehouse_needs_no_roles(wh: SimpleNamespace) -> None:
     assert result.exit_code == 0
     assert "one file per tenant" in result.output
     assert "file's permissions" in result.output
+
+
+def test_shared_mart_rows_are_fenced_by_row_level_security(wh: SimpleNamespace) -> None:
+    with psycopg.connect(wh.cluster.dsn(wh.database), autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA marts")
+        admin.execute("CREATE TABLE marts.revenue (tenant_id text NOT NULL, amount int)")
+        admin.execute(
+            "INSERT INTO marts.revenue VALUES ('alpha', 1), ('alpha', 2), ('beta', 30), ('evil', 9)"
+        )
+    for tenant, pw in (("alpha", "ALPHA_PW"), ("beta", "BETA_PW")):
+        result = _cli(
+            "provision",
+            tenant,
+            "-w",
+            str(wh.warehouses),
+            "--admin-url-env",
+            ADMIN_ENV,
+            "--password-env",
+            pw,
+            "--shared-table",
+            "marts.revenue",
+            env=wh.env,
+        )
+        assert result.exit_code == 0, result.output
+    before = _snapshot(wh.cluster, wh.database)
+    assert [p[2] for p in before["policies"]] == ["tenant_alpha", "tenant_beta"]
+    assert before["rls"][0][:3] == ("revenue", True, True)
+
+    with _as(wh, "tenant_alpha") as alpha:
+        assert alpha.execute(
+            "SELECT tenant_id, amount FROM marts.revenue ORDER BY 2"
+        ).fetchall() == [("alpha", 1), ("alpha", 2)]
+        alpha.execute("INSERT INTO marts.revenue VALUES ('alpha', 3)")
+        assert "row-level security" in _denied(
+            alpha, "INSERT INTO marts.revenue VALUES ('beta', 666)"
+        )
+        assert "row-level security" in _denied(alpha, "UPDATE marts.revenue SET tenant_id = 'beta'")
+        assert alpha.execute("DELETE FROM marts.revenue WHERE tenant_id = 'beta'").rowcount == 0
+        _denied(alpha, "ALTER TABLE marts.revenue DISABLE ROW LEVEL SECURITY")
+        _denied(alpha, "DROP POLICY tenant_alpha ON marts.revenue")
+    with _as(wh, "tenant_beta") as beta:
+        assert beta.execute("SELECT tenant_id, amount FROM marts.revenue").fetchall() == [
+            ("beta", 30)
+        ]
+    with _as(wh, "bi_alpha") as bi:
+        assert bi.execute("SELECT sum(amount) FROM marts.revenue").fetchone() == (6,)
+        _denied(bi, "INSERT INTO marts.revenue VALUES ('alpha', 4)")
+    # Twice changes nothing, and the rows other tenants could not touch are all there.
+    result = _cli(
+        "provision",
+        "alpha",
+        "-w",
+        str(wh.warehouses),
+        "--admin-url-env",
+        ADMIN_ENV,
+        "--password-env",
+        "ALPHA_PW",
+        "--shared-table",
+        "marts.revenue",
+        env=wh.env,
+    )
+    assert result.exit_code == 0, result.output
+    assert _snapshot(wh.cluster, wh.database) == before
+    with psycopg.connect(wh.cluster.dsn(wh.database)) as admin:
+        rows = admin.execute("SELECT tenant_id, amount FROM marts.revenue ORDER BY 2").fetchall()
+    assert rows == [("alpha", 1), ("alpha", 2), ("alpha", 3), ("evil", 9), ("beta", 30)]
