@@ -3,16 +3,18 @@
 dag-factory validate [PATH ...]     every problem of every file; exit 1 if any
 dag-factory list                    the tenants and what they run
 dag-factory plan TENANT             the planned tasks: id, image, argv, env, upstreams
+dag-factory provision TENANT        the tenant's warehouse roles (PostgreSQL); --sql to review
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
@@ -26,7 +28,7 @@ from dag_factory.plan import plan_tenant
 from dag_factory.scaffold import scaffold_tenant
 from dag_factory.schema import SCHEMA_FILE, render_schema
 from dag_factory.spec import Executor
-from datakits.spec import TENANT_ID_PATTERN
+from datakits.spec import TENANT_ID_PATTERN, WarehouseKind
 
 app = typer.Typer(
     name="dag-factory",
@@ -218,6 +220,127 @@ def new(
         raise typer.Exit(1) from None
     for file in files:
         out.print(f"created {file}")
+
+
+@app.command()
+def provision(
+    tenant: Annotated[str, typer.Argument(help="Tenant id (its folder name).")],
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the statements instead of applying them.")
+    ] = False,
+    admin_url_env: Annotated[
+        str,
+        typer.Option(
+            "--admin-url-env",
+            help="Env var holding the admin SQLAlchemy URL of the warehouse database.",
+        ),
+    ] = "DAG_FACTORY_ADMIN_URL",
+    admin_conn: Annotated[
+        str | None,
+        typer.Option("--admin-conn", help="An Airflow connection id to use as admin instead."),
+    ] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option(
+            "--password-env",
+            help="Env var holding the tenant role's password; without it, auth is external.",
+        ),
+    ] = None,
+    database_setup: Annotated[
+        bool,
+        typer.Option(
+            "--database-setup/--no-database-setup",
+            help="Also revoke PUBLIC's rights on the database and on schema public.",
+        ),
+    ] = True,
+    shared_table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--shared-table",
+            help="SCHEMA.TABLE of a mart shared by tenants (column tenant_id): row-level "
+            "security lets this tenant see and write only its own rows. Repeatable.",
+        ),
+    ] = None,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Create the tenant's login role (owner of its schemas, nothing else) and its
+    read-only gold role on a PostgreSQL warehouse. Idempotent; `--sql` prints the SQL."""
+    from dag_factory import provision as prov
+
+    spec = _one_tenant(warehouses, tenant).spec
+    if spec.warehouse.kind is not WarehouseKind.postgres:
+        out.print(
+            f"{tenant}: a {spec.warehouse.kind.value} warehouse is one file per tenant; its "
+            "isolation is that file's permissions, so there is nothing to provision.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(0)
+    try:
+        roles = prov.TenantRoles.of(spec.tenant)
+        shared = [prov.parse_shared_table(t) for t in shared_table or []]
+        statements = prov.tenant_statements(
+            spec, database_setup=database_setup, shared_tables=shared
+        )
+    except prov.ProvisionError as exc:
+        err.print(f"dag-factory: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if sql:
+        note = prov.password_note(roles, password_env)
+        sys.stdout.write(prov.render_script(statements, [note]))
+        return
+    _apply_provision(prov, roles, statements, admin_url_env, admin_conn, password_env)
+
+
+def _apply_provision(
+    prov: Any,
+    roles: Any,
+    statements: list[str],
+    admin_url_env: str,
+    admin_conn: str | None,
+    password_env: str | None,
+) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    from dag_factory.secrets import SecretResolutionError, resolve
+    from datakits.spec import ConnectionRef
+
+    password = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            err.print(f"dag-factory: env var {password_env} (--password-env) is not set")
+            raise typer.Exit(2)
+    ref = ConnectionRef(airflow_conn=admin_conn) if admin_conn else ConnectionRef(env=admin_url_env)
+    try:
+        engine = create_engine(resolve(ref))
+    except SecretResolutionError as exc:
+        err.print(f"dag-factory: admin connection: {exc}")
+        raise typer.Exit(2) from None
+    if engine.dialect.name != "postgresql":
+        err.print(f"dag-factory: the admin connection is {engine.dialect.name}, not PostgreSQL")
+        raise typer.Exit(2)
+    try:
+        with engine.begin() as conn:  # all or nothing
+            prov.apply(conn, statements)
+            if password is not None:
+                prov.set_password(conn, roles.owner, password)
+    except (DBAPIError, prov.ProvisionError) as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        err.print(
+            f"dag-factory: provisioning {roles.owner} failed, nothing changed: {first}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if password is None:
+        err.print(f"{roles.owner}: no password set: authentication is external (pg_hba.conf)")
+    out.print(
+        f"provisioned {roles.owner} (owns its schemas) and {roles.reader} (reads gold): "
+        f"{len(statements)} statements"
+    )
 
 
 def main() -> None:

@@ -60,6 +60,11 @@ def meta_tables(schema: str) -> MetaTables:
 
 
 def ensure_schema(conn: Connection, schema: str) -> None:
+    # PostgreSQL checks CREATE on the database before it looks at IF NOT EXISTS, so a
+    # tenant role that owns its schemas but may create no others (`dag-factory provision`)
+    # would be refused on a schema it already owns: look first (one cheap catalog query).
+    if conn.dialect.name == "postgresql" and conn.dialect.has_schema(conn, schema):
+        return
     conn.execute(CreateSchema(schema, if_not_exists=True))
 
 
