@@ -35,9 +35,9 @@ def test_missing_table_names_what_exists(
     assert not (tmp_path / "w.duckdb").exists()  # nothing was written
 
 
-def test_missing_schema_is_a_missing_table(pg_source: str, tmp_path: Path) -> None:
+def test_missing_schema_is_named(pg_source: str, tmp_path: Path) -> None:
     spec = make_spec("postgres", "duckdb", {"name": "sample"}, schema="nowhere")
-    with pytest.raises(ConfigError, match=r"source table nowhere\.sample does not exist"):
+    with pytest.raises(ConfigError, match=r"source schema nowhere does not exist .*\(schemas: "):
         _load(spec, pg_source, f"duckdb:///{tmp_path / 'w.duckdb'}")
 
 
@@ -63,12 +63,12 @@ def test_unreachable_postgres_source_hides_password(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
-def test_refused_session_is_source_unavailable(pg_cluster: PostgresCluster, tmp_path: Path) -> None:
-    # The test cluster trusts every local user; a database that does not exist is the
-    # server refusing the session in the same way (FATAL at connect time).
+def test_missing_database_is_a_config_error(pg_cluster: PostgresCluster, tmp_path: Path) -> None:
+    # The server refuses the session (FATAL at connect time), but a retry cannot help:
+    # the URL names a database that is not there (exit 2, not 3).
     url = f"postgresql://postgres:pw@127.0.0.1:{pg_cluster.port}/no_such_db"
     spec = make_spec("postgres", "duckdb", {"name": "sample"})
-    with pytest.raises(SourceUnavailable, match=r'database "no_such_db" does not exist'):
+    with pytest.raises(ConfigError, match=r'database "no_such_db" does not exist'):
         _load(spec, url, f"duckdb:///{tmp_path / 'w.duckdb'}")
 
 

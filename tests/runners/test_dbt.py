@@ -140,10 +140,10 @@ def pg(pg_cluster: PostgresCluster) -> Iterator[SimpleNamespace]:
     profiles: list[str] = []
     real_invoke = runner_dbt._invoke
 
-    def spy(args: list[str]) -> Any:
+    def spy(args: list[str], callbacks: Any = None) -> Any:
         at = len(args) - 1 - args[::-1].index("--profiles-dir")
         profiles.append((Path(args[at + 1]) / "profiles.yml").read_text())
-        return real_invoke(args)
+        return real_invoke(args, callbacks)
 
     log = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(log):

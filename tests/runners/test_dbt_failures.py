@@ -128,7 +128,7 @@ def test_failing_test_fails_the_task_permanently(shop: tuple[Path, Path]) -> Non
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stdout == ""
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("runner dbt: dbt build -s silver: 1 of ")
+    assert last.startswith("runner dbt: dbt build --select silver: 1 of ")
     assert "test no_customers (fail)" in last
     assert last.endswith("fix the data or the test, or set dbt.on_test_failure: warn")
     assert _bronze(path) == before
