@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,15 @@ from dag_factory.yaml_source import FieldPath, YamlError, load_yaml, parse_yaml,
 
 TENANT_FILE = "warehouse.yaml"
 DEFAULTS_FILE = "defaults.yaml"
+#: Most tables one tenant may list: each is a task, and Airflow builds a DAG of 50,000
+#: tasks in minutes — past its import timeout, which drops every tenant's DAG.
+MAX_TABLES = 1000
+MAX_TABLES_ENV = "DAG_FACTORY_MAX_TABLES"
+
+
+def max_tables() -> int:
+    configured = os.environ.get(MAX_TABLES_ENV, "").strip()
+    return int(configured) if configured.isdigit() and int(configured) > 0 else MAX_TABLES
 
 
 @dataclass(frozen=True)
@@ -269,6 +279,15 @@ class Loader:
     def _check_files(file: Path, text: str, spec: TenantSpec) -> list[Problem]:
         """What the models cannot know: the folder name and the dbt project on disk."""
         found: list[tuple[FieldPath, str]] = []
+        limit = max_tables()
+        if len(spec.tables) > limit:
+            found.append(
+                (
+                    ("tables", limit),
+                    f"{len(spec.tables)} tables, at most {limit} per tenant (one task each; "
+                    f"{MAX_TABLES_ENV} sets the limit): split the tenant",
+                )
+            )
         folder_name = file.parent.name
         if spec.tenant != folder_name:
             found.append(
