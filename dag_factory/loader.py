@@ -174,7 +174,7 @@ class Loader:
 
     def load(self, file: Path) -> Tenant:
         """Validate one tenant file; raise TenantFileError listing every problem in it —
-        for any failure at all, so that a caller never sees another exception."""
+        for any failure at all but FileNotFoundError (no such tenant)."""
         try:
             with _gc_paused():
                 return self._load(file)
@@ -182,6 +182,8 @@ class Loader:
             if exc.file != file:  # defaults.yaml is broken: this tenant cannot load
                 raise TenantFileError(file, exc.problems) from None
             raise
+        except FileNotFoundError:
+            raise  # no such tenant: the caller named a file that is not there
         except Exception as exc:
             raise self._fail(file, _unexpected(exc)) from exc
 
@@ -311,6 +313,8 @@ class Loader:
                 report.tenants.append(self.load(file))
             except TenantFileError as exc:
                 report.errors.append(exc)
+            except Exception as exc:  # e.g. removed since `discover` listed it
+                report.errors.append(self._fail(file, _unexpected(exc)))
         return report
 
 
