@@ -93,16 +93,16 @@ def check_source(tenant: str, spec: TenantSpec, raw_url: str) -> list[Finding]:
         with ThreadPoolExecutor(max_workers=TABLE_WORKERS) as pool:
             rest = list(pool.map(lambda i: _table_or_problem(tenant, spec, i, url), indexes[1:]))
     except DatakitsError as exc:  # unreachable, refused, or a URL of the wrong kind
-        return [
-            Finding(
-                tenant,
-                "source",
-                Status.problem,
-                f"source.connection: {exc}: start the server or fix the connection",
-            )
-        ]
+        message = f"source.connection: {exc}: {_fix(spec.source.kind)}"
+        return [Finding(tenant, "source", Status.problem, message)]
     reached = Finding(tenant, "source", Status.ok, f"source {safe(url)} is reachable")
     return [reached, first, *rest]
+
+
+def _fix(kind: str) -> str:
+    if kind == "sqlite":  # a file, not a server
+        return "fix the URL or create the database file"
+    return "start the server or fix the connection"
 
 
 def _duckdb_folder_problem(database: str | None) -> str | None:
@@ -153,6 +153,6 @@ def check_warehouse(tenant: str, spec: TenantSpec, raw_url: str) -> Finding:
             tenant,
             "warehouse",
             Status.problem,
-            f"warehouse.connection: {exc}: start the server or fix the connection",
+            f"warehouse.connection: {exc}: {_fix(kind)}",
         )
     return Finding(tenant, "warehouse", Status.ok, f"warehouse {safe(url)} is reachable")

@@ -59,8 +59,7 @@ def pooled_airflow(airflow_env: dict[str, str]) -> dict[str, str]:
     """A migrated Airflow home holding the pools the repository's tenants name."""
     for pool in ("tenant_demo", "tenant_acme"):
         airflow(airflow_env, "pools", "set", pool, "2", f"{pool} (doctor tests)")
-    clean = {k: v for k, v in airflow_env.items() if not k.startswith(("DEMO_", "AIRFLOW_CONN_"))}
-    return clean
+    return {k: v for k, v in airflow_env.items() if not k.startswith(("DEMO_", "AIRFLOW_CONN_"))}
 
 
 @pytest.fixture
@@ -157,7 +156,7 @@ def test_source_down(acme_env: dict[str, str], pg_cluster: PostgresCluster):
     code, findings = doctor_json(acme_env, "acme")
     assert code == 1
     [problem] = problems(findings)
-    assert problem.startswith(f"source.connection: cannot connect to the source ")
+    assert problem.startswith("source.connection: cannot connect to the source ")
     assert f"127.0.0.1:{closed}" in problem
     assert problem.endswith("start the server or fix the connection")
     # the tables were not tried once the source proved unreachable
@@ -228,7 +227,9 @@ def test_pool_missing_then_created(demo_env: dict[str, str], scratch: Path):
     assert "demo: pool: ok: pool tenant_doctor exists (3 slots)" in done.stdout.splitlines()
 
 
-def test_invalid_tenant_file_is_reported_as_validate_does(scratch: Path, airflow_env):
+def test_invalid_tenant_file_is_reported_as_validate_does(
+    scratch: Path, airflow_env: dict[str, str]
+):
     edit(scratch / "demo" / "warehouse.yaml", "kind: sqlite", "kind: oracle")
     validate = subprocess.run(
         [BIN / "dag-factory", "validate", str(scratch / "demo"), "-w", str(scratch)],
