@@ -297,6 +297,9 @@ def run_dbt(
     command = " ".join(dbt_args)
     if res.exception is not None:
         raise _classify(res.exception, command) from res.exception
+    if dbt_args[0] in ("ls", "list"):  # its result is the selected nodes' names
+        listed = [str(name) for name in res.result or ()]
+        return {"tenant": spec.tenant, "dbt_command": list(dbt_args), "listed": listed}
     results = list(getattr(res.result, "results", None) or [])
     selectors = _selectors(dbt_args)
     if unmatched or (selectors and not results and res.result is not None):
