@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from datakits.errors import ConfigError, DatakitsError, LoadFailed, SourceUnavailable
-from datakits.spec import LoadSpec, WarehouseKind
+from datakits.spec import LoadSpec
 from runners.dbt_profile import (
-    PATH_ENV,
     PROFILE_ENV_VARS,
     SSLMODE_ENV,
+    prepare_profile,
     profile_env,
     profiles_yml,
 )
@@ -143,8 +143,7 @@ def run_dbt(
         )
     kind = spec.warehouse.kind
     env = profile_env(kind, warehouse_url, spec.warehouse.schemas.silver)
-    if kind is WarehouseKind.duckdb:
-        Path(env[PATH_ENV]).parent.mkdir(parents=True, exist_ok=True)
+    prepare_profile(kind, env)
 
     with tempfile.TemporaryDirectory(prefix=f"runner-dbt-{spec.tenant}-") as tmp:
         work = Path(tmp)
