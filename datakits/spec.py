@@ -52,9 +52,10 @@ ConnId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
 
 
 class Strict(BaseModel):
-    """Base of every spec model: unknown keys are errors, values are immutable."""
+    """Base of every spec model: unknown keys are errors, values are immutable, and an
+    error's text never repeats the input (a URL pasted as a connection holds a password)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class ConnectionRef(Strict):
@@ -66,6 +67,16 @@ class ConnectionRef(Strict):
 
     env: EnvVarName | None = None
     airflow_conn: ConnId | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_url(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "a connection is a reference, not a URL: write {env: NAME} (an env var "
+                "holding the URL) or {airflow_conn: ID} (an Airflow connection)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

@@ -52,10 +52,10 @@ class _HardenedClient:
     DockerOperator's own XCom is the last line of stdout and stderr interleaved, where a
     late progress line on stderr can come after the runner's JSON line on stdout."""
 
-    def __init__(self, client: Any, hardening: dict[str, Any]) -> None:
+    def __init__(self, client: Any, hardening: dict[str, Any], secret_env: dict[str, str]) -> None:
         self._client = client
         self._hardening = hardening
-        self.secret_env: dict[str, str] = {}
+        self.secret_env = secret_env  # the operator's: filled for one execute only
         self.last_status: int | None = None
         self.last_stdout = ""
 
@@ -98,6 +98,8 @@ class RunnerContainerOperator(DockerOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.secrets = secrets
+        #: Resolved secrets while `execute` runs, empty otherwise (never serialised).
+        self.secret_env: dict[str, str] = {}
         self.hardening: dict[str, Any] = {
             "read_only": read_only,
             "tmpfs": dict(_TMPFS if tmpfs is None else tmpfs),
@@ -112,7 +114,7 @@ class RunnerContainerOperator(DockerOperator):
 
     @cached_property
     def cli(self) -> _HardenedClient:  # type: ignore[override]
-        return _HardenedClient(self.hook.api_client, self.hardening)
+        return _HardenedClient(self.hook.api_client, self.hardening, self.secret_env)
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:
@@ -125,14 +127,14 @@ class RunnerContainerOperator(DockerOperator):
             self.image,
             ", ".join(sorted(resolved)) or "none",
         )
-        self.cli.secret_env = resolved
+        self.secret_env.update(resolved)
         try:
             super().execute(context)
         except DockerContainerFailedException as exc:
             reason = next((str(ln) for ln in reversed(exc.logs or []) if str(ln).strip()), "")
             raise runner_failure(self.cli.last_status, reason.strip()) from None
         finally:
-            self.cli.secret_env = {}  # the values live only as long as the container
+            self.secret_env.clear()  # the values live only as long as the container
         try:
             return parse_result(self.cli.last_stdout)
         except ResultLineError as exc:

@@ -67,7 +67,7 @@ def test_operator_carries_the_planned_task_hardened(acme: Tenant, monkeypatch):
     assert op.image == task.image == acme.spec.images.extract
     assert op.command == ["extract", "--table", "orders"]
     assert op.environment == task.env_dict
-    assert op.cli.secret_env == {}  # resolved only when the task runs
+    assert op.secret_env == {}  # resolved only when the task runs
     assert [s.env for s in op.secrets] == ["RUNNER_SOURCE_URL", "RUNNER_WAREHOUSE_URL"]
     assert op.network_mode == "edge"
     assert op.user == "10001:10001"
@@ -166,7 +166,7 @@ def test_container_is_hardened_and_gets_its_secrets_privately(
         "has_source_url": True,
         "env_names": ["RUNNER_SOURCE_URL", "RUNNER_SPEC", "RUNNER_WAREHOUSE_URL"],
     }
-    assert op.cli.secret_env == {}  # the values lived only as long as the container
+    assert op.secret_env == {}  # the values lived only as long as the container
     label = f"label={TASK_LABEL}={dict(task.labels)[TASK_LABEL]}"
     leftovers = docker_engine.run("ps", "-aq", "--filter", label)
     assert leftovers.strip() == ""
