@@ -204,6 +204,7 @@ def plan_tenant(
     def task_labels(task_id: str) -> Pairs:
         return tuple(sorted({**tenant_labels, TASK_LABEL: task_id.replace("_", "-")}.items()))
 
+    extract_settings = spec.task_settings(TaskKind.extract)  # once, not once per table
     extracts = tuple(
         PlannedTask(
             task_id=f"extract_{table.name}",
@@ -213,7 +214,7 @@ def plan_tenant(
             env=env,
             secrets=(source, warehouse),
             upstream=(),
-            settings=spec.task_settings(TaskKind.extract, table),
+            settings=table.task.over(extract_settings),  # = task_settings(extract, table)
             outlets=(asset_uri(spec.tenant, "bronze", table.name),),
             labels=task_labels(f"extract_{table.name}"),
             **platform,
