@@ -85,7 +85,6 @@ def test_sqlite_timestamp_filter_compares_instants(tmp_path: Path, value: str) -
     assert query(warehouse, "SELECT id FROM bronze.ev ORDER BY id") == [(1,), (2,)]
 
 
-@pytest.mark.postgres
 def test_views_on_bronze_make_a_reload_fail_permanently(
     tmp_path: Path, make_warehouse: Callable[[str], str]
 ) -> None:
