@@ -259,3 +259,85 @@ def start_server(
     server = AirflowServer(home, env, port)
     server.start()
     return server
+
+
+def _acme_connections(orders: int) -> tuple[Any, dict[str, str]]:
+    """A throwaway PostgreSQL with ACME's shop, and the `AIRFLOW_CONN_*` env that names it
+    (ACME reads its connections from Airflow); (None, {}) where PostgreSQL is missing."""
+    from devtools.postgres import PostgresCluster
+    from devtools.shop import generate_shop
+
+    try:
+        cluster = PostgresCluster(port=free_port()).start()
+    except Exception as exc:  # no server binaries: the UI still runs the demo tenant
+        print(f"no PostgreSQL for tenant acme ({exc}); scripts/services/postgresql.sh installs it")
+        return None, {}
+    env = {}
+    for database in ("acme_source", "acme_warehouse"):
+        url = cluster.create_database(database)
+        env[f"AIRFLOW_CONN_{database.upper()}"] = (
+            f"postgres://{cluster.user}@127.0.0.1:{cluster.port}/{database}"
+        )
+        if database == "acme_source":
+            generate_shop(url, orders=orders, schema="shop")
+    return cluster, env
+
+
+def ui(data: Path, port: int, orders: int) -> int:
+    """`make ui`: the tenants of warehouses/ in a local Airflow until Ctrl-C."""
+    from devtools.shop import generate_shop
+
+    # Ctrl-C, and a plain `kill`, both end in the cleanup below (a shell that started us in
+    # the background may have left SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    data.mkdir(parents=True, exist_ok=True)
+    shop = data / "shop.sqlite"
+    if not shop.exists():
+        generate_shop(f"sqlite:///{shop}", orders=orders)
+    cluster, conn_env = _acme_connections(orders)
+    home = data / "airflow"
+    home.mkdir(exist_ok=True)
+    extra = {
+        "DEMO_SOURCE_URL": f"sqlite:///{shop}",
+        "DEMO_WAREHOUSE_URL": f"duckdb:///{data}/warehouse.duckdb",
+        **conn_env,
+    }
+    server = start_server(home, REPO / "warehouses", extra, port)
+    try:
+        server.wait_ready(["tenant_demo"], timeout=300)
+        print(
+            f"\nAirflow is up: {server.url}\n"
+            "login: none needed — every visitor is admin "
+            "(AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True, local use only)\n"
+            f"AIRFLOW_HOME={home}  log: {server.log_file}\n"
+            "unpause and trigger tenant_demo in the UI; Ctrl-C stops everything.",
+            flush=True,
+        )
+        while server.proc is not None and server.proc.poll() is None:
+            time.sleep(1)
+        print(f"airflow standalone exited:\n{server.log_tail()}")
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping Airflow...")
+        return 0
+    finally:
+        server.stop()
+        if cluster is not None:
+            cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m devtools.airflow_server")
+    parser.add_argument("command", choices=["ui"])
+    parser.add_argument("--data", type=Path, default=REPO / ".data" / "ui")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("UI_PORT", "8080")))
+    parser.add_argument("--orders", type=int, default=2000)
+    args = parser.parse_args(argv)
+    return ui(args.data.resolve(), args.port, args.orders)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
