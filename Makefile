@@ -18,10 +18,11 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO)/airflow \
 	DEMO_SOURCE_URL=sqlite:///$(DEMO)/shop.sqlite \
 	DEMO_WAREHOUSE_URL=duckdb:///$(DEMO)/warehouse.duckdb
 
-.PHONY: help install services demo test lint clean platform-up platform-down astro-wheels images base-image bench-deps bench
+.PHONY: help install services demo ui test lint clean platform-up platform-down astro-wheels images base-image bench-deps bench
 
 help:
 	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
+	@echo "make ui     the tenants of warehouses/ in a local Airflow (UI + scheduler) until Ctrl-C"
 	@echo "make test   set up everything, run ruff, the import contracts and pytest"
 	@echo "make clean  remove .venv and .data"
 	@echo "make platform-up / platform-down   Traefik + registry for the laptop path"
@@ -49,9 +50,18 @@ demo: install
 	$(BIN)/python -m devtools.shop --url sqlite:///$(DEMO)/shop.sqlite --orders $(DEMO_ORDERS)
 	rm -f $(DEMO)/warehouse.duckdb
 	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(DEMO)/airflow-migrate.log 2>&1
+	$(AIRFLOW_ENV) $(BIN)/dag-factory pools
 	$(AIRFLOW_ENV) $(BIN)/airflow dags test tenant_demo > $(DEMO)/dags-test.log 2>&1 \
 		|| { tail -40 $(DEMO)/dags-test.log; exit 1; }
 	$(AIRFLOW_ENV) $(BIN)/python -m devtools.report demo
+
+# A real local Airflow (airflow standalone: scheduler, dag-processor, triggerer, API server)
+# on .data/ui/: demo data generated, `dag-factory pools` run, ACME's connections pointing at
+# a throwaway PostgreSQL. Prints the URL; Ctrl-C stops every process it started.
+UI_PORT ?= 8080
+ui: install
+	$(BIN)/python -m devtools.airflow_server ui --data $(DATA)/ui --port $(UI_PORT) \
+		--orders $(DEMO_ORDERS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ dag-factory list                    the tenants and what they run
 dag-factory plan TENANT             the planned tasks: id, image, argv, env, upstreams
 dag-factory provision TENANT        the tenant's warehouse roles (PostgreSQL); --sql to review
 dag-factory doctor [TENANT ...]     check tenants against this worker's Airflow and servers
+dag-factory pools [--check]         create/update the Airflow pools the tenants name
 """
 
 from __future__ import annotations
@@ -385,6 +386,41 @@ def _apply_provision(
         f"provisioned {roles.owner} (owns its schemas) and {roles.reader} (reads gold): "
         f"{len(statements)} statements"
     )
+
+
+@app.command()
+def pools(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only report missing pools; exit 1 if any.")
+    ] = False,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Create or update the Airflow pools the tenants name (slots = concurrency, DuckDB 1).
+
+    Uses the metadata database of the Airflow configured by AIRFLOW_HOME / AIRFLOW__*;
+    run it after `airflow db migrate` and whenever a tenant is added."""
+    from dag_factory.build import selected_tenants
+    from dag_factory.pools import apply_pools, existing_pools, wanted_pools
+
+    report = _load(warehouses, [])
+    only = selected_tenants()
+    wanted = wanted_pools([t for t in report.tenants if only is None or t.spec.tenant in only])
+    for error in report.errors:
+        err.print(f"skipped invalid tenant file {error.file} (dag-factory validate shows why)")
+    existing = existing_pools()
+    missing = [p for p in wanted if p.name not in existing]
+    if check:
+        for pool in missing:
+            out.print(
+                f"missing pool {pool.name} ({pool.slots} slots): {pool.description}",
+                soft_wrap=True,
+            )
+        out.print(f"{len(wanted) - len(missing)} of {len(wanted)} pool(s) exist")
+        raise typer.Exit(1 if missing else 0)
+    apply_pools(wanted)
+    for pool in wanted:
+        verb = "created" if pool.name in {p.name for p in missing} else "updated"
+        out.print(f"{verb} pool {pool.name}: {pool.slots} slot(s)")
 
 
 def main() -> None:
