@@ -18,12 +18,13 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO)/airflow \
 	DEMO_SOURCE_URL=sqlite:///$(DEMO)/shop.sqlite \
 	DEMO_WAREHOUSE_URL=duckdb:///$(DEMO)/warehouse.duckdb
 
-.PHONY: help install services demo ui test lint clean platform-up platform-down astro-wheels images base-image bench-deps bench
+.PHONY: help install services demo ui test test-fast lint clean platform-up platform-down astro-wheels images base-image bench-deps bench
 
 help:
 	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
 	@echo "make ui     the tenants of warehouses/ in a local Airflow (UI + scheduler) until Ctrl-C"
 	@echo "make test   set up everything, run ruff, the import contracts and pytest"
+	@echo "make test-fast [ARGS=…]  the same without any test that starts a server (< 1 min)"
 	@echo "make clean  remove .venv and .data"
 	@echo "make platform-up / platform-down   Traefik + registry for the laptop path"
 	@echo "make astro-wheels                  wheels and tenants for the Astro image"
@@ -70,6 +71,13 @@ lint: install
 
 test: install services lint
 	$(BIN)/pytest
+
+# What a contributor waits for: lint and every test that starts no server. The marks are
+# derived from each test's fixtures (tests/conftest.py); ARGS narrows it (paths, -k, -x).
+FAST_MARKS := not (postgres or mariadb or docker or airflow or browser)
+
+test-fast: lint
+	$(BIN)/pytest -m "$(FAST_MARKS)" $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA)

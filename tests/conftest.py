@@ -72,6 +72,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(mark)
 
 
+_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Count what -m (or -k) left out, for pytest_sessionfinish."""
+    if items:
+        config = items[0].config
+        config.stash[_DESELECTED] = config.stash.get(_DESELECTED, 0) + len(items)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A mark expression that leaves nothing to run is a result, not an error.
+
+    `make test-fast tests/containers/test_images.py` collects only tests that start a server;
+    pytest's exit code 5 (no tests) would fail the make target. It stays 5 when nothing was
+    collected at all (a wrong path) or when -k chose (a mistyped keyword).
+    """
+    config = session.config
+    if (
+        exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED
+        and config.stash.get(_DESELECTED, 0) > 0
+        and config.option.markexpr
+        and not config.option.keyword
+    ):
+        session.exitstatus = pytest.ExitCode.OK
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            expr = config.option.markexpr
+            reporter.write_line(f"nothing to run: -m {expr!r} left out every collected test")
+
+
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The env of a real Airflow with a migrated metadata DB of its own (one per module),

@@ -128,3 +128,25 @@ def test_a_hand_written_derived_mark_is_still_known(pytester: pytest.Pytester) -
     result = pytester.runpytest("--collect-only", "-q", "test_hand.py")
     result.stdout.fnmatch_lines(["*'postgress' not found in `markers` configuration option*"])
     assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["-m", "postgres and not postgres"], pytest.ExitCode.OK),  # marks left nothing
+        (["-m", "not postgres", "-k", "plian"], pytest.ExitCode.NO_TESTS_COLLECTED),  # a typo
+        (["no_such_dir"], pytest.ExitCode.USAGE_ERROR),  # a wrong path stays an error
+        (["-m", "postgres", "empty"], pytest.ExitCode.NO_TESTS_COLLECTED),  # nothing collected
+    ],
+)
+def test_exit_code_when_marks_leave_nothing(
+    pytester: pytest.Pytester, args: list[str], code: pytest.ExitCode
+) -> None:
+    """Exit code 5 (no tests) becomes 0 only when -m deselected what was collected, so
+    `make test-fast <path of server tests>` passes, and a mistyped -k or path still fails."""
+    _sample(pytester)
+    pytester.mkdir("empty")
+    pytester.makeconftest(
+        SAMPLE_CONFTEST + "\nfrom tests.conftest import pytest_deselected, pytest_sessionfinish\n"
+    )
+    assert pytester.runpytest(*args).ret == code
