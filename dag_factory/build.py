@@ -15,14 +15,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Asset, BaseOperator
+from airflow.sdk import DAG, Asset, BaseOperator, TriggerRule
 
 from dag_factory.adapters import adapter_for
 from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks
 from dag_factory.errors import Problem, TenantFileError
 from dag_factory.loader import Fallback, Loader, Tenant
-from dag_factory.plan import PlannedTask, PlatformOverrides, plan_tenant
+from dag_factory.plan import PlannedTask, PlatformOverrides, TaskKind, plan_tenant
+from dag_factory.run_options import RunOptions, dag_params
 from dag_factory.spec import DAG_ID_PREFIX, AssetSchedule, Executor, TenantSpec
 
 #: Overrides every tenant's `platform.executor` (e.g. `local` on a laptop, CI).
@@ -70,6 +71,11 @@ def task_kwargs(task: PlannedTask) -> dict[str, Any]:
     }
     if task.pool:
         kwargs["pool"] = task.pool
+    if task.table is not None and task.load_mode is not None:
+        kwargs["pre_execute"] = RunOptions(task.table, task.load_mode)
+    if task.kind is TaskKind.dbt:
+        # an extract skipped by the run's `tables` param must not skip the layers
+        kwargs["trigger_rule"] = TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS
     return kwargs
 
 
@@ -101,6 +107,7 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
             "owner": ",".join(spec.owners),
             **alert_callbacks(spec.alerting, plan.dag_id),
         },
+        params=dag_params([t.table for t in plan.tasks if t.table is not None]),
     ) as dag:
         operators: dict[str, BaseOperator] = {
             task.task_id: adapter(task, task_kwargs(task)) for task in plan.tasks

@@ -25,7 +25,7 @@ from dag_factory.k8s_objects import labels, placement, secret_refs
 from dag_factory.loader import Tenant
 from dag_factory.spec import SecretKeyRef, TaskSettings, TenantSpec, asset_uri
 from datakits.contract import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV
-from datakits.spec import ConnectionRef
+from datakits.spec import ConnectionRef, LoadMode
 
 #: The dbt layers, in the order they run; each is a folder of models selected by name.
 DBT_LAYERS = ("silver", "gold")
@@ -121,6 +121,9 @@ class PlannedTask:
     cwd: str
     docker: DockerPlatform
     kubernetes: KubernetesPlatform
+    #: An extract's table and load mode (what a run's options refer to); None for dbt.
+    table: str | None = None
+    load_mode: LoadMode | None = None
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -217,6 +220,8 @@ def plan_tenant(
             settings=table.task.over(extract_settings),  # = task_settings(extract, table)
             outlets=(asset_uri(spec.tenant, "bronze", table.name),),
             labels=task_labels(f"extract_{table.name}"),
+            table=table.name,
+            load_mode=table.mode,
             **platform,
         )
         for table in spec.enabled_tables

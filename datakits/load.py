@@ -138,10 +138,13 @@ def load_table(
     progress: LoadProgress | None = None,
     *,
     lock_timeout: float | None = None,
+    full_reload: bool = False,
 ) -> LoadResult:
     """Load `table` from the source into the tenant's bronze schema, atomically.
 
     `lock_timeout`: seconds to wait for another load of the same table (None: default).
+    `full_reload`: rebuild an append/incremental table from every source row, resetting its
+    watermark inside the load's transaction (a full-refresh table always is rebuilt).
     Raises `ConfigError` (spec or source definition wrong), `SourceUnavailable` (cannot
     connect), `WarehouseBusy` (lock not obtained in time) or `LoadFailed` (rolled back;
     bronze and the watermark keep their last good state).
@@ -169,6 +172,7 @@ def load_table(
                 bronze_exists=bronze is not None,
                 stored=session.watermark() if cursor else None,
                 target=target,
+                full_reload=full_reload,
             )
             _refuse_null_cursors(plan, reader, filters, target)
             cursor_range = plan.conditions(reader.source_table, reader.cursor_order)

@@ -168,13 +168,21 @@ def plan_load(
     bronze_exists: bool,
     stored: StoredWatermark | None,
     target: str,
+    full_reload: bool = False,
 ) -> LoadPlan:
-    """What this load reads and how it writes; see the module docstring."""
+    """What this load reads and how it writes; see the module docstring.
+
+    `full_reload` (an operator's request, e.g. from the DAG's trigger form) rebuilds an
+    append or incremental table as on its first load: every row, swapped in, and the
+    watermark replaced in the same transaction by the largest cursor read.
+    """
     keys = spec.primary_key or ()
     base = {"mode": spec.mode, "null_cursor": spec.null_cursor, "keys": keys}
     if spec.mode is LoadMode.full_refresh or cursor is None:
         return LoadPlan(rebuild=True, cursor=None, why="whole table", **base)
     _check_lookback(spec.lookback, cursor, target)
+    if full_reload:
+        return LoadPlan(rebuild=True, cursor=cursor, why="full reload requested", **base)
     if not bronze_exists:
         return LoadPlan(rebuild=True, cursor=cursor, why="first load (no bronze table)", **base)
     if stored is None:

@@ -87,6 +87,14 @@ def _emit(command: str, work: Callable[[], dict[str, Any]]) -> None:
 @app.command()
 def extract(
     table: Annotated[str, typer.Option("--table", "-t", help="Source table to load into bronze.")],
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Reload an append/incremental table from scratch: every source row, its "
+            "watermark reset in the same transaction.",
+        ),
+    ] = False,
 ) -> None:
     """Copy one source table into the tenant's bronze schema (atomic, streamed)."""
     from runners.extract import run_extract
@@ -98,7 +106,11 @@ def extract(
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
         return run_extract(
-            spec, table_spec, require_env(SOURCE_URL_ENV), require_env(WAREHOUSE_URL_ENV)
+            spec,
+            table_spec,
+            require_env(SOURCE_URL_ENV),
+            require_env(WAREHOUSE_URL_ENV),
+            full_reload=full_refresh,
         )
 
     _emit("extract", work)

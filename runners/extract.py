@@ -41,7 +41,12 @@ def env_seconds(name: str, default: float) -> float:
 
 
 def run_extract(
-    spec: LoadSpec, table: TableSpec, source_url: str, warehouse_url: str
+    spec: LoadSpec,
+    table: TableSpec,
+    source_url: str,
+    warehouse_url: str,
+    *,
+    full_reload: bool = False,
 ) -> dict[str, Any]:
     """Load `table` into bronze; returns tenant, table, mode, rows, bytes, seconds,
     batch_id, watermark and target for the runner's result line."""
@@ -49,6 +54,12 @@ def run_extract(
     interval = env_seconds(PROGRESS_INTERVAL_ENV, DEFAULT_INTERVAL)
     with StderrProgress(interval=interval) as progress:
         result = load_table(
-            spec, table, source_url, warehouse_url, progress=progress, lock_timeout=lock_timeout
+            spec,
+            table,
+            source_url,
+            warehouse_url,
+            progress=progress,
+            lock_timeout=lock_timeout,
+            full_reload=full_reload,
         )
     return result.as_dict()

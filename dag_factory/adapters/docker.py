@@ -16,6 +16,7 @@ task log).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -115,6 +116,10 @@ class RunnerContainerOperator(DockerOperator):
     @cached_property
     def cli(self) -> _HardenedClient:  # type: ignore[override]
         return _HardenedClient(self.hook.api_client, self.hardening, self.secret_env)
+
+    def add_runner_args(self, args: Sequence[str]) -> None:
+        """More runner arguments for this try (a run option: `dag_factory.run_options`)."""
+        self.command = [*(self.command or ()), *args]
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:

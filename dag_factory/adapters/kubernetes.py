@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -78,6 +79,10 @@ class RunnerPodOperator(KubernetesPodOperator):
                 container.image_pull_policy = self.image_pull_policy
                 container.resources = k8s.V1ResourceRequirements(**SIDECAR_RESOURCES)
         return pod
+
+    def add_runner_args(self, args: Sequence[str]) -> None:
+        """More runner arguments for this try (a run option: `dag_factory.run_options`)."""
+        self.arguments = [*(self.arguments or ()), *args]
 
     def cleanup(
         self,

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -61,6 +62,10 @@ class RunnerProcessOperator(BaseOperator):
         self.cwd = cwd
         self.kill_grace = kill_grace
         self._proc: subprocess.Popen[str] | None = None
+
+    def add_runner_args(self, args: Sequence[str]) -> None:
+        """More runner arguments for this try (a run option: `dag_factory.run_options`)."""
+        self.argv = (*self.argv, *args)
 
     def _environment(self) -> dict[str, str]:
         env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
