@@ -4,9 +4,9 @@ Each tenant's DAG carries FAB DAG-level permissions (`access_control`) for the r
 `tenant_<id>` (the same name as the tenant's warehouse role, `dag-factory provision`) and
 for the extra roles its spec names (`access.roles`, checked in `dag_factory.spec`). The
 role itself holds only what every tenant user needs beside one DAG — read task instances,
-logs, XComs, code — and no global permission on DAGs or DAG runs, so the FAB auth manager
-answers 403 for every other tenant's DAG, its runs, logs and XComs (it checks the DAG-level
-permission on top of the global one for each of them).
+logs, XComs, code — and no global permission on DAGs, so the FAB auth manager answers 403
+for every other tenant's DAG, its runs, logs and XComs (it checks the DAG-level permission
+on top of the global one for each of them).
 
 Why FAB DAG-level permissions and not Airflow 3.3's multi-team mode: multi-team
 (`[core] multi_team`, since 3.2) binds a team to a *DAG bundle*
@@ -43,13 +43,17 @@ AccessControl = dict[str, dict[str, set[str]]]
 
 #: What a tenant's roles may do on the tenant's own DAG: see it; trigger, pause and clear it
 #: (FAB asks `can_edit` on the DAG for any write to its runs and task instances); create and
-#: read its runs. Not `can_delete`: deleting a DAG or its history stays with the platform.
+#: read its runs. Not `can_delete` on the DAG: deleting a DAG stays with the platform.
 DAG_ACTIONS = {"DAGs": ("can_read", "can_edit"), "DAG Runs": ("can_read", "can_create")}
 
-#: Global resources a tenant role must not hold: each of them opens every tenant's DAGs
-#: (the DAG-level permissions above stand in for them), or, for assets, lets a tenant raise
-#: asset events that schedule other tenants' DAGs.
-_TENANT_FORBIDDEN = {"DAGs", "DAG Runs"}
+#: The global permission a tenant role must not hold: any action on the resource "DAGs"
+#: opens every tenant's DAG (the DAG-level permissions above stand in for it). Global
+#: permissions on runs, task instances, logs and XComs are safe and needed: the FAB auth
+#: manager asks for them *and* for the DAG-level one (e.g. reading a task instance needs
+#: "DAG Runs" and "Task Instances" read globally, plus read on `DAG:<dag_id>`), and it
+#: filters every list by the readable DAGs. Creating asset events is left out: an event on
+#: another tenant's asset would schedule that tenant's DAGs.
+_FORBIDDEN_RESOURCE = "DAGs"
 _FORBIDDEN_PAIRS = {("can_create", "Assets")}
 
 
@@ -90,7 +94,7 @@ def grant(dag: DAG, roles: Iterable[str]) -> DAG:
 
 def role_permissions() -> list[tuple[str, str]]:
     """The global (not DAG-level) permissions of every tenant role: the FAB Viewer's and
-    User's, less those on all DAGs and runs (and asset-event creation). Derived from FAB's
+    User's, less those on all DAGs (and asset-event creation). Derived from FAB's
     own role definitions so a resource FAB adds (e.g. HITL details) is not forgotten."""
     from airflow.providers.fab.auth_manager.security_manager.override import (
         FabAirflowSecurityManagerOverride as Fab,
@@ -101,7 +105,7 @@ def role_permissions() -> list[tuple[str, str]]:
         (action, resource)
         for action, resource in perms
         if (action, resource) not in _FORBIDDEN_PAIRS
-        and (resource not in _TENANT_FORBIDDEN or action == "menu_access")
+        and (resource != _FORBIDDEN_RESOURCE or action == "menu_access")
     ]
 
 
