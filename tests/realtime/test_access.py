@@ -17,9 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dag_factory.access import folder_dag_id, placeholder_role, spec_access_control, tenant_roles
 from dag_factory.build import placeholder_dag
 from dag_factory.errors import Problem, TenantFileError
+from dag_factory.loader import Loader, Tenant
 from devtools.airflow_api import AirflowApiServer, User
+from tests.dag_factory.conftest import VALID_TENANT
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = User("admin", "admin-pw", "Admin")
@@ -144,15 +147,6 @@ def test_roles_sync_revokes_a_grant_made_outside_the_spec(
     assert bob.get("/dags/tenant_demo").status_code == 403
 
 
-def test_placeholder_of_an_invalid_tenant_keeps_its_role():
-    """Without a spec the placeholder still grants its folder's role, and only that."""
-    file = REPO / "warehouses" / "acme" / "warehouse.yaml"
-    error = TenantFileError(file, [Problem(file, 1, 1, (), "broken")])
-    dag = placeholder_dag(error)
-    assert dag.dag_id == "tenant_acme"
-    assert set(dag.access_control) == {"tenant_acme"}
-
-
 def test_roles_dry_run_names_every_tenant():
     done = subprocess.run(
         [str(Path(sys.executable).parent / "dag-factory"), "roles", "--dry-run"],
@@ -166,3 +160,73 @@ def test_roles_dry_run_names_every_tenant():
         "tenant_demo": {"DAGs": ["can_edit", "can_read"], "DAG Runs": ["can_create", "can_read"]}
     }
     assert set(plan["tenant_acme"]) == {"tenant_acme"}
+
+
+# --- the spec's `access` setting (no server) ----------------------------------------------
+
+
+def _load(tmp_path: Path, access: str, defaults_access: str = "") -> Tenant:
+    """Load one tenant `shop` whose file ends with `access`, under the repository's defaults
+    plus `defaults_access`."""
+    folder = tmp_path / "warehouses"
+    (folder / "shop" / "dbt").mkdir(parents=True)
+    (folder / "shop" / "dbt" / "dbt_project.yml").write_text("name: shop\nprofile: shop\n")
+    defaults = (REPO / "warehouses" / "defaults.yaml").read_text() + defaults_access
+    (folder / "defaults.yaml").write_text(defaults)
+    file = folder / "shop" / "warehouse.yaml"
+    file.write_text(VALID_TENANT.format(name="shop") + access)
+    return Loader(folder).load(file)
+
+
+def _problems(tmp_path: Path, access: str, defaults_access: str = "") -> list[str]:
+    with pytest.raises(TenantFileError) as caught:
+        _load(tmp_path, access, defaults_access)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_own_and_shared_roles_are_granted(tmp_path: Path):
+    tenant = _load(
+        tmp_path,
+        "access:\n  roles: [tenant_shop-analysts, support]\n",
+        "access:\n  shared_roles: [support]\n",
+    )
+    assert tenant_roles(tenant.spec) == ["tenant_shop", "tenant_shop-analysts", "support"]
+    control = spec_access_control(tenant.spec)
+    assert control["support"] == {
+        "DAGs": {"can_read", "can_edit"},
+        "DAG Runs": {"can_read", "can_create"},
+    }
+
+
+@pytest.mark.parametrize(
+    "role",
+    [
+        "tenant_acme",  # another tenant's own role
+        "tenant_shop_x",  # tenant `shop_x`'s own role, not one of shop's
+        "Admin",  # not shared by defaults.yaml
+    ],
+)
+def test_a_tenant_cannot_name_a_role_it_does_not_own(tmp_path: Path, role: str):
+    [problem] = _problems(tmp_path, f"access:\n  roles: [{role}]\n")
+    assert "warehouse.yaml:" in problem and "access" in problem
+    assert "roles must be tenant_shop-<name> or listed in defaults.yaml's" in problem
+    assert role in problem
+
+
+def test_shared_roles_come_from_defaults_only(tmp_path: Path):
+    [problem] = _problems(tmp_path, "access:\n  roles: [Admin]\n  shared_roles: [Admin]\n")
+    assert "shop/warehouse.yaml:" in problem
+    assert "access.shared_roles: can be set in defaults.yaml only" in problem
+
+
+def test_a_shared_role_cannot_be_a_tenant_role(tmp_path: Path):
+    [problem] = _problems(tmp_path, "", "access:\n  shared_roles: [tenant_acme]\n")
+    assert "defaults.yaml:" in problem
+    assert "shared roles may not start with 'tenant_'" in problem
+
+
+def test_placeholder_dag_id_and_role_follow_the_folder(tmp_path: Path):
+    file = tmp_path / "Odd Name" / "warehouse.yaml"
+    dag = placeholder_dag(TenantFileError(file, [Problem(file, 1, 1, (), "broken")]))
+    assert dag.dag_id == folder_dag_id("Odd Name") == "tenant_Odd_Name"
+    assert set(dag.access_control) == {placeholder_role(dag.dag_id)} == {"tenant_Odd_Name"}
