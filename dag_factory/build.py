@@ -17,6 +17,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, BaseOperator, TriggerRule
 
+from dag_factory.access import grant, placeholder_role, tenant_roles
 from dag_factory.adapters import adapter_for
 from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks
@@ -115,7 +116,7 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
         for task in plan.tasks:
             for upstream in task.upstream:
                 operators[upstream] >> operators[task.task_id]
-    return dag
+    return grant(dag, tenant_roles(spec))
 
 
 class _InvalidTenantFile(BaseOperator):
@@ -192,7 +193,7 @@ def placeholder_dag(error: TenantFileError, fallback: Fallback | None = None) ->
         default_args=callbacks,
     ) as dag:
         _InvalidTenantFile(task_id="invalid_tenant_file", problems=text, retries=0)
-    return dag
+    return grant(dag, [placeholder_role(dag_id)])
 
 
 def selected_tenants() -> frozenset[str] | None:

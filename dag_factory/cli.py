@@ -6,6 +6,7 @@ dag-factory plan TENANT             the planned tasks: id, image, argv, env, ups
 dag-factory provision TENANT        the tenant's warehouse roles (PostgreSQL); --sql to review
 dag-factory doctor [TENANT ...]     check tenants against this worker's Airflow and servers
 dag-factory pools [--check]         create/update the Airflow pools the tenants name
+dag-factory roles                   the tenants' Airflow roles and DAG permissions (FAB)
 """
 
 from __future__ import annotations
@@ -421,6 +422,55 @@ def pools(
     for pool in wanted:
         verb = "created" if pool.name in {p.name for p in missing} else "updated"
         out.print(f"{verb} pool {pool.name}: {pool.slots} slot(s)")
+
+
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+@app.command()
+def roles(
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print each DAG's roles and permissions as JSON only."),
+    ] = False,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Create each tenant's Airflow role `tenant_<id>` (and the extra roles its spec names)
+    in the FAB auth manager and grant it its own DAG only. Idempotent. Run it before the
+    dag-processor stores the DAGs: Airflow refuses a DAG that names a missing role."""
+    from dag_factory import access
+
+    report = _load(warehouses, [])
+    dag_access = {
+        t.spec.dag_id: access.spec_access_control(t.spec) for t in report.tenants if t.spec.enabled
+    }
+    for error in report.errors:  # an invalid tenant's placeholder DAG keeps its own role
+        dag_id = access.folder_dag_id(error.file.parent.name)
+        dag_access[dag_id] = access.access_control([access.placeholder_role(dag_id)])
+    if dry_run:
+        plain = {
+            d: {r: {k: sorted(v) for k, v in c.items()} for r, c in ac.items()}
+            for d, ac in sorted(dag_access.items())
+        }
+        sys.stdout.write(json.dumps(plain, indent=2) + "\n")
+        return
+    from airflow.configuration import conf
+
+    manager = conf.get("core", "auth_manager")
+    if manager != FAB_AUTH_MANAGER:
+        err.print(
+            f"dag-factory: Airflow's auth manager is {manager}, not the FAB one: set "
+            f"AIRFLOW__CORE__AUTH_MANAGER={FAB_AUTH_MANAGER} (per-tenant DAG access needs it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    try:
+        synced = access.sync_roles(dag_access)
+    except access.RoleSyncError as exc:
+        err.print(f"dag-factory: syncing Airflow roles failed: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"synced {len(synced)} roles on {len(dag_access)} DAGs: {', '.join(synced)}")
 
 
 def main() -> None:

@@ -279,7 +279,8 @@ class Loader:
 
     @staticmethod
     def _check_files(file: Path, text: str, spec: TenantSpec) -> list[Problem]:
-        """What the models cannot know: the folder name and the dbt project on disk."""
+        """What the models cannot know: the folder name, the dbt project on disk, and
+        whether a setting came from defaults.yaml (shared Airflow roles must)."""
         found: list[tuple[FieldPath, str]] = []
         limit = max_tables()
         if len(spec.tables) > limit:
@@ -300,6 +301,8 @@ class Loader:
             found.append((("dbt", "project"), "must stay inside the warehouses folder"))
         elif not (project / "dbt_project.yml").is_file():
             found.append((("dbt", "project"), f"no dbt_project.yml in {project}"))
+        if "shared_roles" in text and ("access", "shared_roles") in parse_yaml(text).keys:
+            found.append((("access", "shared_roles"), "can be set in defaults.yaml only"))
         if not found:
             return []
         doc = parse_yaml(text)

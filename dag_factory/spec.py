@@ -23,6 +23,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
 )
 
@@ -281,6 +282,46 @@ class DbtSpec(Strict):
     on_test_failure: Literal["fail", "warn"] = "fail"
 
 
+# --- access in Airflow ----------------------------------------------------------------------
+
+#: Every tenant's Airflow role is this prefix and the tenant id (dag_factory/access.py).
+ROLE_PREFIX = "tenant_"
+#: A tenant's extra roles are `tenant_<id>-<suffix>`: a tenant id has no `-`, so no such role
+#: can be another tenant's own role (`tenant_demo_x` would be tenant `demo_x`'s).
+ROLE_SUFFIX_SEPARATOR = "-"
+RoleName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")]
+
+
+class AccessSpec(Strict):
+    """Who sees and triggers the tenant's DAG in Airflow besides its own role `tenant_<id>`."""
+
+    #: More Airflow roles granted the DAG: `tenant_<id>-<suffix>` or one of `shared_roles`.
+    roles: tuple[RoleName, ...] = ()
+    #: Roles any tenant may name (e.g. a support team). Set in defaults.yaml only.
+    shared_roles: tuple[RoleName, ...] = ()
+
+    @field_validator("shared_roles")
+    @classmethod
+    def _not_a_tenant_role(cls, roles: tuple[str, ...]) -> tuple[str, ...]:
+        tenant_like = [r for r in roles if r.startswith(ROLE_PREFIX)]
+        if tenant_like:
+            raise ValueError(
+                f"shared roles may not start with {ROLE_PREFIX!r} (a tenant's own prefix): "
+                + ", ".join(tenant_like)
+            )
+        return roles
+
+    def foreign_roles(self, tenant: str) -> list[str]:
+        """The roles this tenant may not name: neither its own nor shared."""
+        own = ROLE_PREFIX + tenant
+        return [
+            r
+            for r in self.roles
+            if r not in self.shared_roles
+            and not (r == own or r.startswith(own + ROLE_SUFFIX_SEPARATOR))
+        ]
+
+
 # --- the tenant -----------------------------------------------------------------------------
 
 
@@ -319,6 +360,19 @@ class TenantSpec(Strict):
     images: Images = Images()
     alerting: Alerting = Alerting()
     platform: PlatformSpec = PlatformSpec()
+    access: AccessSpec = AccessSpec()
+
+    @field_validator("access")
+    @classmethod
+    def _own_roles_only(cls, access: AccessSpec, info: ValidationInfo) -> AccessSpec:
+        tenant = info.data.get("tenant")
+        foreign = access.foreign_roles(tenant) if tenant else []
+        if foreign:
+            raise ValueError(
+                f"roles must be {ROLE_PREFIX}{tenant}{ROLE_SUFFIX_SEPARATOR}<name> or listed in "
+                f"defaults.yaml's access.shared_roles, got {', '.join(foreign)}"
+            )
+        return access
 
     @field_validator("tables")
     @classmethod

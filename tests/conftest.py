@@ -43,7 +43,7 @@ SERVER_MARKS: dict[str, tuple[frozenset[str], str]] = {
         "starts the Docker engine and image registry the test run owns (derived)",
     ),
     "airflow": (
-        frozenset({"airflow_env", "airflow_server"}),
+        frozenset({"airflow_env", "airflow_server", "airflow_server_fab"}),
         "runs real Airflow: `airflow dags test` or `airflow standalone` (derived)",
     ),
     "browser": (
