@@ -1,6 +1,6 @@
 """Airflow access per tenant: a tenant's users see and trigger only their own DAG.
 
-Each tenant's DAG carries FAB DAG-level permissions (`access_control`) for the role
+Each tenant's DAG gets FAB DAG-level permissions (`access_control`) for the role
 `tenant_<id>` (the same name as the tenant's warehouse role, `dag-factory provision`) and
 for the extra roles its spec names (`access.roles`, checked in `dag_factory.spec`). The
 role itself holds only what every tenant user needs beside one DAG — read task instances,
@@ -21,10 +21,17 @@ implements `is_authorized_team`: the FAB one does not ("FAB has no multi-team su
 Its cost: Airflow flags DAG-level `access_control` with a `RemovedInAirflow4Warning`, so
 the move to multi-team (with a per-tenant bundle) is due before Airflow 4.
 
-The role must exist before Airflow stores the DAG: with the FAB auth manager the
-dag-processor syncs each DAG's `access_control` and refuses a DAG that names a missing role
-(an import error). `dag-factory roles` creates the roles and syncs the DAG permissions,
-idempotently; run it on deploy, before the dag-processor, and after adding a tenant.
+Where the grants live: in FAB's tables, written by `dag-factory roles`, never on the DAG
+objects the DAG file builds. With the FAB auth manager the dag-processor syncs a DAG's
+`access_control` when it stores the DAG, and a DAG naming a role that does not exist yet
+fails there — as an import error keyed by the DAG *file* (`dag_processing/collection.py`,
+`_serialize_dag_capturing_errors`), which marks every tenant's DAG stale. One tenant added
+before its role would hide them all. A DAG without `access_control` leaves the DAG-level
+permissions in FAB as they are, so the DAG file stays parse-only and cannot fail this way.
+`dag-factory roles` creates the roles and sets each DAG's permissions (revoking grants no
+spec names), idempotently; run it on deploy and after adding a tenant. Until it has run
+for a new tenant, its DAG is visible to Airflow's global roles (Admin, Op, ...) only:
+tenant roles have no global permission on DAGs, so nothing leaks meanwhile.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from dag_factory.spec import DAG_ID_PREFIX, ROLE_PREFIX, TenantSpec
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG
+    pass
 
 #: role → resource ("DAGs" | "DAG Runs") → actions, as `DAG(access_control=...)` takes it.
 AccessControl = dict[str, dict[str, set[str]]]
@@ -79,17 +86,6 @@ def placeholder_role(dag_id: str) -> str:
     """An invalid tenant's role, from its placeholder's dag id (`tenant_` + its folder name).
     Its spec is unreadable, so its extra roles lose access until the file is fixed."""
     return ROLE_PREFIX + dag_id.removeprefix(DAG_ID_PREFIX)
-
-
-def grant(dag: DAG, roles: Iterable[str]) -> DAG:
-    """Set the DAG's `access_control` for `roles`.
-
-    Assigned after the DAG is made rather than passed to it: the constructor warns
-    (`RemovedInAirflow4Warning`, see the module docstring) once per DAG, and Airflow shows
-    every warning of the DAG file in its UI — a thousand copies of one known deprecation
-    would bury the warnings that matter (an invalid tenant's)."""
-    dag.access_control = access_control(roles)
-    return dag
 
 
 def role_permissions() -> list[tuple[str, str]]:

@@ -17,7 +17,6 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, BaseOperator, TriggerRule
 
-from dag_factory.access import grant, placeholder_role, tenant_roles
 from dag_factory.adapters import adapter_for
 from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks
@@ -116,7 +115,7 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
         for task in plan.tasks:
             for upstream in task.upstream:
                 operators[upstream] >> operators[task.task_id]
-    return grant(dag, tenant_roles(spec))
+    return dag
 
 
 class _InvalidTenantFile(BaseOperator):
@@ -193,7 +192,7 @@ def placeholder_dag(error: TenantFileError, fallback: Fallback | None = None) ->
         default_args=callbacks,
     ) as dag:
         _InvalidTenantFile(task_id="invalid_tenant_file", problems=text, retries=0)
-    return grant(dag, [placeholder_role(dag_id)])
+    return dag
 
 
 def selected_tenants() -> frozenset[str] | None:

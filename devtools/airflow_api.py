@@ -85,7 +85,7 @@ class AirflowApiServer:
 
     def setup(self, users: list[User]) -> None:
         self.run("airflow", "db", "migrate")
-        self.run("dag-factory", "roles")  # before the DAGs: Airflow refuses a missing role
+        self.run("dag-factory", "roles")  # the roles and each DAG's grants, kept in FAB
         for user in users:  # `users import` takes no passwords
             self.run("airflow", "users", "create", *user.argv())
         self.run("airflow", "dags", "reserialize")

@@ -9,6 +9,7 @@ same request by a user who may (200), so a test cannot pass on a broken route.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,9 +37,9 @@ RUN = "access_check"
 def airflow_server_fab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowApiServer]:
     """A real API server with the FAB auth manager over the repository's tenants, with a run
     of each tenant DAG (made by the admin; it need not execute) and an XCom in each."""
-    server = AirflowApiServer(
-        tmp_path_factory.mktemp("airflow-fab"), REPO / "dags", REPO / "warehouses"
-    )
+    warehouses = tmp_path_factory.mktemp("fab-tenants") / "warehouses"
+    shutil.copytree(REPO / "warehouses", warehouses)
+    server = AirflowApiServer(tmp_path_factory.mktemp("airflow-fab"), REPO / "dags", warehouses)
     server.setup([ADMIN, ALICE, BOB])
     with server.start():
         with server.client(ADMIN.username, ADMIN.password) as admin:
@@ -229,4 +230,32 @@ def test_placeholder_dag_id_and_role_follow_the_folder(tmp_path: Path):
     file = tmp_path / "Odd Name" / "warehouse.yaml"
     dag = placeholder_dag(TenantFileError(file, [Problem(file, 1, 1, (), "broken")]))
     assert dag.dag_id == folder_dag_id("Odd Name") == "tenant_Odd_Name"
-    assert set(dag.access_control) == {placeholder_role(dag.dag_id)} == {"tenant_Odd_Name"}
+    assert placeholder_role(dag.dag_id) == "tenant_Odd_Name"
+    # grants live in FAB (dag-factory roles), never on the DAG: a DAG naming a role that
+    # does not exist yet would be an import error that hides every tenant
+    assert dag.access_control is None
+
+
+def test_a_tenant_added_before_its_role_hides_nothing(
+    airflow_server_fab: AirflowApiServer, alice: httpx.Client
+):
+    """A new tenant file lands before `dag-factory roles` ran for it. Had the DAG carried
+    `access_control` naming the missing role, the dag-processor would have stored an import
+    error keyed by the DAG file and hidden every tenant; instead the new DAG is stored,
+    visible to the admin only, and the others stay as they were."""
+    warehouses = Path(airflow_server_fab.env["DAG_FACTORY_WAREHOUSES"])
+    new = warehouses / "newshop"
+    new.mkdir()
+    text = (warehouses / "demo" / "warehouse.yaml").read_text()
+    (new / "warehouse.yaml").write_text(
+        text.replace("tenant: demo", "tenant: newshop").replace("pool: tenant_demo", "")
+    )
+    airflow_server_fab.run("airflow", "dags", "reserialize")
+    with airflow_server_fab.client(ADMIN.username, ADMIN.password) as admin:
+        assert {"tenant_demo", "tenant_acme", "tenant_newshop"} <= _ids(
+            admin.get("/dags"), "dags", "dag_id"
+        )
+        errors = admin.get("/importErrors")
+        assert errors.status_code == 200 and errors.json()["total_entries"] == 0, errors.text
+    assert _ids(alice.get("/dags"), "dags", "dag_id") == {"tenant_demo"}
+    assert alice.get("/dags/tenant_newshop").status_code == 403
