@@ -4,6 +4,7 @@ dag-factory validate [PATH ...]     every problem of every file; exit 1 if any
 dag-factory list                    the tenants and what they run
 dag-factory plan TENANT             the planned tasks: id, image, argv, env, upstreams
 dag-factory provision TENANT        the tenant's warehouse roles (PostgreSQL); --sql to review
+dag-factory doctor [TENANT ...]     check tenants against this worker's Airflow and servers
 """
 
 from __future__ import annotations
@@ -102,6 +103,47 @@ def validate(
         for problem in problems:
             out.print(str(problem), highlight=False, soft_wrap=True)
         out.print(f"{len(report.tenants)} valid, {len(report.errors)} invalid tenant file(s)")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def doctor(
+    tenants: Annotated[
+        list[str] | None, typer.Argument(help="Tenant ids; every enabled tenant if none.")
+    ] = None,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print the checks that passed.")
+    ] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="text or json.")] = (
+        OutputFormat.text
+    ),
+) -> None:
+    """Check tenants where they will run: tenant file, pool, connections, source tables and
+    columns, warehouse, dbt layers. One line per problem with its fix; exit 1 if any."""
+    from dag_factory.doctor import Doctor, Finding, Status
+
+    report = _load(warehouses, [warehouses / t for t in tenants or []])
+    checked = [t for t in report.tenants if tenants or t.spec.enabled]
+    findings: list[Finding] = [
+        Finding(e.file.parent.name, "spec", Status.problem, str(p))
+        for e in report.errors
+        for p in e.problems
+    ]
+    with Doctor(warehouses.resolve().parent) as doc:
+        waits = [doc.start(tenant) for tenant in checked]
+        for tenant, wait in zip(checked, waits, strict=True):
+            valid = Finding(tenant.spec.tenant, "spec", Status.ok, f"{tenant.file} is valid")
+            findings += [valid, *wait()]
+    problems = [f for f in findings if f.status is Status.problem]
+    if output is OutputFormat.json:
+        payload = {"ok": not problems, "findings": [f.as_dict() for f in findings]}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    else:
+        for found in findings if verbose else problems:
+            out.print(found.line(), highlight=False, soft_wrap=True, markup=False)
+        names = len(checked) + len(report.errors)
+        out.print(f"{names} tenant(s) checked, {len(problems)} problem(s)", highlight=False)
     raise typer.Exit(1 if problems else 0)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,15 @@ from dag_factory.yaml_source import FieldPath, YamlError, load_yaml, parse_yaml,
 
 TENANT_FILE = "warehouse.yaml"
 DEFAULTS_FILE = "defaults.yaml"
+#: Most tables one tenant may list: each is a task, and Airflow builds a DAG of 50,000
+#: tasks in minutes — past its import timeout, which drops every tenant's DAG.
+MAX_TABLES = 1000
+MAX_TABLES_ENV = "DAG_FACTORY_MAX_TABLES"
+
+
+def max_tables() -> int:
+    configured = os.environ.get(MAX_TABLES_ENV, "").strip()
+    return int(configured) if configured.isdigit() and int(configured) > 0 else MAX_TABLES
 
 
 @dataclass(frozen=True)
@@ -164,7 +174,7 @@ class Loader:
 
     def load(self, file: Path) -> Tenant:
         """Validate one tenant file; raise TenantFileError listing every problem in it —
-        for any failure at all, so that a caller never sees another exception."""
+        for any failure at all but FileNotFoundError (no such tenant)."""
         try:
             with _gc_paused():
                 return self._load(file)
@@ -172,6 +182,8 @@ class Loader:
             if exc.file != file:  # defaults.yaml is broken: this tenant cannot load
                 raise TenantFileError(file, exc.problems) from None
             raise
+        except FileNotFoundError:
+            raise  # no such tenant: the caller named a file that is not there
         except Exception as exc:
             raise self._fail(file, _unexpected(exc)) from exc
 
@@ -269,6 +281,15 @@ class Loader:
     def _check_files(file: Path, text: str, spec: TenantSpec) -> list[Problem]:
         """What the models cannot know: the folder name and the dbt project on disk."""
         found: list[tuple[FieldPath, str]] = []
+        limit = max_tables()
+        if len(spec.tables) > limit:
+            found.append(
+                (
+                    ("tables", limit),
+                    f"{len(spec.tables)} tables, at most {limit} per tenant (one task each; "
+                    f"{MAX_TABLES_ENV} sets the limit): split the tenant",
+                )
+            )
         folder_name = file.parent.name
         if spec.tenant != folder_name:
             found.append(
@@ -292,6 +313,8 @@ class Loader:
                 report.tenants.append(self.load(file))
             except TenantFileError as exc:
                 report.errors.append(exc)
+            except Exception as exc:  # e.g. removed since `discover` listed it
+                report.errors.append(self._fail(file, _unexpected(exc)))
         return report
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from datakits.errors import ConfigError, DatakitsError, LoadFailed, SourceUnavailable
-from datakits.spec import LoadSpec, WarehouseKind
+from datakits.spec import SOURCE_URL_ENV, WAREHOUSE_URL_ENV, LoadSpec, WarehouseKind
 from runners.dbt_profile import (
     PATH_ENV,
     PROFILE_ENV_VARS,
@@ -34,6 +34,10 @@ DBT_DEFAULTS = {
     "DBT_USE_COLORS": "false",
     "DBT_PARTIAL_PARSE": "false",
 }
+#: The runner's connection URLs (the contract's env names): never visible to dbt's models.
+CONNECTION_URL_ENV_VARS = (SOURCE_URL_ENV, WAREHOUSE_URL_ENV)
+#: dbt scrubs these from its logs and refuses them outside profiles.yml.
+DBT_SECRET_PREFIX = "DBT_ENV_SECRET_"  # noqa: S105 - a name prefix, not a value
 #: Flags the runner sets itself; `dbt_args` may not carry them.
 OWNED_FLAGS = ("--project-dir", "--profiles-dir", "--target-path", "--log-path", "--target")
 #: Commands whose successful model nodes are tables built in the warehouse.
@@ -62,6 +66,30 @@ def _scoped_env(values: Mapping[str, str], clear: tuple[str, ...] = ()) -> Itera
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _credential_vars(warehouse_url: str) -> tuple[str, ...]:
+    """Every env var dbt must not see: the runner's connection URLs and any variable whose
+    value holds the warehouse URL or its password.
+
+    A tenant's model can read any variable with `env_var()` and write it into a table, and
+    dbt scrubs only `DBT_ENV_SECRET_*` values (which it also refuses in models). So while
+    dbt runs, the one copy of the password is the `DBT_ENV_SECRET_` variable the profile
+    reads; everything else that could carry it is unset, then restored afterwards.
+    """
+    from sqlalchemy import make_url
+
+    try:
+        password = make_url(warehouse_url).password or ""
+    except Exception:  # a malformed URL fails later with its own message
+        password = ""
+    needles = [n for n in (warehouse_url, password) if n and len(n) >= 4]
+    holding = {
+        name
+        for name, value in os.environ.items()
+        if not name.startswith(DBT_SECRET_PREFIX) and any(n in value for n in needles)
+    }
+    return tuple(sorted({*CONNECTION_URL_ENV_VARS, *holding}))
 
 
 def _one_line(text: object) -> str:
@@ -262,12 +290,16 @@ def run_dbt(
         ]
         print(f"runner dbt: dbt {' '.join(dbt_args)} ({project.name})", file=sys.stderr)
         unmatched: list[str] = []
-        with _scoped_env({**DBT_DEFAULTS, **env}, clear=PROFILE_ENV_VARS):
+        hidden = (*PROFILE_ENV_VARS, *_credential_vars(warehouse_url))
+        with _scoped_env({**DBT_DEFAULTS, **env}, clear=hidden):
             res = _invoke(args, callbacks=[_watch_selection(unmatched)])
 
     command = " ".join(dbt_args)
     if res.exception is not None:
         raise _classify(res.exception, command) from res.exception
+    if dbt_args[0] in ("ls", "list"):  # its result is the selected nodes' names
+        listed = [str(name) for name in res.result or ()]
+        return {"tenant": spec.tenant, "dbt_command": list(dbt_args), "listed": listed}
     results = list(getattr(res.result, "results", None) or [])
     selectors = _selectors(dbt_args)
     if unmatched or (selectors and not results and res.result is not None):

@@ -43,6 +43,7 @@ def test_invalid_tenant_is_visible_and_hides_nothing(
     placeholder = dagbag.dags["tenant_broken"]
     assert INVALID_TAG in placeholder.tags
     assert placeholder.schedule == "@daily"  # kept: its run fails when the real one was due
+    assert placeholder.description == "INVALID tenant file: source: is required"
     assert "broken/warehouse.yaml:2:10: retries: must be a whole number, got 'many'" in (
         placeholder.doc_md
     )
