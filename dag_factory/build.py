@@ -22,7 +22,7 @@ from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks
 from dag_factory.errors import Problem, TenantFileError
 from dag_factory.loader import Fallback, Loader, Tenant
-from dag_factory.plan import PlannedTask, plan_tenant
+from dag_factory.plan import PlannedTask, PlatformOverrides, plan_tenant
 from dag_factory.spec import DAG_ID_PREFIX, AssetSchedule, Executor, TenantSpec
 
 #: Overrides every tenant's `platform.executor` (e.g. `local` on a laptop, CI).
@@ -58,7 +58,7 @@ def _schedule(spec: TenantSpec) -> Any:
     return spec.schedule
 
 
-def task_kwargs(task: PlannedTask, spec: TenantSpec) -> dict[str, Any]:
+def task_kwargs(task: PlannedTask) -> dict[str, Any]:
     """The BaseOperator arguments every adapter passes the same way."""
     settings = task.settings
     kwargs: dict[str, Any] = {
@@ -68,8 +68,8 @@ def task_kwargs(task: PlannedTask, spec: TenantSpec) -> dict[str, Any]:
         "execution_timeout": settings.timeout,
         "outlets": [Asset(uri) for uri in task.outlets],
     }
-    if spec.pool:
-        kwargs["pool"] = spec.pool
+    if task.pool:
+        kwargs["pool"] = task.pool
     return kwargs
 
 
@@ -77,7 +77,7 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
     spec = tenant.spec
     executor = executor_for(tenant)
     adapter = adapter_for(executor)
-    plan = plan_tenant(tenant, root)
+    plan = plan_tenant(tenant, root, PlatformOverrides.from_env())
     with DAG(
         dag_id=plan.dag_id,
         description=spec.description or f"bronze → silver → gold for tenant {spec.tenant}",
@@ -86,7 +86,8 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
         start_date=dt.datetime.combine(spec.start_date, dt.time(), tzinfo=dt.UTC),
         catchup=spec.catchup,
         max_active_runs=spec.max_active_runs,
-        # DuckDB takes one writer per file: such tenants run their tasks one at a time.
+        # a warehouse that takes one writer at a time (DuckDB; see datakits.kinds) runs
+        # the tenant's tasks one at a time
         max_active_tasks=1 if spec.serial_only else spec.concurrency,
         tags=sorted(
             {
@@ -102,7 +103,7 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
         },
     ) as dag:
         operators: dict[str, BaseOperator] = {
-            task.task_id: adapter(task, spec, root, task_kwargs(task, spec)) for task in plan.tasks
+            task.task_id: adapter(task, task_kwargs(task)) for task in plan.tasks
         }
         for task in plan.tasks:
             for upstream in task.upstream:

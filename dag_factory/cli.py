@@ -25,7 +25,7 @@ from rich.table import Table
 from dag_factory.adapters import renderer_for
 from dag_factory.errors import TenantFileError
 from dag_factory.loader import TENANT_FILE, Loader, LoadReport, Tenant
-from dag_factory.plan import plan_tenant
+from dag_factory.plan import PlatformOverrides, plan_tenant
 from dag_factory.scaffold import scaffold_tenant
 from dag_factory.schema import SCHEMA_FILE, render_schema
 from dag_factory.spec import Executor
@@ -173,7 +173,9 @@ def plan(
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Show the tasks a tenant's DAG runs: id, image, argv, env names, upstreams."""
-    planned = plan_tenant(_one_tenant(warehouses, tenant), warehouses.resolve().parent)
+    planned = plan_tenant(
+        _one_tenant(warehouses, tenant), warehouses.resolve().parent, PlatformOverrides.from_env()
+    )
     table = Table(
         "task", "image", "runner argv", "env", "secrets", "upstream", title=planned.dag_id
     )
@@ -211,9 +213,9 @@ def render(
     For kubernetes, the pod manifests as YAML documents."""
     loaded = _one_tenant(warehouses, tenant)
     root = warehouses.resolve().parent
-    planned = plan_tenant(loaded, root)
+    planned = plan_tenant(loaded, root, PlatformOverrides.from_env())
     renderer = renderer_for(executor)
-    documents = [renderer(task, loaded.spec, root) for task in planned.tasks]
+    documents = [renderer(task) for task in planned.tasks]
     sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False))
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import yaml
 
 from dag_factory.adapters.container import (
-    RUNNER_UID,
     SCRATCH_SIZE,
     TENANT_LABEL,
     format_memory,
@@ -28,8 +27,9 @@ from dag_factory.adapters.container import (
     memory_bytes,
     millicores,
 )
-from dag_factory.plan import SecretRole
 from dag_factory.spec import Egress, Enclave, ResourceAmounts, SecretKeyRef, TenantSpec
+from datakits.contract import RUNNER_UID
+from datakits.kinds import Kind, source_kind, warehouse_kind
 
 #: Node label of the enclaves' node pools; `high-security` nodes also carry it as a taint.
 ENCLAVE_LABEL = "dag-factory.io/enclave"
@@ -41,8 +41,6 @@ SIDECAR_RESOURCES = {
     "requests": {"cpu": "10m", "memory": "16Mi"},
     "limits": {"cpu": "50m", "memory": "32Mi"},
 }
-#: The default TCP port of each database kind a pod connects to; file databases need none.
-DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306}
 #: The key of the Secrets holding connection URLs.
 URL_KEY = "url"
 
@@ -78,13 +76,13 @@ def labels(spec: TenantSpec) -> dict[str, str]:
     return {TENANT_LABEL: spec.tenant, **MANAGED_BY}
 
 
-def secret_refs(spec: TenantSpec) -> dict[SecretRole, SecretKeyRef]:
-    """The Kubernetes Secret (name, key) holding each connection URL, by role."""
+def secret_refs(spec: TenantSpec) -> dict[str, SecretKeyRef]:
+    """The Kubernetes Secret (name, key) holding each connection URL, by role (`source`,
+    `warehouse`: the planner's `SecretRole` values)."""
     k8s = spec.platform.kubernetes
     return {
-        SecretRole.source: k8s.source_secret
-        or SecretKeyRef(name=f"{spec.namespace}-source", key=URL_KEY),
-        SecretRole.warehouse: k8s.warehouse_secret
+        "source": k8s.source_secret or SecretKeyRef(name=f"{spec.namespace}-source", key=URL_KEY),
+        "warehouse": k8s.warehouse_secret
         or SecretKeyRef(name=f"{spec.namespace}-warehouse", key=URL_KEY),
     }
 
@@ -98,7 +96,7 @@ def expected_secrets(spec: TenantSpec) -> list[dict[str, Any]]:
         )
         if ref.key not in entry["keys"]:
             entry["keys"].append(ref.key)
-        entry["holds"].append(f"the {role.value}'s SQLAlchemy URL")
+        entry["holds"].append(f"the {role}'s SQLAlchemy URL")
     pull = spec.platform.kubernetes.image_pull_secret
     if pull:
         by_name[pull] = {
@@ -273,8 +271,8 @@ def limit_range(spec: TenantSpec) -> dict[str, Any] | None:
     }
 
 
-def _egress_rule(kind: str, egress: Egress) -> dict[str, Any] | None:
-    ports = egress.ports or ((DEFAULT_PORTS[kind],) if kind in DEFAULT_PORTS else ())
+def _egress_rule(kind: Kind, egress: Egress) -> dict[str, Any] | None:
+    ports = egress.ports or kind.egress_ports  # the kind's default port (registry)
     if not ports:  # a file database (SQLite, DuckDB): nothing to connect to
         return None
     rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": p} for p in ports]}
@@ -300,8 +298,8 @@ def network_policy(spec: TenantSpec) -> dict[str, Any]:
     }
     egress = [dns]
     for kind, settings in (
-        (spec.source.kind.value, k8s.source_egress),
-        (spec.warehouse.kind.value, k8s.warehouse_egress),
+        (source_kind(spec.source.kind), k8s.source_egress),
+        (warehouse_kind(spec.warehouse.kind), k8s.warehouse_egress),
     ):
         rule = _egress_rule(kind, settings)
         if rule is not None and rule not in egress:

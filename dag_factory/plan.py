@@ -1,23 +1,42 @@
 """The planner: a pure function from a tenant to the tasks its DAG runs.
 
 A planned task is a plain frozen value — image, runner argv, env, secret references,
-upstream ids — and knows nothing of Airflow. Every adapter turns the same value into
-its own operator, so parity between local, Docker and Kubernetes is equality of this
-value (DESIGN.md, contract 2).
+upstream ids, and the platform values each executor needs (Docker network, Kubernetes
+namespace, Secrets, placement, labels, the local working directory) — and knows
+nothing of Airflow. Every adapter turns the same value into its own operator and reads
+nothing else, so parity between local, Docker and Kubernetes is equality of this value
+(DESIGN.md, contracts 2 and 8).
+
+The planner reads no file and no env var: the deployment's overrides
+(`DAG_FACTORY_REGISTRY`, `DAG_FACTORY_DOCKER_NETWORK`) come in as a `PlatformOverrides`
+value, read from the environment by the caller (`PlatformOverrides.from_env()`).
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from dag_factory.adapters.container import TASK_LABEL
+from dag_factory.k8s_objects import labels, placement, secret_refs
 from dag_factory.loader import Tenant
-from dag_factory.spec import TaskSettings, asset_uri
-from datakits.spec import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV, ConnectionRef
+from dag_factory.spec import SecretKeyRef, TaskSettings, TenantSpec, asset_uri
+from datakits.contract import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV
+from datakits.spec import ConnectionRef
 
 #: The dbt layers, in the order they run; each is a folder of models selected by name.
 DBT_LAYERS = ("silver", "gold")
+
+#: Replaces the registry host of every `images.*` reference, e.g. `127.0.0.1:5000` for a
+#: test registry or a mirror; the repository path and the tag stay as planned.
+REGISTRY_ENV = "DAG_FACTORY_REGISTRY"
+#: Overrides `platform.docker.network` for every tenant (`host` in tests and on CI).
+NETWORK_ENV = "DAG_FACTORY_DOCKER_NETWORK"
+
+Pairs = tuple[tuple[str, str], ...]
 
 
 class TaskKind(StrEnum):
@@ -32,17 +51,56 @@ class SecretRole(StrEnum):
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A credential the runner reads from env var `env`, resolved from `ref` at run time."""
+    """A credential the runner reads from env var `env`: resolved from `ref` at run time
+    (local, Docker), or read from the Kubernetes Secret `k8s_secret` (Kubernetes)."""
 
     env: str
     role: SecretRole
     ref: ConnectionRef
+    k8s_secret: SecretKeyRef
+
+    @property
+    def field(self) -> str:
+        """The tenant file's field that holds the reference, for error messages."""
+        return f"{self.role.value}.connection"
+
+
+@dataclass(frozen=True)
+class PlatformOverrides:
+    """Deployment-wide overrides of the tenant files' platform settings."""
+
+    registry: str | None = None
+    docker_network: str | None = None
+
+    @classmethod
+    def from_env(cls) -> PlatformOverrides:
+        """`$DAG_FACTORY_REGISTRY` and `$DAG_FACTORY_DOCKER_NETWORK`; empty means unset."""
+        registry = os.environ.get(REGISTRY_ENV, "").strip().rstrip("/")
+        return cls(registry=registry or None, docker_network=os.environ.get(NETWORK_ENV) or None)
+
+
+@dataclass(frozen=True)
+class DockerPlatform:
+    network: str
+    #: None: `$DOCKER_HOST` or the local socket.
+    docker_url: str | None
+
+
+@dataclass(frozen=True)
+class KubernetesPlatform:
+    namespace: str
+    service_account: str
+    image_pull_secret: str | None
+    node_selector: Pairs
+    #: Each toleration as sorted (field, value) pairs.
+    tolerations: tuple[Pairs, ...]
 
 
 @dataclass(frozen=True)
 class PlannedTask:
     task_id: str
     kind: TaskKind
+    tenant: str
     image: str
     #: Arguments to the `runner` entrypoint, e.g. ("extract", "--table", "orders").
     argv: tuple[str, ...]
@@ -54,6 +112,15 @@ class PlannedTask:
     settings: TaskSettings
     #: Asset URIs this task updates (`tenant://<tenant>/...`).
     outlets: tuple[str, ...]
+    #: The Airflow pool of the tenant's tasks; None: Airflow's default pool.
+    pool: str | None
+    #: Labels of the container or pod (tenant, task, managed-by).
+    labels: Pairs
+    #: The local runner's working directory (the folder holding `warehouses/`); the
+    #: images' WORKDIR plays that part in a container.
+    cwd: str
+    docker: DockerPlatform
+    kubernetes: KubernetesPlatform
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -69,36 +136,99 @@ class TenantPlan:
         return next(t for t in self.tasks if t.task_id == task_id)
 
 
-def plan_tenant(tenant: Tenant, root: Path) -> TenantPlan:
+def split_registry(image: str) -> tuple[str | None, str]:
+    """(`registry host` or None, the rest), by Docker's rule: the first path component
+    is a registry when it has a dot or a port, or is `localhost`."""
+    first, sep, rest = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, image
+
+
+def image_ref(image: str, registry: str | None) -> str:
+    """`image` with its registry host replaced by `registry` when one is given."""
+    return f"{registry}/{split_registry(image)[1]}" if registry else image
+
+
+def project_path(tenant: Tenant, root: Path) -> str:
+    """The dbt project folder relative to `root`, computed from the paths alone (no
+    filesystem access: the planner runs at every DAG parse)."""
+    project = os.path.relpath(os.path.abspath(tenant.dbt_project_dir), os.path.abspath(root))
+    project = Path(project).as_posix()
+    if project == ".." or project.startswith("../"):
+        raise ValueError(f"the dbt project {tenant.dbt_project_dir} is outside {root}")
+    return posixpath.normpath(project)
+
+
+def _kubernetes(spec: TenantSpec) -> KubernetesPlatform:
+    k8s = spec.platform.kubernetes
+    where = placement(spec)
+    return KubernetesPlatform(
+        namespace=spec.namespace,
+        service_account=k8s.service_account,
+        image_pull_secret=k8s.image_pull_secret,
+        node_selector=tuple(sorted(where.node_selector.items())),
+        tolerations=tuple(tuple(sorted(t.items())) for t in where.tolerations),
+    )
+
+
+def plan_tenant(
+    tenant: Tenant, root: Path, overrides: PlatformOverrides = PlatformOverrides()
+) -> TenantPlan:
     """Plan one tenant. `root` is the runner's working directory (the folder holding
     `warehouses/`), so the dbt project path in argv is the same locally and in an image."""
     spec = tenant.spec
     env = ((RUNNER_SPEC_ENV, spec.runner_spec_json()),)
-    warehouse = SecretRef(WAREHOUSE_URL_ENV, SecretRole.warehouse, spec.warehouse.connection)
-    source = SecretRef(SOURCE_URL_ENV, SecretRole.source, spec.source.connection)
+    k8s_secrets = secret_refs(spec)
+    warehouse = SecretRef(
+        WAREHOUSE_URL_ENV,
+        SecretRole.warehouse,
+        spec.warehouse.connection,
+        k8s_secrets[SecretRole.warehouse],
+    )
+    source = SecretRef(
+        SOURCE_URL_ENV, SecretRole.source, spec.source.connection, k8s_secrets[SecretRole.source]
+    )
+    platform = {
+        "tenant": spec.tenant,
+        "pool": spec.pool,
+        "cwd": str(root),
+        "docker": DockerPlatform(
+            network=overrides.docker_network or spec.platform.docker.network,
+            docker_url=spec.platform.docker.docker_url,
+        ),
+        "kubernetes": _kubernetes(spec),
+    }
+    tenant_labels = labels(spec)
 
+    def task_labels(task_id: str) -> Pairs:
+        return tuple(sorted({**tenant_labels, TASK_LABEL: task_id.replace("_", "-")}.items()))
+
+    extract_settings = spec.task_settings(TaskKind.extract)  # once, not once per table
     extracts = tuple(
         PlannedTask(
             task_id=f"extract_{table.name}",
             kind=TaskKind.extract,
-            image=spec.images.extract,
+            image=image_ref(spec.images.extract, overrides.registry),
             argv=("extract", "--table", table.name),
             env=env,
             secrets=(source, warehouse),
             upstream=(),
-            settings=spec.task_settings(TaskKind.extract, table),
+            settings=table.task.over(extract_settings),  # = task_settings(extract, table)
             outlets=(asset_uri(spec.tenant, "bronze", table.name),),
+            labels=task_labels(f"extract_{table.name}"),
+            **platform,
         )
         for table in spec.enabled_tables
     )
-    project = tenant.dbt_project_dir.resolve().relative_to(root.resolve()).as_posix()
+    project = project_path(tenant, root)
     layers: list[PlannedTask] = []
     upstream = tuple(t.task_id for t in extracts)
     for layer in DBT_LAYERS:
         task = PlannedTask(
             task_id=f"dbt_{layer}",
             kind=TaskKind.dbt,
-            image=spec.images.dbt,
+            image=image_ref(spec.images.dbt, overrides.registry),
             argv=(
                 "dbt",
                 "--project-dir",
@@ -114,6 +244,8 @@ def plan_tenant(tenant: Tenant, root: Path) -> TenantPlan:
             upstream=upstream,
             settings=spec.task_settings(TaskKind.dbt),
             outlets=(asset_uri(spec.tenant, layer),),
+            labels=task_labels(f"dbt_{layer}"),
+            **platform,
         )
         layers.append(task)
         upstream = (task.task_id,)

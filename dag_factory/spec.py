@@ -12,9 +12,7 @@ loader) < a table's own `task` settings (merged here, by `TenantSpec.task_settin
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import ipaddress
-import re
 from collections import Counter
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -22,22 +20,20 @@ from typing import Annotated, Any, Literal
 from croniter import croniter
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     Discriminator,
     Field,
-    PlainSerializer,
     Tag,
-    WithJsonSchema,
     field_validator,
 )
 
+from datakits.contract import Duration
+from datakits.kinds import warehouse_kind
 from datakits.spec import (
     LoadSpec,
     SourceSpec,
     Strict,
     TableSpec,
     TenantId,
-    WarehouseKind,
     WarehouseSpec,
 )
 
@@ -58,37 +54,6 @@ def asset_uri(tenant: str, layer: str, table: str | None = None) -> str:
 
 
 # --- small value types -------------------------------------------------------------
-
-_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _parse_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _DURATION.match(value.strip())
-        if not match:
-            raise ValueError("must be a duration like 90s, 5m, 2h or 1d")
-        return dt.timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
-    return value
-
-
-def _format_duration(value: dt.timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit in ("d", "h", "m"):
-        if seconds % _UNIT_SECONDS[unit] == 0 and seconds:
-            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
-    return f"{seconds}s"
-
-
-#: "90s", "5m", "2h", "1d" in YAML; a timedelta in Python.
-Duration = Annotated[
-    dt.timedelta,
-    BeforeValidator(_parse_duration),
-    PlainSerializer(_format_duration, return_type=str, when_used="json"),
-    WithJsonSchema(
-        {"type": "string", "pattern": _DURATION.pattern, "examples": ["90s", "5m", "2h", "1d"]}
-    ),
-]
 
 #: Kubernetes quantities, as the API accepts them.
 CPU_PATTERN = r"^(\d+m|\d+(\.\d{1,3})?)$"
@@ -372,8 +337,9 @@ class TenantSpec(Strict):
 
     @property
     def serial_only(self) -> bool:
-        """DuckDB takes one writer per file: the tenant's tasks must not run in parallel."""
-        return self.warehouse.kind is WarehouseKind.duckdb
+        """The warehouse takes one writer at a time (DuckDB locks its file; the kind's
+        registry entry says so): the tenant's tasks must not run in parallel."""
+        return warehouse_kind(self.warehouse.kind).serial_loads
 
     @property
     def enabled_tables(self) -> tuple[TenantTable, ...]:
@@ -385,15 +351,9 @@ class TenantSpec(Strict):
 
     def task_settings(self, kind: str, table: TenantTable | None = None) -> TaskSettings:
         """Resolved settings: tenant retries < `tasks.<kind>` < the table's own `task`."""
-        settings = self._kind_settings.get(kind)
-        if settings is None:
-            base = TaskSettings(retries=self.retries, retry_delay=self.retry_delay)
-            settings = self._kind_settings[kind] = getattr(self.tasks, kind).over(base)
+        base = TaskSettings(retries=self.retries, retry_delay=self.retry_delay)
+        settings = getattr(self.tasks, kind).over(base)
         return table.task.over(settings) if table is not None else settings
-
-    @functools.cached_property
-    def _kind_settings(self) -> dict[str, TaskSettings]:
-        return {}
 
     def runner_spec_json(self) -> str:
         """`load_spec().to_env_json()`, serialised straight from this model: no copies are

@@ -11,7 +11,6 @@ resolves at run time into the env var the runner reads (`RUNNER_SOURCE_URL`,
 from __future__ import annotations
 
 import datetime as dt
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -24,6 +23,16 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
     model_validator,
+)
+
+from datakits import kinds
+from datakits.contract import (  # noqa: F401 (the runner contract's env names, re-exported)
+    DURATION_PATTERN,
+    RUNNER_SPEC_ENV,
+    SOURCE_URL_ENV,
+    WAREHOUSE_URL_ENV,
+    format_duration,
+    parse_duration,
 )
 
 #: A SQL identifier we are willing to create or read: lower case, starts with a letter or
@@ -41,16 +50,12 @@ EnvVarName = Annotated[str, StringConstraints(pattern=ENV_VAR_PATTERN)]
 #: An Airflow connection id.
 ConnId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
 
-#: The env vars of the runner contract (DESIGN.md, contract 4).
-RUNNER_SPEC_ENV = "RUNNER_SPEC"
-SOURCE_URL_ENV = "RUNNER_SOURCE_URL"
-WAREHOUSE_URL_ENV = "RUNNER_WAREHOUSE_URL"
-
 
 class Strict(BaseModel):
-    """Base of every spec model: unknown keys are errors, values are immutable."""
+    """Base of every spec model: unknown keys are errors, values are immutable, and an
+    error's text never repeats the input (a URL pasted as a connection holds a password)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class ConnectionRef(Strict):
@@ -63,6 +68,16 @@ class ConnectionRef(Strict):
     env: EnvVarName | None = None
     airflow_conn: ConnId | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_url(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "a connection is a reference, not a URL: write {env: NAME} (an env var "
+                "holding the URL) or {airflow_conn: ID} (an Airflow connection)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.env is None) == (self.airflow_conn is None):
@@ -70,16 +85,12 @@ class ConnectionRef(Strict):
         return self
 
 
-class SourceKind(StrEnum):
-    sqlite = "sqlite"
-    postgres = "postgres"
-    #: MySQL or MariaDB (the URL may say `mysql://` or `mariadb://`).
-    mysql = "mysql"
-
-
-class WarehouseKind(StrEnum):
-    duckdb = "duckdb"
-    postgres = "postgres"
+#: The source kinds: one member per entry of the registry (`datakits.kinds.SOURCES`).
+SourceKind = StrEnum("SourceKind", [(name, name) for name in kinds.SOURCES])  # type: ignore[misc]
+#: The warehouse kinds: one member per entry of `datakits.kinds.WAREHOUSES`.
+WarehouseKind = StrEnum(  # type: ignore[misc]
+    "WarehouseKind", [(name, name) for name in kinds.WAREHOUSES]
+)
 
 
 class LoadMode(StrEnum):
@@ -215,29 +226,21 @@ class RowFilter(Strict):
         return self
 
 
-_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def _parse_lookback(value: Any) -> Any:
     if isinstance(value, str):
-        match = _DURATION.match(value.strip())
-        if not match:
-            raise ValueError("must be a whole number or a duration like 90s, 5m, 2h or 1d")
-        return dt.timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ValueError(
+                "must be a whole number or a duration like 90s, 5m, 2h or 1d"
+            ) from None
     if isinstance(value, int | dt.timedelta) and value < type(value)(0):
         raise ValueError("must not be negative")
     return value
 
 
 def _dump_lookback(value: int | dt.timedelta) -> int | str:
-    if isinstance(value, int):
-        return value
-    seconds = int(value.total_seconds())
-    for unit in ("d", "h", "m"):
-        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
-    return f"{seconds}s"
+    return value if isinstance(value, int) else format_duration(value)
 
 
 #: How far behind the watermark a load re-reads, to catch rows that committed late with
@@ -252,7 +255,7 @@ Lookback = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": _DURATION.pattern},
+                {"type": "string", "pattern": DURATION_PATTERN},
             ]
         }
     ),

@@ -16,16 +16,9 @@ from sqlalchemy import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
+from datakits import kinds
 from datakits.errors import ConfigError, SourceUnavailable
 from datakits.messages import reason
-
-#: Driver used when a URL names only the database (`postgres://...`): what the images ship.
-DEFAULT_DRIVERS = {
-    "postgres": "postgresql+psycopg",
-    "postgresql": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
 
 #: Seconds to wait for a TCP connection before calling the server unreachable.
 CONNECT_TIMEOUT = 10
@@ -46,9 +39,9 @@ def parse_url(raw: str | URL) -> URL:
                 "the connection URL is not a valid SQLAlchemy URL "
                 "(expected e.g. postgresql://user@host:5432/db or sqlite:///path/to/file.db)"
             ) from None
-    if "+" not in url.drivername and url.drivername in DEFAULT_DRIVERS:
-        url = url.set(drivername=DEFAULT_DRIVERS[url.drivername])
-    return url
+    # the driver the images ship, when the URL names only the database (`postgres://`)
+    driver = None if "+" in url.drivername else kinds.default_driver(url.drivername)
+    return url.set(drivername=driver) if driver else url
 
 
 def engine_url(raw: str | URL) -> URL:
@@ -92,6 +85,13 @@ def _read_only_sqlite(url: URL) -> URL:
     )
 
 
+def _server_backend(name: str) -> bool:
+    """A database behind a TCP connection (not a file): one that may keep us waiting."""
+    return any(
+        not k.file_based and (name == k.backend or name in k.schemes) for k in kinds.all_kinds()
+    )
+
+
 def make_engine(url: URL, *, read_only_file: bool = False) -> Engine:
     """An engine for one load: no pool (one process, one connection per side).
 
@@ -101,7 +101,7 @@ def make_engine(url: URL, *, read_only_file: bool = False) -> Engine:
     connect_args: dict[str, object] = {}
     if backend(url) == "sqlite" and read_only_file:
         url = _read_only_sqlite(url)
-    if backend(url) in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in url.query:
+    if _server_backend(backend(url)) and "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
     try:
         return create_engine(url, poolclass=NullPool, connect_args=connect_args)

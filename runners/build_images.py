@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from datakits.contract import RUNNER_UID
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "runners" / "docker" / "Dockerfile"
 #: Dockerfile target → image name.
@@ -35,8 +37,6 @@ IMAGES = {"datakit": "tenant-runner-datakit", "dbt": "tenant-runner-dbt"}
 DEFAULT_REGISTRY = "registry.localhost"
 #: For real users; our machines build from a local debootstrap image (devtools/docker.py).
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
-#: The runner's uid in the image; the adapters run containers and pods as this user.
-RUNNER_UID = 10001
 #: dbt-core's parser ships a wheel only for this pre-release (STACK.md).
 _ONLY_BINARY = "dbt-core-experimental-parser"
 #: Folders of a dbt project that are build output, not source.

@@ -3,7 +3,7 @@
 Everything comes from argv and env (DESIGN.md, contract 4): the tenant's load spec as
 JSON in `RUNNER_SPEC`, credentials in `RUNNER_SOURCE_URL` / `RUNNER_WAREHOUSE_URL`.
 Progress goes to stderr; the last stdout line is one JSON object; a failure exits
-non-zero with one line (codes in `datakits.errors`).
+non-zero with one line (codes and env names: `datakits.contract`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,17 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from datakits.contract import (
+    DEBUG_ENV,
+    RESULT_FILE_ENV,
+    RUNNER_SPEC_ENV,
+    SOURCE_URL_ENV,
+    WAREHOUSE_URL_ENV,
+    ExitCode,
+    RunnerResult,
+)
 from datakits.errors import ConfigError, DatakitsError
-from datakits.spec import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV, LoadSpec
+from datakits.spec import LoadSpec
 
 app = typer.Typer(
     name="runner",
@@ -30,11 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-
-#: Optional: a file the runner also writes its JSON result line to (the Kubernetes adapter
-#: points it at the XCom sidecar's `/airflow/xcom/return.json`).
-RESULT_FILE_ENV = "RUNNER_RESULT_FILE"
 
 
 def load_spec() -> LoadSpec:
@@ -65,12 +69,13 @@ def _emit(command: str, work: Callable[[], dict[str, Any]]) -> None:
         print(f"runner {command}: {exc}", file=sys.stderr)
         raise typer.Exit(exc.exit_code) from None
     except Exception as exc:  # the one-line contract holds for bugs too
-        if os.environ.get("RUNNER_DEBUG"):
+        if os.environ.get(DEBUG_ENV):
             raise
         print(f"runner {command}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.unexpected) from None
     result = {"status": "ok", "command": command, **result}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
+    RunnerResult.model_validate(result)  # the contract's shape (`parse_result` reads it)
     line = json.dumps(result, default=str)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

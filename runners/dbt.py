@@ -18,12 +18,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from datakits.contract import SOURCE_URL_ENV, WAREHOUSE_URL_ENV
 from datakits.errors import ConfigError, DatakitsError, LoadFailed, SourceUnavailable
-from datakits.spec import SOURCE_URL_ENV, WAREHOUSE_URL_ENV, LoadSpec, Schemas, WarehouseKind
+from datakits.spec import LoadSpec, Schemas
 from runners.dbt_profile import (
-    PATH_ENV,
     PROFILE_ENV_VARS,
     SSLMODE_ENV,
+    prepare_profile,
     profile_env,
     profiles_yml,
 )
@@ -310,8 +311,7 @@ def run_dbt(
             )
     kind = spec.warehouse.kind
     env = profile_env(kind, warehouse_url, spec.warehouse.schemas.silver)
-    if kind is WarehouseKind.duckdb:
-        Path(env[PATH_ENV]).parent.mkdir(parents=True, exist_ok=True)
+    prepare_profile(kind, env)
 
     with tempfile.TemporaryDirectory(prefix=f"runner-dbt-{spec.tenant}-") as tmp:
         work = Path(tmp)

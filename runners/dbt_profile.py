@@ -1,6 +1,7 @@
 """profiles.yml for the runner's dbt invocation (DESIGN.md, contract 6).
 
-The file is static per warehouse kind: every connection value is an `env_var()` lookup,
+The file is static per warehouse kind (one builder per kind below, named by the kind's
+registry entry in `datakits.kinds`): every connection value is an `env_var()` lookup,
 so no URL or password is ever written to disk. `profile_env` turns the warehouse URL
 into those env vars; the caller sets them only while dbt runs.
 
@@ -13,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from sqlalchemy import make_url
+from sqlalchemy import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from datakits.contract import WAREHOUSE_URL_ENV
 from datakits.errors import ConfigError
-from datakits.spec import WAREHOUSE_URL_ENV, WarehouseKind
+from datakits.kinds import warehouse_kind
+from datakits.spec import WarehouseKind
 
 TARGET = "runner"
 THREADS = 4
@@ -43,8 +46,6 @@ PROFILE_ENV_VARS = (
     SCHEMA_ENV,
 )
 
-_BACKENDS = {"duckdb": WarehouseKind.duckdb, "postgresql": WarehouseKind.postgres}
-
 
 def _env(name: str, default: str | None = None) -> str:
     if default is None:
@@ -52,13 +53,30 @@ def _env(name: str, default: str | None = None) -> str:
     return f'{{{{ env_var("{name}", "{default}") }}}}'
 
 
-def profiles_yml(profile: str, kind: WarehouseKind, *, sslmode: bool = False) -> str:
-    """The text of profiles.yml: one profile, one target, values from env vars only."""
-    output: dict[str, object]
-    if kind is WarehouseKind.duckdb:
-        output = {"type": "duckdb", "path": _env(PATH_ENV), "schema": _env(SCHEMA_ENV)}
-    else:
-        output = {
+class DuckDBProfile:
+    """dbt-duckdb: a file path and a schema."""
+
+    def output(self, *, sslmode: bool = False) -> dict[str, object]:
+        return {"type": "duckdb", "path": _env(PATH_ENV), "schema": _env(SCHEMA_ENV)}
+
+    def env(self, url: URL) -> dict[str, str]:
+        """A relative DuckDB path is resolved against the current working directory."""
+        if not url.database or url.database == ":memory:":
+            raise ConfigError(
+                f"{WAREHOUSE_URL_ENV} must name a DuckDB file (duckdb:///path/to/file.duckdb)"
+            )
+        return {PATH_ENV: str((Path.cwd() / Path(url.database).expanduser()).resolve())}
+
+    def prepare(self, env: dict[str, str]) -> None:
+        """dbt-duckdb creates the file, not its folder."""
+        Path(env[PATH_ENV]).parent.mkdir(parents=True, exist_ok=True)
+
+
+class PostgresProfile:
+    """dbt-postgres: host, port, user, password (scrubbed from dbt's logs), database."""
+
+    def output(self, *, sslmode: bool = False) -> dict[str, object]:
+        output: dict[str, object] = {
             "type": "postgres",
             "host": _env(HOST_ENV),
             "port": f'{{{{ env_var("{PORT_ENV}") | as_number }}}}',
@@ -69,51 +87,63 @@ def profiles_yml(profile: str, kind: WarehouseKind, *, sslmode: bool = False) ->
         }
         if sslmode:
             output["sslmode"] = _env(SSLMODE_ENV)
-    output["threads"] = THREADS
+        return output
+
+    def env(self, url: URL) -> dict[str, str]:
+        query_host = url.query.get("host")
+        host = url.host or (query_host if isinstance(query_host, str) else None) or "localhost"
+        if not url.username:
+            raise ConfigError(f"{WAREHOUSE_URL_ENV} has no user name: dbt-postgres needs one")
+        if not url.database:
+            raise ConfigError(f"{WAREHOUSE_URL_ENV} has no database name")
+        env = {
+            HOST_ENV: host,
+            PORT_ENV: str(url.port or warehouse_kind("postgres").default_port),
+            USER_ENV: url.username,
+            PASSWORD_ENV: url.password or "",
+            DBNAME_ENV: url.database,
+        }
+        sslmode = url.query.get("sslmode")
+        if isinstance(sslmode, str):
+            env[SSLMODE_ENV] = sslmode
+        return env
+
+    def prepare(self, env: dict[str, str]) -> None:
+        """Nothing to create: the server holds the database."""
+
+
+#: The builders the registry names (`datakits.kinds.WAREHOUSES[...].dbt_profile`).
+DUCKDB = DuckDBProfile()
+POSTGRES = PostgresProfile()
+
+
+def builder(kind: WarehouseKind) -> DuckDBProfile | PostgresProfile:
+    """The dbt profile builder of a warehouse kind, from the registry."""
+    return warehouse_kind(kind).dbt_profile_builder()
+
+
+def profiles_yml(profile: str, kind: WarehouseKind, *, sslmode: bool = False) -> str:
+    """The text of profiles.yml: one profile, one target, values from env vars only."""
+    output = {**builder(kind).output(sslmode=sslmode), "threads": THREADS}
     doc = {profile: {"target": TARGET, "outputs": {TARGET: output}}}
     return yaml.safe_dump(doc, sort_keys=False)
 
 
 def profile_env(kind: WarehouseKind, warehouse_url: str, schema: str) -> dict[str, str]:
-    """The env vars `profiles_yml(kind)` reads, taken from a SQLAlchemy warehouse URL.
-
-    A relative DuckDB path is resolved against the current working directory.
-    """
+    """The env vars `profiles_yml(kind)` reads, taken from a SQLAlchemy warehouse URL."""
     try:
         url = make_url(warehouse_url)
     except (ArgumentError, ValueError):
         raise ConfigError(f"{WAREHOUSE_URL_ENV} is not a SQLAlchemy URL") from None
     backend = url.get_backend_name()
-    if _BACKENDS.get(backend) is not kind:
+    entry = warehouse_kind(kind)
+    if backend != entry.backend and backend not in entry.schemes:
         raise ConfigError(
-            f"{WAREHOUSE_URL_ENV} is a {backend!r} URL but the spec's warehouse is {kind.value}"
+            f"{WAREHOUSE_URL_ENV} is a {backend!r} URL but the spec's warehouse is {entry.name}"
         )
-    env = {SCHEMA_ENV: schema}
-    if kind is WarehouseKind.duckdb:
-        if not url.database or url.database == ":memory:":
-            raise ConfigError(
-                f"{WAREHOUSE_URL_ENV} must name a DuckDB file (duckdb:///path/to/file.duckdb)"
-            )
-        path = (Path.cwd() / Path(url.database).expanduser()).resolve()
-        env[PATH_ENV] = str(path)
-        return env
+    return {SCHEMA_ENV: schema, **builder(kind).env(url)}
 
-    query_host = url.query.get("host")
-    host = url.host or (query_host if isinstance(query_host, str) else None) or "localhost"
-    if not url.username:
-        raise ConfigError(f"{WAREHOUSE_URL_ENV} has no user name: dbt-postgres needs one")
-    if not url.database:
-        raise ConfigError(f"{WAREHOUSE_URL_ENV} has no database name")
-    env.update(
-        {
-            HOST_ENV: host,
-            PORT_ENV: str(url.port or 5432),
-            USER_ENV: url.username,
-            PASSWORD_ENV: url.password or "",
-            DBNAME_ENV: url.database,
-        }
-    )
-    sslmode = url.query.get("sslmode")
-    if isinstance(sslmode, str):
-        env[SSLMODE_ENV] = sslmode
-    return env
+
+def prepare_profile(kind: WarehouseKind, env: dict[str, str]) -> None:
+    """What the warehouse needs before dbt connects (DuckDB: the file's folder)."""
+    builder(kind).prepare(env)

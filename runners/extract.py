@@ -16,14 +16,14 @@ import math
 import os
 from typing import Any
 
+from datakits.contract import LOCK_TIMEOUT_ENV, PROGRESS_INTERVAL_ENV
 from datakits.errors import ConfigError
 from datakits.load import load_table
 from datakits.progress import DEFAULT_INTERVAL, StderrProgress
 from datakits.spec import LoadSpec, TableSpec
 from datakits.writers import DEFAULT_LOCK_TIMEOUT
 
-LOCK_TIMEOUT_ENV = "RUNNER_LOCK_TIMEOUT"
-PROGRESS_INTERVAL_ENV = "RUNNER_PROGRESS_INTERVAL"
+__all__ = ["LOCK_TIMEOUT_ENV", "PROGRESS_INTERVAL_ENV", "env_seconds", "run_extract"]
 
 
 def env_seconds(name: str, default: float) -> float:

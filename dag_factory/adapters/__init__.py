@@ -1,26 +1,26 @@
 """Adapters turn a planned task into an Airflow operator; one module per executor.
 
 Which adapter runs is configuration (`platform.executor`, overridden by the
-`DAG_FACTORY_EXECUTOR` env var), looked up here — never an `if` elsewhere.
+`DAG_FACTORY_EXECUTOR` env var), looked up here — never an `if` elsewhere. An adapter
+gets the planned task and the common operator arguments, nothing else: every platform
+value it needs is in the plan (`dag_factory.plan.PlannedTask`).
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dag_factory.plan import PlannedTask
-from dag_factory.spec import Executor, TenantSpec
+from dag_factory.spec import Executor
 
 if TYPE_CHECKING:  # the CLI renders without importing Airflow (5 s) unless it must
     from airflow.sdk import BaseOperator
 
+    from dag_factory.plan import PlannedTask
+
 
 class Adapter(Protocol):
-    def __call__(
-        self, task: PlannedTask, spec: TenantSpec, root: Path, common: dict[str, Any]
-    ) -> BaseOperator:
+    def __call__(self, task: PlannedTask, common: dict[str, Any]) -> BaseOperator:
         """`common` holds the BaseOperator arguments shared by every adapter
         (task id, retries, timeout, outlets, pool): pass them through unchanged."""
 
@@ -34,7 +34,7 @@ _ADAPTERS = {
 
 
 class Renderer(Protocol):
-    def __call__(self, task: PlannedTask, spec: TenantSpec, root: Path) -> dict[str, Any]:
+    def __call__(self, task: PlannedTask) -> dict[str, Any]:
         """What the adapter's operator would send for `task`, secrets only as references."""
 
 

@@ -4,20 +4,19 @@ A small DockerOperator subclass adds what the operator has no argument for (STAC
 read-only root filesystem with a tmpfs at /tmp, every capability dropped,
 no-new-privileges, a CPU limit and a memory reservation. The container runs as the
 runner's non-root user, on the network that reaches the warehouse
-(`platform.docker.network`, or `$DAG_FACTORY_DOCKER_NETWORK`, e.g. `host` to reach servers
-on 127.0.0.1), and is removed after the run, failed or not.
+(`platform.docker.network`, or `$DAG_FACTORY_DOCKER_NETWORK` applied by the planner, e.g.
+`host` to reach servers on 127.0.0.1), and is removed after the run, failed or not.
 
 Secrets are resolved when the task runs — Airflow connection or worker env var → the
-operator's private environment, which is neither templated, logged nor serialised. The
+container's environment at creation, never an operator attribute, so they are neither
+templated, logged nor serialised. The
 runner's last stdout line, a JSON object, becomes the task's XCom (stderr streams into the
 task log).
 """
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.docker.exceptions import DockerContainerFailedException
@@ -26,24 +25,16 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dag_factory.adapters.container import (
     IMAGE_WORKDIR,
-    RUNNER_UID,
     SCRATCH_PATH,
     SCRATCH_SIZE,
-    TASK_LABEL,
-    TENANT_LABEL,
-    image_ref,
     memory_bytes,
     millicores,
-    parse_result,
 )
+from dag_factory.adapters.failures import runner_failure
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
-from dag_factory.spec import TenantSpec
+from datakits.contract import RUNNER_UID, ResultLineError, parse_result
 
-#: Overrides `platform.docker.network` for every tenant (`host` in tests and on CI).
-NETWORK_ENV = "DAG_FACTORY_DOCKER_NETWORK"
-#: Exit code of the runner for bad configuration: retrying cannot help (datakits.errors).
-_CONFIG_ERROR_EXIT = 2
 #: The runner writes nothing but under /tmp; nothing there is executable.
 _TMPFS = {SCRATCH_PATH: f"rw,noexec,nosuid,nodev,size={memory_bytes(SCRATCH_SIZE)}"}
 _PIDS_LIMIT = 512
@@ -52,20 +43,28 @@ _STDOUT_TAIL = 20
 
 
 class _HardenedClient:
-    """docker-py's APIClient with `hardening` added to every host config it creates; it
-    keeps the exit status and the stdout (only) of the last container it waited for.
+    """docker-py's APIClient with `hardening` added to every host config it creates and
+    `secret_env` to every container's environment; it keeps the exit status and the
+    stdout (only) of the last container it waited for.
 
+    The secrets go in through docker-py's public `create_container(environment=...)`, not
+    through DockerOperator's private attributes, and live only as long as one `execute`.
     DockerOperator's own XCom is the last line of stdout and stderr interleaved, where a
     late progress line on stderr can come after the runner's JSON line on stdout."""
 
-    def __init__(self, client: Any, hardening: dict[str, Any]) -> None:
+    def __init__(self, client: Any, hardening: dict[str, Any], secret_env: dict[str, str]) -> None:
         self._client = client
         self._hardening = hardening
+        self.secret_env = secret_env  # the operator's: filled for one execute only
         self.last_status: int | None = None
         self.last_stdout = ""
 
     def create_host_config(self, **kwargs: Any) -> Any:
         return self._client.create_host_config(**kwargs, **self._hardening)
+
+    def create_container(self, *args: Any, environment: Any = None, **kwargs: Any) -> Any:
+        environment = {**(environment or {}), **self.secret_env}
+        return self._client.create_container(*args, environment=environment, **kwargs)
 
     def wait(self, container: Any, *args: Any, **kwargs: Any) -> Any:
         result = self._client.wait(container, *args, **kwargs)
@@ -99,6 +98,8 @@ class RunnerContainerOperator(DockerOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.secrets = secrets
+        #: Resolved secrets while `execute` runs, empty otherwise (never serialised).
+        self.secret_env: dict[str, str] = {}
         self.hardening: dict[str, Any] = {
             "read_only": read_only,
             "tmpfs": dict(_TMPFS if tmpfs is None else tmpfs),
@@ -113,11 +114,11 @@ class RunnerContainerOperator(DockerOperator):
 
     @cached_property
     def cli(self) -> _HardenedClient:  # type: ignore[override]
-        return _HardenedClient(self.hook.api_client, self.hardening)
+        return _HardenedClient(self.hook.api_client, self.hardening, self.secret_env)
 
     def execute(self, context: Any) -> dict[str, Any]:
         try:
-            resolved = {secret.env: resolve(secret.ref) for secret in self.secrets}
+            resolved = {s.env: resolve(s.ref, field=s.field) for s in self.secrets}
         except SecretResolutionError as exc:
             raise AirflowFailException(str(exc)) from None
         self.log.info(
@@ -126,42 +127,32 @@ class RunnerContainerOperator(DockerOperator):
             self.image,
             ", ".join(sorted(resolved)) or "none",
         )
-        self._private_environment = {**self._private_environment, **resolved}
+        self.secret_env.update(resolved)
         try:
             super().execute(context)
         except DockerContainerFailedException as exc:
-            code = self.cli.last_status
-            reason = next((ln for ln in reversed(exc.logs or []) if str(ln).strip()), "")
-            failure = AirflowFailException if code == _CONFIG_ERROR_EXIT else AirflowException
-            raise failure(f"runner exited with code {code}: {reason}") from None
+            reason = next((str(ln) for ln in reversed(exc.logs or []) if str(ln).strip()), "")
+            raise runner_failure(self.cli.last_status, reason.strip()) from None
         finally:
-            for name in resolved:  # the values live only as long as the container
-                self._private_environment.pop(name, None)
-        lines = [ln for ln in self.cli.last_stdout.splitlines() if ln.strip()]
+            self.secret_env.clear()  # the values live only as long as the container
         try:
-            return parse_result(lines[-1] if lines else None)
-        except ValueError as exc:
+            return parse_result(self.cli.last_stdout)
+        except ResultLineError as exc:
             raise AirflowException(f"runner exited 0 but {exc}") from None
 
 
-def _network(spec: TenantSpec) -> str:
-    return os.environ.get(NETWORK_ENV) or spec.platform.docker.network
-
-
-def build_operator(
-    task: PlannedTask, spec: TenantSpec, root: Path, common: dict[str, Any]
-) -> RunnerContainerOperator:
+def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainerOperator:
     resources = task.settings.resources
     limits = resources.limits if resources else None
     requests = resources.requests if resources else None
     return RunnerContainerOperator(
         **common,
-        image=image_ref(task.image),
+        image=task.image,
         command=list(task.argv),
         environment=task.env_dict,
         secrets=task.secrets,
-        network_mode=_network(spec),
-        docker_url=spec.platform.docker.docker_url,  # None: $DOCKER_HOST or the local socket
+        network_mode=task.docker.network,
+        docker_url=task.docker.docker_url,  # None: $DOCKER_HOST or the local socket
         user=f"{RUNNER_UID}:{RUNNER_UID}",
         working_dir=IMAGE_WORKDIR,
         auto_remove="force",
@@ -171,13 +162,13 @@ def build_operator(
         nano_cpus=millicores(limits.cpu) * 10**6 if limits and limits.cpu else None,
         mem_limit=memory_bytes(limits.memory) if limits and limits.memory else None,
         mem_reservation=memory_bytes(requests.memory) if requests and requests.memory else None,
-        labels={TENANT_LABEL: spec.tenant, TASK_LABEL: task.task_id},
+        labels=dict(task.labels),
     )
 
 
-def render(task: PlannedTask, spec: TenantSpec, root: Path) -> dict[str, Any]:
+def render(task: PlannedTask) -> dict[str, Any]:
     """What the operator sends to the engine; secrets only as names and references."""
-    op = build_operator(task, spec, root, {"task_id": task.task_id})
+    op = build_operator(task, {"task_id": task.task_id})
     return {
         "task_id": task.task_id,
         "image": op.image,

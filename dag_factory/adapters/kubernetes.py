@@ -5,7 +5,9 @@ nodes (`dag_factory.k8s_objects.ENCLAVES`), with the planned resources and a res
 security context: non-root, read-only root filesystem with an emptyDir at /tmp, every
 capability dropped, seccomp RuntimeDefault, no privilege escalation. Connection URLs come
 from Kubernetes Secrets through `secretKeyRef`: no secret value is ever in the pod spec.
-Logs stream into the task log; the pod is deleted when done.
+Logs stream into the task log; the pod is deleted when done. A failed pod is classified
+by its runner's exit code, as in every adapter: a permanent code (a bad spec) fails the
+task at once, any other is retried (`RunnerPodOperator.cleanup`).
 
 XCom: the runner also writes its JSON result to `$RUNNER_RESULT_FILE`, here the file
 Airflow's XCom sidecar serves (`/airflow/xcom/return.json`, an emptyDir, so the read-only
@@ -17,27 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 
-from dag_factory.adapters.container import (
-    RUNNER_UID,
-    SCRATCH_PATH,
-    SCRATCH_SIZE,
-    TASK_LABEL,
-    image_ref,
-)
-from dag_factory.k8s_objects import SIDECAR_RESOURCES, labels, placement, secret_refs
+from dag_factory.adapters.container import SCRATCH_PATH, SCRATCH_SIZE
+from dag_factory.adapters.failures import runner_failure
+from dag_factory.k8s_objects import SIDECAR_RESOURCES
 from dag_factory.plan import PlannedTask
-from dag_factory.spec import TenantSpec
+from datakits.contract import RESULT_FILE_ENV, RUNNER_UID
 
-#: Where the runner writes its result line besides stdout (runners/cli.py reads this name).
-RESULT_FILE_ENV = "RUNNER_RESULT_FILE"
 RESULT_FILE = f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
 #: Env the transport adds to the planned env (parity compares the rest).
 TRANSPORT_ENV = frozenset({RESULT_FILE_ENV})
@@ -84,6 +79,35 @@ class RunnerPodOperator(KubernetesPodOperator):
                 container.resources = k8s.V1ResourceRequirements(**SIDECAR_RESOURCES)
         return pod
 
+    def cleanup(
+        self,
+        pod: k8s.V1Pod,
+        remote_pod: k8s.V1Pod,
+        xcom_result: dict | None = None,
+        context: Any = None,
+    ) -> None:
+        """The operator's cleanup raises one AirflowException for every failed pod, so
+        every failure was retried: classify it by the runner's exit code instead."""
+        try:
+            super().cleanup(pod, remote_pod, xcom_result, context)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            raise pod_failure(remote_pod, self.base_container_name, str(exc)) from None
+
+
+def exit_code(pod: k8s.V1Pod | None, container: str) -> int | None:
+    """The exit code of `container` in a pod that ran, or None (not terminated, no pod)."""
+    statuses = (pod.status.container_statuses if pod and pod.status else None) or []
+    status = next((s for s in statuses if s.name == container), None)
+    terminated = status.state.terminated if status and status.state else None
+    return terminated.exit_code if terminated else None
+
+
+def pod_failure(pod: k8s.V1Pod | None, container: str, reason: str = "") -> AirflowException:
+    """The exception for a failed runner pod, by its base container's exit code."""
+    return runner_failure(exit_code(pod, container), reason.splitlines()[0] if reason else "")
+
 
 def _resources(task: PlannedTask) -> k8s.V1ResourceRequirements | None:
     resources = task.settings.resources
@@ -96,12 +120,11 @@ def _resources(task: PlannedTask) -> k8s.V1ResourceRequirements | None:
     return k8s.V1ResourceRequirements(**{k: v for k, v in parts.items() if v})
 
 
-def _env(task: PlannedTask, spec: TenantSpec) -> list[k8s.V1EnvVar]:
+def _env(task: PlannedTask) -> list[k8s.V1EnvVar]:
     env = [k8s.V1EnvVar(name=name, value=value) for name, value in task.env]
     env.append(k8s.V1EnvVar(name=RESULT_FILE_ENV, value=RESULT_FILE))
-    secrets = secret_refs(spec)
     for secret in task.secrets:
-        ref = secrets[secret.role]
+        ref = secret.k8s_secret
         selector = k8s.V1SecretKeySelector(name=ref.name, key=ref.key, optional=False)
         env.append(
             k8s.V1EnvVar(name=secret.env, value_from=k8s.V1EnvVarSource(secret_key_ref=selector))
@@ -109,32 +132,29 @@ def _env(task: PlannedTask, spec: TenantSpec) -> list[k8s.V1EnvVar]:
     return env
 
 
-def pod_name(spec: TenantSpec, task: PlannedTask) -> str:
+def pod_name(task: PlannedTask) -> str:
     """`<tenant>-<task>` in DNS-1123 form; the operator adds a random suffix."""
-    return f"{spec.tenant}-{task.task_id}".replace("_", "-")[:50].rstrip("-")
+    return f"{task.tenant}-{task.task_id}".replace("_", "-")[:50].rstrip("-")
 
 
-def build_operator(
-    task: PlannedTask, spec: TenantSpec, root: Path, common: dict[str, Any]
-) -> RunnerPodOperator:
-    k8s_settings = spec.platform.kubernetes
-    where = placement(spec)
-    pull_secret = k8s_settings.image_pull_secret
+def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperator:
+    where = task.kubernetes
+    pull_secret = where.image_pull_secret
     return RunnerPodOperator(
         **common,
-        name=pod_name(spec, task),
-        namespace=spec.namespace,
-        image=image_ref(task.image),
+        name=pod_name(task),
+        namespace=where.namespace,
+        image=task.image,
         image_pull_policy="IfNotPresent",  # tags are pinned (spec.ImageRef)
         arguments=list(task.argv),  # the image's ENTRYPOINT is `runner`
-        env_vars=_env(task, spec),
-        labels={**labels(spec), TASK_LABEL: task.task_id.replace("_", "-")},
-        service_account_name=k8s_settings.service_account,
+        env_vars=_env(task),
+        labels=dict(task.labels),
+        service_account_name=where.service_account,
         automount_service_account_token=False,
         image_pull_secrets=[k8s.V1LocalObjectReference(name=pull_secret)] if pull_secret else [],
         container_resources=_resources(task),
         node_selector=dict(where.node_selector),
-        tolerations=[k8s.V1Toleration(**t) for t in where.tolerations],
+        tolerations=[k8s.V1Toleration(**dict(t)) for t in where.tolerations],
         security_context=pod_security_context(),
         container_security_context=container_security_context(),
         xcom_sidecar_container_security_context=container_security_context(),
@@ -152,9 +172,9 @@ def build_operator(
     )
 
 
-def render(task: PlannedTask, spec: TenantSpec, root: Path) -> dict[str, Any]:
+def render(task: PlannedTask) -> dict[str, Any]:
     """The pod manifest the operator would create (no cluster needed)."""
-    op = build_operator(task, spec, root, {"task_id": task.task_id})
+    op = build_operator(task, {"task_id": task.task_id})
     with contextlib.redirect_stdout(sys.stderr):  # the operator logs to stdout; keep it clean
         pod = op.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)

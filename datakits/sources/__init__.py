@@ -7,23 +7,16 @@ faster without the ones it does not need.
 
 from __future__ import annotations
 
-from pkgutil import resolve_name
-
 from sqlalchemy import URL
 
+from datakits.kinds import source_kind
 from datakits.sources.base import SourceReader, SqlTableReader
 from datakits.spec import SourceKind, SourceSpec, TableSpec
 
-#: Source kind → "module:class" of its reader.
-READERS: dict[SourceKind, str] = {
-    SourceKind.sqlite: "datakits.sources.sqlite:SqliteReader",
-    SourceKind.postgres: "datakits.sources.postgres:PostgresReader",
-    SourceKind.mysql: "datakits.sources.mysql:MySqlReader",
-}
-
 
 def reader_class(kind: SourceKind) -> type[SqlTableReader]:
-    return resolve_name(READERS[kind])
+    """The reader of `kind`, from the registry (`datakits.kinds`)."""
+    return source_kind(kind).reader_class()
 
 
 def reader_for(source: SourceSpec, table: TableSpec, url: str | URL) -> SourceReader:
@@ -31,4 +24,4 @@ def reader_for(source: SourceSpec, table: TableSpec, url: str | URL) -> SourceRe
     return reader_class(source.kind)(url, table, schema=source.schema_)
 
 
-__all__ = ["READERS", "SourceReader", "SqlTableReader", "reader_class", "reader_for"]
+__all__ = ["SourceReader", "SqlTableReader", "reader_class", "reader_for"]

@@ -6,10 +6,9 @@ The writer module is imported only when its kind is used: each pulls in its own 
 
 from __future__ import annotations
 
-from pkgutil import resolve_name
-
 from sqlalchemy import URL
 
+from datakits.kinds import warehouse_kind
 from datakits.spec import WarehouseKind, WarehouseSpec
 from datakits.writers.base import (
     BATCH_ID,
@@ -23,15 +22,10 @@ from datakits.writers.base import (
     staging_name,
 )
 
-#: Warehouse kind → "module:class" of its writer.
-WRITERS: dict[WarehouseKind, str] = {
-    WarehouseKind.duckdb: "datakits.writers.duckdb:DuckDBWriter",
-    WarehouseKind.postgres: "datakits.writers.postgres:PostgresWriter",
-}
-
 
 def writer_class(kind: WarehouseKind) -> type[SqlBronzeWriter]:
-    return resolve_name(WRITERS[kind])
+    """The writer of `kind`, from the registry (`datakits.kinds`)."""
+    return warehouse_kind(kind).writer_class()
 
 
 def writer_for(
@@ -48,7 +42,6 @@ __all__ = [
     "BATCH_ID",
     "DEFAULT_LOCK_TIMEOUT",
     "LOADED_AT",
-    "WRITERS",
     "BatchSink",
     "BronzeSession",
     "BronzeWriter",

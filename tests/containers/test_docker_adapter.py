@@ -11,17 +11,19 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from dag_factory.adapters import adapter_for, renderer_for
-from dag_factory.adapters.container import (
-    REGISTRY_ENV,
-    SCRATCH_PATH,
-    image_ref,
-    parse_result,
-    split_registry,
-)
-from dag_factory.adapters.docker import NETWORK_ENV, RunnerContainerOperator, build_operator
+from dag_factory.adapters.container import SCRATCH_PATH, TASK_LABEL
+from dag_factory.adapters.docker import RunnerContainerOperator, build_operator
 from dag_factory.build import task_kwargs
 from dag_factory.loader import Loader, Tenant
-from dag_factory.plan import PlannedTask, plan_tenant
+from dag_factory.plan import (
+    NETWORK_ENV,
+    REGISTRY_ENV,
+    PlannedTask,
+    PlatformOverrides,
+    image_ref,
+    plan_tenant,
+    split_registry,
+)
 from dag_factory.spec import Executor
 from devtools.docker import DockerEngine
 from tests.containers.conftest import RunnerImages
@@ -36,7 +38,8 @@ def acme() -> Tenant:
 
 
 def _task(tenant: Tenant, task_id: str) -> PlannedTask:
-    return plan_tenant(tenant, REPO).task(task_id)
+    """Planned as `build_dag` plans it: with the deployment's overrides from env."""
+    return plan_tenant(tenant, REPO, PlatformOverrides.from_env()).task(task_id)
 
 
 @pytest.mark.parametrize(
@@ -49,13 +52,9 @@ def _task(tenant: Tenant, task_id: str) -> PlannedTask:
         ("runner@sha256:" + "a" * 64, "127.0.0.1:5000/runner@sha256:" + "a" * 64),
     ],
 )
-def test_registry_override_replaces_only_the_host(
-    image: str, expected: str, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setenv(REGISTRY_ENV, "127.0.0.1:5000")
-    assert image_ref(image) == expected
-    monkeypatch.delenv(REGISTRY_ENV)
-    assert image_ref(image) == image
+def test_registry_override_replaces_only_the_host(image: str, expected: str):
+    assert image_ref(image, "127.0.0.1:5000") == expected
+    assert image_ref(image, None) == image
     assert split_registry("team/runner:1") == (None, "team/runner:1")
 
 
@@ -63,12 +62,12 @@ def test_operator_carries_the_planned_task_hardened(acme: Tenant, monkeypatch):
     monkeypatch.delenv(REGISTRY_ENV, raising=False)
     monkeypatch.delenv(NETWORK_ENV, raising=False)
     task = _task(acme, "extract_orders")
-    op = adapter_for(Executor.docker)(task, acme.spec, REPO, task_kwargs(task, acme.spec))
+    op = adapter_for(Executor.docker)(task, task_kwargs(task))
     assert isinstance(op, RunnerContainerOperator)
     assert op.image == task.image == acme.spec.images.extract
     assert op.command == ["extract", "--table", "orders"]
     assert op.environment == task.env_dict
-    assert op._private_environment == {}  # resolved only when the task runs
+    assert op.secret_env == {}  # resolved only when the task runs
     assert [s.env for s in op.secrets] == ["RUNNER_SOURCE_URL", "RUNNER_WAREHOUSE_URL"]
     assert op.network_mode == "edge"
     assert op.user == "10001:10001"
@@ -88,28 +87,23 @@ def test_operator_carries_the_planned_task_hardened(acme: Tenant, monkeypatch):
 
 
 def test_network_and_registry_overrides(acme: Tenant, monkeypatch: pytest.MonkeyPatch):
+    """Read from env once, by the planner's caller; the plan without them is untouched."""
     monkeypatch.setenv(NETWORK_ENV, "host")
-    monkeypatch.setenv(REGISTRY_ENV, "127.0.0.1:5999")
-    op = build_operator(_task(acme, "dbt_gold"), acme.spec, REPO, {"task_id": "dbt_gold"})
+    monkeypatch.setenv(REGISTRY_ENV, "127.0.0.1:5999/")
+    op = build_operator(_task(acme, "dbt_gold"), {"task_id": "dbt_gold"})
     assert op.network_mode == "host"
     assert op.image == "127.0.0.1:5999/tenant-runner-dbt:0.1.0"
+    plain = plan_tenant(acme, REPO).task("dbt_gold")
+    assert (plain.docker.network, plain.image) == ("edge", acme.spec.images.dbt)
 
 
 def test_render_names_secrets_but_holds_no_value(acme: Tenant, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ACME_SOURCE", f"postgres://u:{SECRET}@db:5432/src")
-    rendered = renderer_for(Executor.docker)(_task(acme, "extract_orders"), acme.spec, REPO)
+    rendered = renderer_for(Executor.docker)(_task(acme, "extract_orders"))
     assert rendered["private_environment"] == ["RUNNER_SOURCE_URL", "RUNNER_WAREHOUSE_URL"]
     assert rendered["secrets"]["RUNNER_SOURCE_URL"] == {"airflow_conn": "acme_source"}
     assert rendered["read_only"] is True and rendered["cap_drop"] == ["ALL"]
     assert SECRET not in json.dumps(rendered)
-
-
-def test_result_line_must_be_a_json_object():
-    assert parse_result('{"rows": 3}\n') == {"rows": 3}
-    assert parse_result(b'{"rows": 3}') == {"rows": 3}
-    for bad in (None, "", "done", "[1]"):
-        with pytest.raises(ValueError, match="not a JSON object"):
-            parse_result(bad)
 
 
 # --- on the test run's engine -------------------------------------------------------------
@@ -128,6 +122,7 @@ limits = [p for p in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory
           if os.path.exists(p)]
 print("progress on stderr", file=__import__("sys").stderr)
 print(json.dumps({
+    "status": "ok", "command": "probe", "seconds": 0.0,
     "uid": os.getuid(), "cwd": os.getcwd(),
     "root_read_only": "ro" in mounts["/"][1],
     "tmp": [mounts["/tmp"][0], "noexec" in mounts["/tmp"][1]],
@@ -152,10 +147,13 @@ def test_container_is_hardened_and_gets_its_secrets_privately(
     monkeypatch.setenv("AIRFLOW_CONN_ACME_SOURCE", f"postgres://u:{SECRET}@db:5432/src")
     monkeypatch.setenv("AIRFLOW_CONN_ACME_WAREHOUSE", f"postgres://u:{SECRET}@db:5432/wh")
     task = dataclasses.replace(_task(acme, "extract_orders"), argv=("-c", _PROBE))
-    op = build_operator(task, acme.spec, REPO, {"task_id": "probe"})
+    op = build_operator(task, {"task_id": "probe"})
     op.entrypoint = ["python3"]
     result = op.execute(context={})
     assert result == {
+        "status": "ok",
+        "command": "probe",
+        "seconds": 0.0,
         "uid": 10001,
         "cwd": "/app",
         "root_read_only": True,
@@ -167,8 +165,9 @@ def test_container_is_hardened_and_gets_its_secrets_privately(
         "has_source_url": True,
         "env_names": ["RUNNER_SOURCE_URL", "RUNNER_SPEC", "RUNNER_WAREHOUSE_URL"],
     }
-    assert op._private_environment == {}  # the values lived only as long as the container
-    leftovers = docker_engine.run("ps", "-aq", "--filter", "label=dag-factory.io/task=probe")
+    assert op.secret_env == {}  # the values lived only as long as the container
+    label = f"label={TASK_LABEL}={dict(task.labels)[TASK_LABEL]}"
+    leftovers = docker_engine.run("ps", "-aq", "--filter", label)
     assert leftovers.strip() == ""
 
 
@@ -184,8 +183,9 @@ def test_runner_config_error_fails_the_task_without_retry(
     monkeypatch.setenv("AIRFLOW_CONN_ACME_SOURCE", "postgres://u@db:5432/src")
     monkeypatch.setenv("AIRFLOW_CONN_ACME_WAREHOUSE", "postgres://u@db:5432/wh")
     task = dataclasses.replace(_task(acme, "extract_orders"), argv=("extract", "--table", "nope"))
-    op = build_operator(task, acme.spec, REPO, {"task_id": "bad_table"})
-    with pytest.raises(AirflowFailException, match=r"code 2: runner extract: .*'nope'"):
+    op = build_operator(task, {"task_id": "bad_table"})
+    with pytest.raises(AirflowFailException, match=r"code 2 \(.*\): runner extract: .*'nope'"):
         op.execute(context={})
-    leftovers = docker_engine.run("ps", "-aq", "--filter", "label=dag-factory.io/task=bad_table")
+    label = f"label={TASK_LABEL}={dict(task.labels)[TASK_LABEL]}"
+    leftovers = docker_engine.run("ps", "-aq", "--filter", label)
     assert leftovers.strip() == ""

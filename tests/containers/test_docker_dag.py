@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.adapters.container import REGISTRY_ENV
-from dag_factory.adapters.docker import NETWORK_ENV
 from dag_factory.build import EXECUTOR_ENV
+from dag_factory.plan import NETWORK_ENV, REGISTRY_ENV
 from devtools.docker import DockerEngine
 from devtools.postgres import PostgresCluster
 from devtools.shop import generate_shop

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.adapters.container import IMAGE_WORKDIR, RUNNER_UID, SCRATCH_PATH
+from dag_factory.adapters.container import IMAGE_WORKDIR, SCRATCH_PATH
 from dag_factory.loader import Loader
+from datakits.contract import RUNNER_UID
 from devtools.docker import DockerEngine
 from runners.build_images import IMAGES, git_revision, project_version
-from runners.build_images import RUNNER_UID as BUILD_UID
 from tests.containers.conftest import RunnerImages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,10 +39,6 @@ def _probe(engine: DockerEngine, ref: str) -> dict:
         "run", "--rm", "--network", "none", "--entrypoint", "python3", ref, "-c", _PROBE
     )
     return json.loads(out.strip().splitlines()[-1])
-
-
-def test_the_adapters_and_the_build_agree_on_the_runner_uid():
-    assert RUNNER_UID == BUILD_UID
 
 
 @pytest.mark.parametrize("target", sorted(IMAGES))

@@ -4,6 +4,7 @@ holds secrets only as references; the objects folder builds with `kubectl kustom
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -13,10 +14,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from airflow.providers.cncf.kubernetes.utils.pod_manager import OnFinishAction
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from kubernetes.client import models as k8s
 
-from dag_factory.adapters import renderer_for
+from dag_factory.adapters import adapter_for, renderer_for
 from dag_factory.adapters.container import SCRATCH_PATH
-from dag_factory.adapters.kubernetes import RESULT_FILE, RESULT_FILE_ENV
+from dag_factory.adapters.kubernetes import RESULT_FILE, RunnerPodOperator, exit_code, pod_failure
 from dag_factory.k8s_objects import (
     ENCLAVE_LABEL,
     ENCLAVES,
@@ -28,7 +32,7 @@ from dag_factory.k8s_objects import (
 from dag_factory.loader import Loader, Tenant
 from dag_factory.plan import PlannedTask, plan_tenant
 from dag_factory.spec import Enclave, Executor, KubernetesSettings, TenantSpec
-from runners.cli import RESULT_FILE_ENV as RUNNER_RESULT_FILE_ENV
+from datakits.contract import RESULT_FILE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.32"
@@ -52,10 +56,18 @@ def _cases() -> list[Any]:
             for task in plan_tenant(tenant, REPO).tasks:
                 cases.append(
                     pytest.param(
-                        tenant, enclave, task, id=f"{tenant.spec.tenant}-{enclave}-{task.task_id}"
+                        tenant,
+                        enclave,
+                        task.task_id,
+                        id=f"{tenant.spec.tenant}-{enclave}-{task.task_id}",
                     )
                 )
     return cases
+
+
+def _plan(tenant: Tenant, spec: TenantSpec, task_id: str) -> PlannedTask:
+    """Plan `tenant` as if its file held `spec`."""
+    return plan_tenant(dataclasses.replace(tenant, spec=spec), REPO).task(task_id)
 
 
 def _validate(manifest: dict[str, Any]) -> None:
@@ -66,17 +78,14 @@ def test_repository_has_tenants():
     assert {t.spec.tenant for t in TENANTS} >= {"acme", "demo"}
 
 
-def test_the_runner_and_the_adapter_agree_on_the_result_file_env():
-    assert RESULT_FILE_ENV == RUNNER_RESULT_FILE_ENV
-
-
-@pytest.mark.parametrize(("tenant", "enclave", "task"), _cases())
+@pytest.mark.parametrize(("tenant", "enclave", "task_id"), _cases())
 def test_every_pod_validates_and_is_restricted(
-    tenant: Tenant, enclave: Enclave, task: PlannedTask, monkeypatch: pytest.MonkeyPatch
+    tenant: Tenant, enclave: Enclave, task_id: str, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("AIRFLOW_CONN_ACME_SOURCE", f"postgres://u:{SECRET}@db:5432/src")
     spec = _with(tenant.spec, enclave=enclave)
-    pod = renderer_for(Executor.kubernetes)(task, spec, REPO)
+    task = _plan(tenant, spec, task_id)
+    pod = renderer_for(Executor.kubernetes)(task)
     _validate(pod)
     assert SECRET not in json.dumps(pod)
 
@@ -132,14 +141,61 @@ def test_secret_names_come_from_the_spec_when_set():
         warehouse_secret={"name": "shared-warehouse", "key": "acme-url"},
         image_pull_secret=None,
     )
-    task = plan_tenant(tenant, REPO).task("dbt_silver")
-    pod = renderer_for(Executor.kubernetes)(task, spec, REPO)
+    pod = renderer_for(Executor.kubernetes)(_plan(tenant, spec, "dbt_silver"))
     _validate(pod)
     env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
     assert env["RUNNER_WAREHOUSE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "shared-warehouse"
     assert env["RUNNER_WAREHOUSE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "acme-url"
     assert pod["spec"]["imagePullSecrets"] == []
     assert [s["name"] for s in expected_secrets(spec)] == ["tenant-acme-source", "shared-warehouse"]
+
+
+def _ran(code: int | None) -> k8s.V1Pod:
+    """A pod as the API returns it after its base container ended with `code`."""
+    state = (
+        k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=code))
+        if code is not None
+        else k8s.V1ContainerState(waiting=k8s.V1ContainerStateWaiting(reason="Pending"))
+    )
+    status = k8s.V1ContainerStatus(
+        name="base", image="i", image_id="", ready=False, restart_count=0, state=state
+    )
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="p", namespace="tenant-acme"),
+        status=k8s.V1PodStatus(phase="Failed", container_statuses=[status]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "permanent"),
+    [(2, True), (1, False), (3, False), (4, False), (5, False), (137, False), (None, False)],
+)
+def test_a_failed_pod_is_classified_by_its_exit_code(code: int | None, permanent: bool):
+    """exit 2 (bad spec, missing table, dbt compile error) is never retried; others are."""
+    pod = _ran(code)
+    assert exit_code(pod, "base") == code
+    failure = pod_failure(pod, "base", "Pod p returned a failure.\nmore")
+    assert isinstance(failure, AirflowException)
+    assert isinstance(failure, AirflowFailException) is permanent
+    assert str(failure).startswith(f"runner failed with exit code {code}")
+
+
+def test_the_operator_cleanup_raises_the_classified_failure():
+    """KubernetesPodOperator.cleanup itself, its three API-server calls (istio check, label
+    patch, deletion) answered in-process: no cluster here."""
+    acme = next(t for t in TENANTS if t.spec.tenant == "acme")
+    task = plan_tenant(acme, REPO).task("extract_orders")
+    op = adapter_for(Executor.kubernetes)(task, {"task_id": task.task_id})
+    assert isinstance(op, RunnerPodOperator)
+    op.on_finish_action = OnFinishAction.KEEP_POD  # nothing to delete without a cluster
+    op.log_events_on_failure = False
+    op.is_istio_enabled = lambda pod: False
+    op.patch_already_checked = lambda *a, **k: None
+    with pytest.raises(AirflowFailException, match="exit code 2"):
+        op.cleanup(_ran(2), _ran(2))
+    with pytest.raises(AirflowException, match="exit code 3") as exc:
+        op.cleanup(_ran(3), _ran(3))
+    assert not isinstance(exc.value, AirflowFailException)
 
 
 # --- per-tenant cluster objects ------------------------------------------------------------

@@ -9,10 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dag_factory.adapters.kubernetes import RESULT_FILE_ENV
 from dag_factory.loader import Loader
 from dag_factory.plan import plan_tenant
-from datakits.spec import SOURCE_URL_ENV, WAREHOUSE_URL_ENV
+from datakits.contract import (
+    RESULT_FILE_ENV,
+    SOURCE_URL_ENV,
+    WAREHOUSE_URL_ENV,
+    ExitCode,
+    parse_result,
+)
 from devtools.shop import generate_shop
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,8 +52,9 @@ def test_result_file_holds_the_json_result_line(tmp_path: Path):
     last_line = done.stdout.strip().splitlines()[-1]
     assert result_file.read_text() == last_line
     assert json.loads(last_line)["status"] == "ok"
+    assert parse_result(done.stdout)["rows"] == parse_result(result_file.read_text())["rows"]
 
     result_file.unlink()
     failed = _run(("extract", "--table", "nope"), env)
-    assert failed.returncode == 2
+    assert failed.returncode == ExitCode.permanent
     assert not result_file.exists()

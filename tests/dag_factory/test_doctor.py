@@ -18,8 +18,6 @@ import sqlalchemy as sa
 from devtools.postgres import PostgresCluster, free_port
 from devtools.shop import generate_shop, shop_metadata
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ORDERS = 500

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-import datakits.spec as datakits_spec
+import datakits.contract as contract
 from datakits.errors import ConfigError
 from datakits.spec import LoadSpec
 from devtools.postgres import PostgresCluster
@@ -35,7 +35,7 @@ DATABASE = "runners_leak"
 #: model author would try first.
 RUNNER_NAMES = sorted(
     {
-        *(v for k, v in vars(datakits_spec).items() if k.endswith("_ENV") and isinstance(v, str)),
+        *(v for k, v in vars(contract).items() if k.endswith("_ENV") and isinstance(v, str)),
         *(n for n in PROFILE_ENV_VARS if not n.startswith("DBT_ENV_SECRET_")),
         "RUNNER_SOURCE_URL",
         "RUNNER_WAREHOUSE_URL",
