@@ -265,3 +265,67 @@ def test_an_unknown_layer_is_a_config_error(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1].endswith(
         "layer x is not one of the tenant's dbt layers (silver, snapshots, gold)"
     )
+
+
+def test_plan_runs_one_task_per_layer_in_order(tmp_path: Path) -> None:
+    """`dbt.layers` in a tenant file → one dbt task per layer, with the argv used above."""
+    from dag_factory.loader import Loader
+    from dag_factory.plan import TaskKind, plan_tenant
+
+    warehouses = tmp_path / "warehouses"
+    folder = warehouses / "jaffle"
+    _write_project(folder / "dbt")
+    (folder / "warehouse.yaml").write_text(
+        "tenant: jaffle\n"
+        "source: {kind: sqlite, connection: {env: SRC}}\n"
+        "warehouse: {kind: duckdb, connection: {env: WH}}\n"
+        "tables: [{name: customers}, {name: orders}]\n"
+        "dbt:\n  layers:\n"
+        + "".join(f"    {layer}: {selector}\n" for layer, selector in LAYERS.items())
+    )
+    plan = plan_tenant(Loader(warehouses).load(folder / "warehouse.yaml"), tmp_path)
+    dbt = [t for t in plan.tasks if t.kind is TaskKind.dbt]
+    assert [(t.task_id, t.upstream, t.outlets) for t in dbt] == [
+        ("dbt_silver", ("extract_customers", "extract_orders"), ("tenant://jaffle/silver",)),
+        ("dbt_snapshots", ("dbt_silver",), ("tenant://jaffle/snapshots",)),
+        ("dbt_gold", ("dbt_snapshots",), ("tenant://jaffle/gold",)),
+    ]
+    assert dbt[1].argv == (
+        "dbt",
+        "--project-dir",
+        "warehouses/jaffle/dbt",
+        "--on-test-failure",
+        "fail",
+        "--layer",
+        "snapshots",
+        "--layers",
+        json.dumps(LAYERS, separators=(",", ":")),
+        "build",
+        "--select",
+        "resource_type:snapshot",
+    )
+
+
+@pytest.mark.parametrize(
+    ("layers", "words"),
+    [
+        ("{bronze: path:models/x}", "bronze cannot be a dbt layer"),
+        ("{Gold: gold}", "must be a layer name"),
+        ("{gold: --full-refresh}", "must be a dbt selector"),
+    ],
+)
+def test_bad_layers_are_refused_with_words(tmp_path: Path, layers: str, words: str) -> None:
+    from dag_factory.loader import Loader
+
+    warehouses = tmp_path / "warehouses"
+    folder = warehouses / "jaffle"
+    _write_project(folder / "dbt")
+    (folder / "warehouse.yaml").write_text(
+        "tenant: jaffle\n"
+        "source: {kind: sqlite, connection: {env: SRC}}\n"
+        "warehouse: {kind: duckdb, connection: {env: WH}}\n"
+        "tables: [{name: orders}]\n"
+        f"dbt: {{layers: {layers}}}\n"
+    )
+    with pytest.raises(Exception, match=words):
+        Loader(warehouses).load(folder / "warehouse.yaml")
