@@ -14,6 +14,7 @@ value, read from the environment by the caller (`PlatformOverrides.from_env()`).
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 from dataclasses import dataclass
@@ -26,9 +27,6 @@ from dag_factory.loader import Tenant
 from dag_factory.spec import SecretKeyRef, TaskSettings, TenantSpec, asset_uri
 from datakits.contract import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV
 from datakits.spec import ConnectionRef, LoadMode
-
-#: The dbt layers, in the order they run; each is a folder of models selected by name.
-DBT_LAYERS = ("silver", "gold")
 
 #: Replaces the registry host of every `images.*` reference, e.g. `127.0.0.1:5000` for a
 #: test registry or a mirror; the repository path and the tag stay as planned.
@@ -229,7 +227,13 @@ def plan_tenant(
     project = project_path(tenant, root)
     layers: list[PlannedTask] = []
     upstream = tuple(t.task_id for t in extracts)
-    for layer in DBT_LAYERS:
+    dbt = spec.dbt
+    # A tenant that sets `dbt.layers` names every layer to the runner (`--layer`,
+    # `--layers`): it routes each layer's nodes to the layer's schema whatever the
+    # project's layout. The default layers are folders, routed by folder as before.
+    layers_json = json.dumps(dbt.layers, separators=(",", ":"))
+    for layer, selector in dbt.layers.items():
+        routing = ("--layer", layer, "--layers", layers_json) if dbt.custom_layers else ()
         task = PlannedTask(
             task_id=f"dbt_{layer}",
             kind=TaskKind.dbt,
@@ -239,10 +243,11 @@ def plan_tenant(
                 "--project-dir",
                 project,
                 "--on-test-failure",
-                spec.dbt.on_test_failure,
+                dbt.on_test_failure,
+                *routing,
                 "build",
                 "--select",
-                layer,
+                selector,
             ),
             env=env,
             secrets=(warehouse,),

@@ -42,7 +42,9 @@ from datakits.spec import (
 DAG_ID_PREFIX = "tenant_"
 #: Assets are named `tenant://<tenant>/<layer>` and `tenant://<tenant>/bronze/<table>`.
 ASSET_SCHEME = "tenant"
-ASSET_URI_PATTERN = r"^tenant://[a-z][a-z0-9_]{0,39}/(bronze(/[a-z_][a-z0-9_]{0,62})?|silver|gold)$"
+ASSET_URI_PATTERN = (
+    r"^tenant://[a-z][a-z0-9_]{0,39}/(bronze(/[a-z_][a-z0-9_]{0,62})?|[a-z][a-z0-9_]{0,39})$"
+)
 
 #: Airflow's schedule presets (cron aliases plus the two special ones).
 SCHEDULE_PRESETS = frozenset(
@@ -85,6 +87,13 @@ EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
 
 DBT_PROJECT_PATTERN = r"^(\.\./)?[A-Za-z0-9_][A-Za-z0-9_./-]*$"
 
+#: A dbt layer's name: its task is `dbt_<layer>`, its asset `tenant://<tenant>/<layer>`.
+LAYER_PATTERN = r"^[a-z][a-z0-9_]{0,29}$"
+#: A dbt selection (dbt's node selection syntax), one argv item: never an option.
+SELECTOR_PATTERN = r"^[A-Za-z0-9_.:/*+@,][A-Za-z0-9_.:/*+@, -]{0,499}$"
+#: Layer names that are not dbt layers (bronze is the extract tasks', meta the runner's).
+RESERVED_LAYERS = frozenset({"bronze", "meta"})
+
 #: The patterns of this module, in words, for error messages (see dag_factory.errors).
 PATTERN_WORDS = {
     ASSET_URI_PATTERN: "an asset URI like tenant://<tenant>/gold or tenant://<tenant>/bronze/<table>",
@@ -93,6 +102,8 @@ PATTERN_WORDS = {
     K8S_NAME_PATTERN: "a Kubernetes name (a-z, 0-9, -; at most 63 characters)",
     EMAIL_PATTERN: "an email address",
     DBT_PROJECT_PATTERN: "a folder relative to the tenant's, like dbt or ../_dbt/shop",
+    LAYER_PATTERN: "a layer name (a-z, 0-9, _; starting with a letter; at most 30 characters)",
+    SELECTOR_PATTERN: "a dbt selector like path:models/staging, tag:nightly or gold",
 }
 PoolName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,256}$")]
 
@@ -280,6 +291,32 @@ class DbtSpec(Strict):
     #: retried: the data still breaks the test on a retry); `warn` lets the task succeed
     #: and counts the failed tests in its result (`tests_failed`).
     on_test_failure: Literal["fail", "warn"] = "fail"
+    #: The layers, in the order they build: each one dbt task (`dbt_<layer>`, asset
+    #: `tenant://<tenant>/<layer>`) running `dbt build --select <selector>`, its nodes in
+    #: the layer's schema (`warehouse.schemas`: silver, gold, or `layers.<name>`; the
+    #: silver schema when the layer has none). Any project layout works, e.g.
+    #: `{silver: "path:models/staging", gold: "path:models/marts"}`. The default is the
+    #: `models/silver` and `models/gold` folders.
+    layers: dict[
+        Annotated[str, Field(pattern=LAYER_PATTERN)],
+        Annotated[str, Field(pattern=SELECTOR_PATTERN)],
+    ] = Field(default_factory=lambda: {"silver": "silver", "gold": "gold"}, min_length=1)
+
+    @field_validator("layers")
+    @classmethod
+    def _not_reserved(cls, layers: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(RESERVED_LAYERS & set(layers))
+        if reserved:
+            raise ValueError(
+                f"{', '.join(reserved)} cannot be a dbt layer (bronze is the extract tasks', "
+                "meta the runner's): rename the layer"
+            )
+        return layers
+
+    @property
+    def custom_layers(self) -> bool:
+        """Whether the tenant set `layers` (the default layers route by folder, as before)."""
+        return "layers" in self.model_fields_set
 
 
 # --- access in Airflow ----------------------------------------------------------------------

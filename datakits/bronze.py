@@ -199,10 +199,41 @@ def add_column(
 
 
 def alter_column_type(
-    conn: Connection, schema: str, name: str, col: str, type_: sat.TypeEngine[Any]
+    conn: Connection,
+    schema: str,
+    name: str,
+    col: str,
+    type_: sat.TypeEngine[Any],
+    *,
+    cast: bool = False,
 ) -> None:
-    """Change a column's type; only ever called for a type every old value fits in."""
-    _alter_column(conn, schema, name, "ALTER COLUMN {column} TYPE {type}", col, type_)
+    """Change a column's type; only ever called for a type every old value fits in.
+
+    `cast`: convert with an explicit `USING CAST(...)`, for a type PostgreSQL has no
+    implicit cast to (text to bigint): only used on a table just emptied, so no value
+    is converted at all.
+    """
+    action = "ALTER COLUMN {column} TYPE {type}"
+    if cast:
+        action += " USING CAST({column} AS {type})"
+    _alter_column(conn, schema, name, action, col, type_)
+
+
+def truncate_table(conn: Connection, schema: str, name: str) -> None:
+    """Empty a table inside the load's transaction (both warehouses roll it back).
+
+    TRUNCATE, not DELETE: PostgreSQL frees the old rows at commit instead of leaving a
+    million dead tuples for vacuum; DuckDB treats it as a DELETE of every row.
+    """
+    conn.exec_driver_sql(f"TRUNCATE {_quoted_table(conn, schema, name)}")
+
+
+def drop_key_index(conn: Connection, schema: str, name: str) -> None:
+    """Drop the key index of a bronze table if it has one (a refill rebuilds it after)."""
+    prep = conn.dialect.identifier_preparer
+    conn.exec_driver_sql(
+        f"DROP INDEX IF EXISTS {prep.quote_schema(schema)}.{prep.quote(key_index_name(name))}"
+    )
 
 
 def analyze_table(conn: Connection, schema: str, name: str) -> None:

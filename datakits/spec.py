@@ -112,19 +112,43 @@ class SourceSpec(Strict):
 
 
 class Schemas(Strict):
-    """The warehouse schemas of one tenant. `meta` holds watermarks and the load audit."""
+    """The warehouse schemas of one tenant. `meta` holds watermarks and the load audit.
+
+    dbt layers (`dbt.layers` in the tenant spec) build into the schema named after
+    them: `silver` and `gold` here, any other layer (e.g. `snapshots`) into its entry
+    in `layers`, and a layer without one into the silver schema (`layer_schema`).
+    """
 
     bronze: Identifier = "bronze"
     silver: Identifier = "silver"
     gold: Identifier = "gold"
     meta: Identifier = "meta"
+    #: Schemas of further dbt layers, by layer name (e.g. `{snapshots: acme_snapshots}`).
+    layers: dict[Identifier, Identifier] = {}
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
         names = [self.bronze, self.silver, self.gold, self.meta]
         if len(set(names)) != len(names):
             raise ValueError(f"the four schemas must differ, got {names}")
+        own = sorted({"bronze", "silver", "gold", "meta"} & set(self.layers))
+        if own:
+            raise ValueError(
+                f"layers {', '.join(own)} have their own schema field: set it there, not "
+                "under `layers`"
+            )
+        clash = sorted({self.bronze, self.meta} & set(self.layers.values()))
+        if clash:
+            raise ValueError(
+                f"a layer cannot build into the bronze or meta schema ({', '.join(clash)})"
+            )
         return self
+
+    def layer_schema(self, layer: str) -> str:
+        """The schema a dbt layer builds into (the silver schema when it has none)."""
+        if layer in ("silver", "gold"):
+            return str(getattr(self, layer))
+        return self.layers.get(layer, self.silver)
 
 
 class WarehouseSpec(Strict):

@@ -141,6 +141,21 @@ def dbt(
             "`tests_failed`).",
         ),
     ] = TestFailurePolicy.fail,
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            "--layer",
+            help="The layer this command builds: its nodes go to that layer's schema.",
+        ),
+    ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            "--layers",
+            help='Every layer of the tenant, in order, as JSON: {"silver": "<dbt selector>", '
+            "...} (default: the silver and gold folders).",
+        ),
+    ] = None,
 ) -> None:
     """Run a dbt command (e.g. `build --select silver`) against the tenant's warehouse.
 
@@ -157,9 +172,29 @@ def dbt(
             list(ctx.args),
             require_env(WAREHOUSE_URL_ENV),
             on_test_failure=OnTestFailure(on_test_failure.value),
+            layer=layer,
+            layers=None if layers is None else _layers_option(layers),
         )
 
     _emit("dbt", work)
+
+
+def _layers_option(text: str) -> dict[str, str]:
+    """`--layers` JSON → {layer: selector}, in order; a ConfigError says what is wrong."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if (
+        not isinstance(value, dict)
+        or not value
+        or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items())
+    ):
+        raise ConfigError(
+            f'--layers must be a JSON object of layer names to dbt selectors, like {{"silver": '
+            f'"path:models/staging"}}, got {text[:200]!r}'
+        )
+    return value
 
 
 def main() -> None:

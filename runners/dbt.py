@@ -9,6 +9,7 @@ output goes to stderr, so the runner's JSON result stays the last stdout line.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from typing import Any
 
 from datakits.contract import SOURCE_URL_ENV, WAREHOUSE_URL_ENV
 from datakits.errors import ConfigError, DatakitsError, LoadFailed, SourceUnavailable
-from datakits.spec import LoadSpec
+from datakits.spec import LoadSpec, Schemas
 from runners.dbt_profile import (
     PROFILE_ENV_VARS,
     SSLMODE_ENV,
@@ -27,7 +28,7 @@ from runners.dbt_profile import (
     profile_env,
     profiles_yml,
 )
-from runners.dbt_project import prepare_project
+from runners.dbt_project import DEFAULT_LAYERS, prepare_project, write_schema_macro
 
 #: Defaults for dbt's own flags, as env vars so that flags in `dbt_args` still win.
 DBT_DEFAULTS = {
@@ -228,10 +229,13 @@ def _watch_selection(unmatched: list[str]) -> Callable[[Any], None]:
     return callback
 
 
-def _no_nodes(command: str, selectors: list[str], layers: list[str]) -> ConfigError:
+def _no_nodes(
+    command: str, selectors: list[str], layers: list[str], layer: str | None
+) -> ConfigError:
     shown = ", ".join(layers) or "none"
+    which = f" (layer {layer})" if layer else ""
     return ConfigError(
-        f"dbt {command}: the selection {' '.join(selectors)} matches no node of the project "
+        f"dbt {command}{which}: the selection {' '.join(selectors)} matches no node of the project "
         f"(layer folders: {shown}): select an existing layer or model, or add models there"
     )
 
@@ -243,6 +247,32 @@ def _invoke(args: list[str], callbacks: list[Callable[[Any], None]] | None = Non
         return dbtRunner(callbacks=callbacks).invoke(args)
 
 
+def _layer_routing(
+    common: list[str], layers: Mapping[str, str], schemas: Schemas
+) -> dict[str, str]:
+    """Node unique id → the schema of the first layer whose selector picks it.
+
+    dbt's own selection decides (any selector: `path:`, `tag:`, `resource_type:`, ...):
+    the project is parsed once and each layer listed on that manifest, without touching
+    the warehouse. A project that does not parse routes nothing: the command itself then
+    fails with dbt's error and its exit class.
+    """
+    from dbt.cli.main import dbtRunner
+
+    with contextlib.redirect_stdout(sys.stderr):
+        parsed = dbtRunner().invoke(["--quiet", "parse", *common])
+        if parsed.exception is not None or not parsed.success:
+            return {}
+        listing = dbtRunner(manifest=parsed.result)
+        routed: dict[str, str] = {}
+        ls = ["--quiet", "ls", "--output", "json", "--output-keys", "unique_id", *common]
+        for layer, selector in layers.items():
+            res = listing.invoke([*ls, "--select", selector])
+            for line in res.result or ():
+                routed.setdefault(json.loads(line)["unique_id"], schemas.layer_schema(layer))
+    return routed
+
+
 def run_dbt(
     spec: LoadSpec,
     project_dir: Path,
@@ -250,8 +280,15 @@ def run_dbt(
     warehouse_url: str,
     *,
     on_test_failure: OnTestFailure = OnTestFailure.fail,
+    layer: str | None = None,
+    layers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run `dbt <dbt_args>` on a temp copy of `project_dir` against `warehouse_url`.
+
+    `layer`: the layer this invocation builds, one of `layers` (name → dbt selector, in
+    order; default: the `silver` and `gold` folders). When given, every node a layer
+    selects builds into that layer's schema (`Schemas.layer_schema`), whatever its
+    folder; the selection itself is still `--select` in `dbt_args`.
 
     Raises `ConfigError` (exit 2, permanent) for a parse or compile error, a selection
     that matches nothing, views blocking a drop, and failing tests under `fail`;
@@ -264,6 +301,14 @@ def run_dbt(
         raise ConfigError(
             f"the runner sets {', '.join(owned)} itself: leave it out of the dbt args"
         )
+    if layers is not None and layer is None:
+        raise ConfigError("--layers needs --layer: name the layer this command builds")
+    if layer is not None:
+        layers = dict(layers or DEFAULT_LAYERS)
+        if layer not in layers:
+            raise ConfigError(
+                f"layer {layer} is not one of the tenant's dbt layers ({', '.join(layers)})"
+            )
     kind = spec.warehouse.kind
     env = profile_env(kind, warehouse_url, spec.warehouse.schemas.silver)
     prepare_profile(kind, env)
@@ -277,8 +322,7 @@ def run_dbt(
         (profiles_dir / "profiles.yml").write_text(
             profiles_yml(project.profile, kind, sslmode=SSLMODE_ENV in env)
         )
-        args = [
-            *dbt_args,
+        common = [
             "--project-dir",
             str(project.dir),
             "--profiles-dir",
@@ -288,10 +332,15 @@ def run_dbt(
             "--log-path",
             str(work / "logs"),
         ]
-        print(f"runner dbt: dbt {' '.join(dbt_args)} ({project.name})", file=sys.stderr)
+        args = [*dbt_args, *common]
+        shown = f", layer {layer}" if layer else ""
+        print(f"runner dbt: dbt {' '.join(dbt_args)} ({project.name}{shown})", file=sys.stderr)
         unmatched: list[str] = []
         hidden = (*PROFILE_ENV_VARS, *_credential_vars(warehouse_url))
         with _scoped_env({**DBT_DEFAULTS, **env}, clear=hidden):
+            if layer is not None and layers is not None:
+                routed = _layer_routing(common, layers, spec.warehouse.schemas)
+                write_schema_macro(project, spec, routed)
             res = _invoke(args, callbacks=[_watch_selection(unmatched)])
 
     command = " ".join(dbt_args)
@@ -300,10 +349,11 @@ def run_dbt(
     if dbt_args[0] in ("ls", "list"):  # its result is the selected nodes' names
         listed = [str(name) for name in res.result or ()]
         return {"tenant": spec.tenant, "dbt_command": list(dbt_args), "listed": listed}
+    at = {"layer": layer} if layer else {}
     results = list(getattr(res.result, "results", None) or [])
     selectors = _selectors(dbt_args)
     if unmatched or (selectors and not results and res.result is not None):
-        raise _no_nodes(command, unmatched or selectors, project.layers)
+        raise _no_nodes(command, unmatched or selectors, project.layers, layer)
     summary = summarise(results, builds=dbt_args[0] in BUILDING_COMMANDS)
     failures, messages = summary.pop("failures"), summary.pop("messages")
     summary["tests_failed"] = sum(
@@ -326,4 +376,4 @@ def run_dbt(
             else "; fix the dbt project (permanent: a retry fails the same way)"
         )
         raise ConfigError(_one_line(line + hint))
-    return {"tenant": spec.tenant, "dbt_command": list(dbt_args), **summary}
+    return {"tenant": spec.tenant, "dbt_command": list(dbt_args), **at, **summary}

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import pyarrow as pa
-from sqlalchemy import URL, Connection, Engine, Table
+from sqlalchemy import URL, Connection, Engine, MetaData, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import DropTable
 
@@ -45,9 +45,11 @@ from datakits.bronze import (
     bronze_table,
     catalog_columns,
     create_key_index,
+    drop_key_index,
     rename_table,
     sql_type,
     staging_name,
+    truncate_table,
 )
 from datakits.drift import Evolution
 from datakits.errors import DependentObjects, LoadFailed
@@ -152,29 +154,39 @@ class _Sink:
 _DEPENDENTS = {"2BP01", "0A000"}
 
 
+def depending_objects(exc: DBAPIError) -> str | None:
+    """The objects PostgreSQL names when it refuses DDL because they depend on the table
+    ("view silver.v depends on table bronze.t; …"), or None for any other error."""
+    diag = getattr(exc.orig, "diag", None)
+    if getattr(exc.orig, "sqlstate", None) not in _DEPENDENTS or diag is None:
+        return None
+    detail = getattr(diag, "message_detail", None) or ""
+    if "depends on" not in detail:
+        return None
+    return "; ".join(line.strip() for line in detail.splitlines() if line.strip())
+
+
 @contextmanager
 def _dependents_refuse(target: str, action: str) -> Iterator[None]:
     """Turn "other objects depend on it" into a `ConfigError` that names them.
 
+    Reloads keep dependent views working (`BronzeSession.replace` refills bronze in
+    place), but PostgreSQL still refuses to change the type of a column a view reads.
     Retrying cannot help (the views are still there next time), so it is a permanent
-    failure (exit 2), and the message says what to change: the reload drops and
-    recreates bronze tables, so objects built on them belong in dbt (silver/gold).
+    failure (exit 2), and the message says what to change.
     """
     try:
         yield
     except DBAPIError as exc:
-        diag = getattr(exc.orig, "diag", None)
-        if getattr(exc.orig, "sqlstate", None) not in _DEPENDENTS or diag is None:
+        dependents = depending_objects(exc)
+        if dependents is None:
             raise
-        detail = getattr(diag, "message_detail", None) or ""
-        if "depends on" not in detail:
-            raise
-        dependents = "; ".join(line.strip() for line in detail.splitlines() if line.strip())
         raise DependentObjects(
             one_line(
                 f"cannot load {target} (bronze unchanged): the load must {action}, but other "
-                f"objects depend on it ({dependents}); bronze reloads drop and recreate the "
-                "table: build such views in dbt (silver/gold) or drop them before the load"
+                f"objects depend on it ({dependents}) and PostgreSQL refuses that while they "
+                "exist: drop them before the load (dbt's next run recreates its own views) "
+                "or keep the column's type at the source"
             )
         ) from None
 
@@ -272,16 +284,58 @@ class BronzeSession:
                 alter_column_type(self.conn, self.schema, self.table, name, sql_type(catalog))
 
     def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
-        """Swap staging in for bronze; re-add kept (dropped-at-source) columns; index keys."""
-        bronze = Table(self.table, self._staged().metadata, schema=self.schema)
-        with _dependents_refuse(self.target, "drop and recreate it"):
-            self.conn.execute(DropTable(bronze, if_exists=True))
-        rename_table(self.conn, self.schema, self.staging.name, self.table)
+        """Put the staged rows in place of bronze's, in this transaction.
+
+        When nothing depends on bronze (or it does not exist yet), staging is renamed
+        into its place: no row is copied. When views or other objects depend on it,
+        PostgreSQL refuses the DROP, and bronze is refilled in place instead (`_refill`),
+        so the views keep working and see the old rows until the commit, the new ones
+        after. Dropped-at-source (kept) columns stay, NULL in the new rows.
+        """
+        staged = self._staged()
+        bronze = Table(self.table, MetaData(), schema=self.schema)
+        if not self.writer._drop_unless_depended_on(self.conn, bronze):
+            self._refill(keys)
+            return
+        rename_table(self.conn, self.schema, staged.name, self.table)
         self._staging = None
         for name, catalog in keep.items():
             add_column(self.conn, self.schema, self.table, name, sql_type(catalog))
         if keys and self.writer.index_keys:
             create_key_index(self.conn, self.schema, self.table, keys)
+
+    def _refill(self, keys: Sequence[str]) -> None:
+        """Replace bronze's rows by the staged ones without dropping the table.
+
+        New columns are added (ALTER TABLE ADD COLUMN is allowed under views); bronze is
+        emptied before a column changes type, so no old value is converted; a type
+        change PostgreSQL refuses under a view fails the load (`DependentObjects`, exit
+        2, bronze unchanged). The key index is dropped while the rows go in and rebuilt
+        after: one sort instead of a million index insertions. Costs one copy of the
+        rows (measured in the report of this change) over the rename of the other path.
+        """
+        staged = self.staging
+        bronze = self.bronze_columns()
+        assert bronze is not None  # it exists: the DROP was refused
+        incoming = self.staged_columns()
+        for name in incoming:
+            if name not in bronze:
+                add_column(self.conn, self.schema, self.table, name, staged.c[name].type)
+        truncate_table(self.conn, self.schema, self.table)
+        for name, catalog in incoming.items():
+            if name in bronze and bronze[name] != catalog:
+                with _dependents_refuse(self.target, f"change the type of its column {name}"):
+                    alter_column_type(
+                        self.conn, self.schema, self.table, name, staged.c[name].type, cast=True
+                    )
+        if self.writer.index_keys:
+            drop_key_index(self.conn, self.schema, self.table)
+        merge.insert_all(self.conn, self.schema, self.table, staged)
+        self._drop_staging()
+        if keys and self.writer.index_keys:
+            create_key_index(self.conn, self.schema, self.table, keys)
+        if self.writer.analyze_staging:
+            analyze_table(self.conn, self.schema, self.table)
 
     def merge(self, keys: Sequence[str]) -> None:
         merge.merge(self.conn, self.schema, self.table, self._staged(), keys)
@@ -363,6 +417,23 @@ class SqlBronzeWriter:
 
     def _batch_writer(self, conn: Connection, staging: Table, stamp: LoadStamp) -> BatchWriter:
         raise NotImplementedError
+
+    def _drop_unless_depended_on(self, conn: Connection, table: Table) -> bool:
+        """Drop `table` if it exists and nothing depends on it; False (kept) when views or
+        other objects do.
+
+        The DROP itself asks the warehouse, in a savepoint: PostgreSQL's own dependency
+        tracking decides (views, foreign keys, rules, SQL functions), not a catalog query
+        of ours that would miss a kind. A refused DROP rolls back to the savepoint only.
+        """
+        try:
+            with conn.begin_nested():
+                conn.execute(DropTable(table, if_exists=True))
+        except DBAPIError as exc:
+            if depending_objects(exc) is None:
+                raise
+            return False
+        return True
 
     @contextmanager
     def session(self, table: str, stamp: LoadStamp) -> Iterator[BronzeSession]:

@@ -17,6 +17,7 @@ import pyarrow as pa
 from sqlalchemy import Connection, DateTime, Engine, Table, Text, column, insert, literal, select
 from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import registry
+from sqlalchemy.schema import DropTable
 
 from datakits.errors import ConfigError, SourceUnavailable, WarehouseBusy
 from datakits.urls import connect
@@ -136,6 +137,17 @@ class DuckDBWriter(SqlBronzeWriter):
                     ) from None
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, 2.0)
+
+    def _drop_unless_depended_on(self, conn: Connection, table: Table) -> bool:
+        """Drop `table` if it exists: always possible on DuckDB.
+
+        DuckDB has no savepoints, and it needs none here: it does not track which views
+        read a table (`duckdb_dependencies()` lists none) but binds a view's query each
+        time it is read, so a view over bronze works again as soon as staging is renamed
+        into bronze's place in the same transaction (tests/datakits/test_dependents.py).
+        """
+        conn.execute(DropTable(table, if_exists=True))
+        return True
 
     def _batch_writer(self, conn: Connection, staging: Table, stamp: LoadStamp) -> BatchWriter:
         """One INSERT reading every batch as a stream: see `datakits.writers.duckstream`."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,9 +13,7 @@ import pytest
 
 from datakits.load import load_table
 from datakits.writers.duckstream import StreamingInsert
-from tests.datakits.bronze_state import audit_count, checksum, execute
 from tests.datakits.conftest import make_spec, query
-from tests.datakits.runner_proc import run_extract
 
 
 def test_close_raises_the_insert_error_when_it_died_with_the_queue_full() -> None:
@@ -83,34 +80,3 @@ def test_sqlite_timestamp_filter_compares_instants(tmp_path: Path, value: str) -
     )
     load_table(below, below.tables[0], f"sqlite:///{path}", warehouse)
     assert query(warehouse, "SELECT id FROM bronze.ev ORDER BY id") == [(1,), (2,)]
-
-
-def test_views_on_bronze_make_a_reload_fail_permanently(
-    tmp_path: Path, make_warehouse: Callable[[str], str]
-) -> None:
-    path = tmp_path / "source.db"
-    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, v TEXT)")
-        conn.executemany("INSERT INTO ev VALUES (?, ?)", [(1, "a"), (2, "b")])
-    source, warehouse = f"sqlite:///{path}", make_warehouse("postgres")
-    spec = make_spec("sqlite", "postgres", {"name": "ev"})
-    load_table(spec, spec.tables[0], source, warehouse)
-    execute(
-        warehouse,
-        "CREATE SCHEMA silver",
-        "CREATE VIEW silver.ev_view AS SELECT id FROM bronze.ev",
-        "CREATE VIEW silver.ev_count AS SELECT count(*) AS n FROM bronze.ev",
-    )
-    before = checksum(warehouse, "ev"), audit_count(warehouse, "ev")
-    done = run_extract(spec, "ev", source, warehouse)
-    assert done.returncode == 2, done.stderr
-    assert done.stdout == ""
-    assert done.stderr.splitlines() == [
-        "runner extract: cannot load bronze.ev (bronze unchanged): the load must drop and "
-        "recreate it, but other objects depend on it (view silver.ev_view depends on table "
-        "bronze.ev; view silver.ev_count depends on table bronze.ev); bronze reloads drop "
-        "and recreate the table: build such views in dbt (silver/gold) or drop them before "
-        "the load"
-    ]
-    assert (checksum(warehouse, "ev"), audit_count(warehouse, "ev")) == before
-    assert query(warehouse, "SELECT n FROM silver.ev_count") == [(2,)]
