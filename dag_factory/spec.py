@@ -213,6 +213,15 @@ class AlertTargets(Strict):
         return not self.email and self.slack is None
 
 
+class Freshness(Strict):
+    """How soon after a run is queued each layer must be built; a late run alerts.
+
+    `gold` becomes the DAG's deadline alert (Airflow 3 `DeadlineAlert` on
+    `DAGRUN_QUEUED_AT`): the run that ends in gold must finish within it."""
+
+    gold: Duration | None = None
+
+
 class Alerting(Strict):
     on_failure: AlertTargets = AlertTargets()
     on_retry: AlertTargets = AlertTargets()
@@ -373,6 +382,8 @@ class TenantSpec(Strict):
     tasks: TaskKindSettings = TaskKindSettings()
     images: Images = Images()
     alerting: Alerting = Alerting()
+    #: `freshness: {gold: 6h}`: alert through `alerting.on_failure` when gold is late.
+    freshness: Freshness = Freshness()
     platform: PlatformSpec = PlatformSpec()
     access: AccessSpec = AccessSpec()
 
