@@ -51,3 +51,41 @@ def alert_callbacks(alerting: Alerting, dag_id: str) -> dict[str, list[Any]]:
             alerting.on_retry, alerting, "is retrying", dag_id
         )
     return callbacks
+
+
+def freshness_missed(
+    *, dag_id: str, layer: str, freshness: str, alerting: dict[str, Any], **context: Any
+) -> None:
+    """The deadline callback of `freshness`: the tenant's on-failure notifiers, told that
+    `layer` is late. Runs where Airflow runs deadline callbacks (a `SyncCallback`: the
+    executor); the notifiers read their connections only now."""
+    spec = Alerting.model_validate(alerting)
+    event = f"missed its {layer} freshness of {freshness}"
+    for notifier in _notifiers(spec.on_failure, spec, event, dag_id):
+        notifier(context.get("context", context))
+
+
+def freshness_deadline(spec_freshness: Any, alerting: Alerting, dag_id: str) -> list[Any]:
+    """The DAG's `deadline` list for the tenant's `freshness` (empty when none is set)."""
+    if spec_freshness.gold is None:
+        return []
+    from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+
+    from datakits.contract import format_duration
+
+    return [
+        DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_QUEUED_AT,
+            interval=spec_freshness.gold,
+            callback=SyncCallback(
+                freshness_missed,
+                kwargs={
+                    "dag_id": dag_id,
+                    "layer": "gold",
+                    "freshness": format_duration(spec_freshness.gold),
+                    "alerting": alerting.model_dump(mode="json"),
+                },
+            ),
+            name=f"{dag_id}_gold_freshness",
+        )
+    ]

@@ -19,7 +19,7 @@ from airflow.sdk import DAG, Asset, BaseOperator, TriggerRule
 
 from dag_factory.adapters import adapter_for
 from dag_factory.airflow_errors import report_import_errors
-from dag_factory.alerting import alert_callbacks
+from dag_factory.alerting import alert_callbacks, freshness_deadline
 from dag_factory.errors import Problem, TenantFileError
 from dag_factory.loader import Fallback, Loader, Tenant
 from dag_factory.plan import PlannedTask, PlatformOverrides, TaskKind, plan_tenant
@@ -108,6 +108,7 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
             **alert_callbacks(spec.alerting, plan.dag_id),
         },
         params=dag_params([t.table for t in plan.tasks if t.table is not None]),
+        deadline=freshness_deadline(spec.freshness, spec.alerting, plan.dag_id) or None,
     ) as dag:
         operators: dict[str, BaseOperator] = {
             task.task_id: adapter(task, task_kwargs(task)) for task in plan.tasks

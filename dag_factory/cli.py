@@ -7,6 +7,7 @@ dag-factory provision TENANT        the tenant's warehouse roles (PostgreSQL); -
 dag-factory doctor [TENANT ...]     check tenants against this worker's Airflow and servers
 dag-factory pools [--check]         create/update the Airflow pools the tenants name
 dag-factory roles                   the tenants' Airflow roles and DAG permissions (FAB)
+dag-factory status TENANT           per table: the last loads and the watermark (warehouse)
 """
 
 from __future__ import annotations
@@ -471,6 +472,62 @@ def roles(
         err.print(f"dag-factory: syncing Airflow roles failed: {exc}", highlight=False)
         raise typer.Exit(1) from None
     out.print(f"synced {len(synced)} roles on {len(dag_access)} DAGs: {', '.join(synced)}")
+
+
+@app.command()
+def status(
+    tenant: Annotated[str, typer.Argument(help="Tenant id (its folder name).")],
+    last: Annotated[
+        int, typer.Option("--last", "-n", min=1, help="Loads shown per table, newest first.")
+    ] = 5,
+    output: Annotated[OutputFormat, typer.Option("--format", help="text or json.")] = (
+        OutputFormat.text
+    ),
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Per table, the last loads (mode, rows, seconds, watermark, batch, status) and the
+    current watermark, read from the tenant's meta schema with its own credentials."""
+    from dag_factory.secrets import SecretResolutionError
+    from dag_factory.status import StatusError, tenant_status
+
+    spec = _one_tenant(warehouses, tenant).spec
+    try:
+        tables = tenant_status(spec, last=last)
+    except (SecretResolutionError, StatusError) as exc:
+        err.print(f"dag-factory: {tenant}: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if output is OutputFormat.json:
+        doc = {"tenant": spec.tenant, "tables": [t.as_json() for t in tables]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    view = Table(
+        "table",
+        "finished (UTC)",
+        "mode",
+        "rows",
+        "seconds",
+        "watermark",
+        "batch",
+        "status",
+        title=f"{spec.tenant}: last {last} loads per table (meta schema "
+        f"{spec.warehouse.schemas.meta})",
+    )
+    for t in tables:
+        name = t.table if t.in_spec else f"{t.table} [dim](not in the tenant file)[/dim]"
+        if not t.loads:
+            view.add_row(name, "[yellow]never loaded[/yellow]", "", "", "", "", "", "")
+        for i, load in enumerate(t.loads):
+            view.add_row(
+                name if i == 0 else "",
+                load.finished_at.strftime("%Y-%m-%d %H:%M:%S"),
+                load.mode,
+                f"{load.rows:,}",
+                f"{load.seconds:.2f}",
+                "" if load.watermark is None else f"{t.cursor_column} = {load.watermark}",
+                load.batch_id[:12],
+                load.status,
+            )
+    out.print(view)
 
 
 def main() -> None:

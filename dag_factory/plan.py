@@ -25,7 +25,12 @@ from dag_factory.adapters.container import TASK_LABEL
 from dag_factory.k8s_objects import labels, placement, secret_refs
 from dag_factory.loader import Tenant
 from dag_factory.spec import SecretKeyRef, TaskSettings, TenantSpec, asset_uri
-from datakits.contract import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV
+from datakits.contract import (
+    PROGRESS_INTERVAL_ENV,
+    RUNNER_SPEC_ENV,
+    SOURCE_URL_ENV,
+    WAREHOUSE_URL_ENV,
+)
 from datakits.spec import ConnectionRef, LoadMode
 
 #: Replaces the registry host of every `images.*` reference, e.g. `127.0.0.1:5000` for a
@@ -173,6 +178,15 @@ def _kubernetes(spec: TenantSpec) -> KubernetesPlatform:
     )
 
 
+def extract_env(base: Pairs, settings: TaskSettings) -> Pairs:
+    """The extract task's env: the tenant's, plus the runner tuning its settings ask for
+    (`progress_interval` → `RUNNER_PROGRESS_INTERVAL`, whole seconds), sorted."""
+    if settings.progress_interval is None:
+        return base
+    seconds = str(int(settings.progress_interval.total_seconds()))
+    return tuple(sorted((*base, (PROGRESS_INTERVAL_ENV, seconds))))
+
+
 def plan_tenant(
     tenant: Tenant, root: Path, overrides: PlatformOverrides = PlatformOverrides()
 ) -> TenantPlan:
@@ -212,10 +226,10 @@ def plan_tenant(
             kind=TaskKind.extract,
             image=image_ref(spec.images.extract, overrides.registry),
             argv=("extract", "--table", table.name),
-            env=env,
+            env=extract_env(env, settings),
             secrets=(source, warehouse),
             upstream=(),
-            settings=table.task.over(extract_settings),  # = task_settings(extract, table)
+            settings=settings,
             outlets=(asset_uri(spec.tenant, "bronze", table.name),),
             labels=task_labels(f"extract_{table.name}"),
             table=table.name,
@@ -223,6 +237,8 @@ def plan_tenant(
             **platform,
         )
         for table in spec.enabled_tables
+        # = task_settings(extract, table)
+        for settings in (table.task.over(extract_settings),)
     )
     project = project_path(tenant, root)
     layers: list[PlannedTask] = []

@@ -163,6 +163,10 @@ class TaskSettings(Strict):
     retry_delay: Duration | None = None
     timeout: Duration | None = None
     resources: Resources | None = None
+    #: Extract tasks only: seconds between the runner's progress lines in the task log
+    #: (`RUNNER_PROGRESS_INTERVAL`; the runner's default is 30 s). `0s`: after every batch.
+    #: A long full load of a big table wants it short, a fleet of tiny tables long.
+    progress_interval: Duration | None = None
 
     def over(self, base: TaskSettings) -> TaskSettings:
         """These settings on top of `base`: set fields win, resources merge per amount."""
@@ -184,6 +188,16 @@ class TaskSettings(Strict):
 class TaskKindSettings(Strict):
     extract: TaskSettings = TaskSettings()
     dbt: TaskSettings = TaskSettings()
+
+    @field_validator("dbt")
+    @classmethod
+    def _no_dbt_progress(cls, value: TaskSettings) -> TaskSettings:
+        if value.progress_interval is not None:
+            raise ValueError(
+                "progress_interval applies to extract tasks only (dbt logs its own "
+                "progress): move it to tasks.extract or a table's task"
+            )
+        return value
 
 
 class Images(Strict):
@@ -208,6 +222,15 @@ class AlertTargets(Strict):
     @property
     def empty(self) -> bool:
         return not self.email and self.slack is None
+
+
+class Freshness(Strict):
+    """How soon after a run is queued each layer must be built; a late run alerts.
+
+    `gold` becomes the DAG's deadline alert (Airflow 3 `DeadlineAlert` on
+    `DAGRUN_QUEUED_AT`): the run that ends in gold must finish within it."""
+
+    gold: Duration | None = None
 
 
 class Alerting(Strict):
@@ -396,6 +419,8 @@ class TenantSpec(Strict):
     tasks: TaskKindSettings = TaskKindSettings()
     images: Images = Images()
     alerting: Alerting = Alerting()
+    #: `freshness: {gold: 6h}`: alert through `alerting.on_failure` when gold is late.
+    freshness: Freshness = Freshness()
     platform: PlatformSpec = PlatformSpec()
     access: AccessSpec = AccessSpec()
 

@@ -4,12 +4,18 @@ stdout belongs to the runner's JSON result line (DESIGN.md, contract 4), so prog
 never goes there. In Airflow or a container stderr is a log, not a terminal: a live
 display would fill it with redraws, so it is disabled; instead one plain line (rows,
 rows/s) is written every `interval` seconds of a long load, and the final summary line.
-The total is left indeterminate: a `count(*)` would scan a large table once more just
-to draw a bar.
+
+The total is the source's own row *estimate* when the caller has one (PostgreSQL's
+`reltuples`, MySQL's `information_schema.tables.table_rows`, SQLite's `sqlite_stat1` after
+an ANALYZE; see `datakits.sources.row_estimate`), and only for a load that reads the whole
+table: then the lines carry a percentage. Never a `count(*)`: it would scan a large table
+once more just to draw a bar. An estimate may be off either way, so the percentage is
+printed as `~N%` and the final summary line gives the real count.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from types import TracebackType
@@ -87,17 +93,30 @@ def _is_terminal(stream: TextIO) -> bool:
 DEFAULT_INTERVAL = 30.0
 
 
+def progress_text(rows: int, rate: float, total: int | None) -> str:
+    """`1,200 rows, 400 rows/s` and, with an estimated total, `, ~12% of ~10,000 rows`."""
+    text = f"{rows:,} rows, {rate:,.0f} rows/s"
+    if total:
+        text += f", ~{100 * rows / total:.0f}% of ~{total:,} rows"
+    return text
+
+
 class StderrProgress:
     """Rich progress on stderr when it is a terminal; always one final summary line.
 
-    Off a terminal, `advance` writes `<label>: <rows> rows, <rate> rows/s` when at least
-    `interval` seconds passed since the last such line (0: after every batch; None:
-    never). Use as a context manager so the live display is stopped (also on failure)
-    before the runner prints its one-line error.
+    Off a terminal, `advance` writes `<label>: <rows> rows, <rate> rows/s` (and
+    `, ~<pct>% of ~<total>` when `total` is known) when at least `interval` seconds passed
+    since the last such line (0: after every batch; None: never). Use as a context manager
+    so the live display is stopped (also on failure) before the runner prints its
+    one-line error. `started_at` is the wall-clock time (UTC) of `start`: when the load
+    began reading the source.
     """
 
     def __init__(
-        self, stream: TextIO | None = None, interval: float | None = DEFAULT_INTERVAL
+        self,
+        stream: TextIO | None = None,
+        interval: float | None = DEFAULT_INTERVAL,
+        total: int | None = None,
     ) -> None:
         self._stream = stream if stream is not None else sys.stderr
         terminal = _is_terminal(self._stream)
@@ -109,6 +128,8 @@ class StderrProgress:
         self._progress: Any = _live_display(self._stream) if terminal else None
         self._task: Any = None
         self._started = time.perf_counter()
+        self.total = total if total and total > 0 else None
+        self.started_at: dt.datetime | None = None
 
     def __enter__(self) -> Self:
         if self._progress is not None:
@@ -125,11 +146,12 @@ class StderrProgress:
             self._progress.stop()
 
     def start(self, label: str) -> None:
+        self.started_at = dt.datetime.now(dt.UTC)
         self._started = self._last_line = time.perf_counter()
         self._label = label
         self._rows = 0
         if self._progress is not None:
-            self._task = self._progress.add_task(label, total=None)
+            self._task = self._progress.add_task(label, total=self.total)
 
     def advance(self, rows: int, nbytes: int) -> None:
         self._rows += rows
@@ -140,7 +162,7 @@ class StderrProgress:
             self._last_line = now
             elapsed = now - self._started
             rate = self._rows / elapsed if elapsed > 0 else float(self._rows)
-            self._write(f"{self._label}: {self._rows:,} rows, {rate:,.0f} rows/s")
+            self._write(f"{self._label}: {progress_text(self._rows, rate, self.total)}")
 
     def finish(self, summary: str) -> None:
         if self._progress is not None:

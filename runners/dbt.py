@@ -363,6 +363,12 @@ def run_dbt(
         and str(getattr(getattr(r.node, "resource_type", ""), "value", "")) in _TESTS
         and (getattr(r, "failures", None) or 0) > 0
     )
+    summary["tests_passed"] = sum(
+        1
+        for r in results
+        if _status(r) == "pass"
+        and str(getattr(getattr(r.node, "resource_type", ""), "value", "")) in _TESTS
+    )
     if failures or not res.success:
         what = ", ".join(failures) if failures else "dbt reported a failure"
         first = f" - first error: {messages[0]}" if messages else ""

@@ -7,7 +7,17 @@ prints as its JSON line.
 * `RUNNER_LOCK_TIMEOUT`: seconds to wait for another load of the same table (PostgreSQL
   advisory lock) or for the DuckDB file, before failing with exit code 5. Default 600.
 * `RUNNER_PROGRESS_INTERVAL`: seconds between progress lines in a log. Default 30;
-  0 writes one after every batch.
+  0 writes one after every batch. The planner sets it from the tenant's
+  `tasks.extract.progress_interval` or the table's `task.progress_interval`.
+
+A load that reads the whole source table (full refresh, or `--full-refresh`) asks the
+source for its row estimate first (`datakits.sources.row_estimate`: one catalog query), so
+its progress lines carry a percentage; an incremental or append load reads a slice whose
+size no statistic gives, so its lines show rows and rows/s only.
+
+The result adds `read_at`: when the source read started (UTC, ISO 8601), i.e. how fresh
+the snapshot loaded into bronze is — what a freshness check wants, rather than when the
+task ran.
 """
 
 from __future__ import annotations
@@ -20,7 +30,8 @@ from datakits.contract import LOCK_TIMEOUT_ENV, PROGRESS_INTERVAL_ENV
 from datakits.errors import ConfigError
 from datakits.load import load_table
 from datakits.progress import DEFAULT_INTERVAL, StderrProgress
-from datakits.spec import LoadSpec, TableSpec
+from datakits.sources import row_estimate
+from datakits.spec import LoadMode, LoadSpec, TableSpec
 from datakits.writers import DEFAULT_LOCK_TIMEOUT
 
 __all__ = ["LOCK_TIMEOUT_ENV", "PROGRESS_INTERVAL_ENV", "env_seconds", "run_extract"]
@@ -52,7 +63,9 @@ def run_extract(
     batch_id, watermark and target for the runner's result line."""
     lock_timeout = env_seconds(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT)
     interval = env_seconds(PROGRESS_INTERVAL_ENV, DEFAULT_INTERVAL)
-    with StderrProgress(interval=interval) as progress:
+    whole_table = (full_reload or table.mode is LoadMode.full_refresh) and not table.filter
+    total = row_estimate(spec.source, table, source_url) if whole_table else None
+    with StderrProgress(interval=interval, total=total) as progress:
         result = load_table(
             spec,
             table,
@@ -62,4 +75,5 @@ def run_extract(
             lock_timeout=lock_timeout,
             full_reload=full_reload,
         )
-    return result.as_dict()
+    read_at = progress.started_at.isoformat() if progress.started_at else None
+    return {**result.as_dict(), "read_at": read_at}

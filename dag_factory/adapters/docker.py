@@ -24,6 +24,7 @@ from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.container import (
     IMAGE_WORKDIR,
     SCRATCH_PATH,
@@ -141,9 +142,11 @@ class RunnerContainerOperator(DockerOperator):
         finally:
             self.secret_env.clear()  # the values live only as long as the container
         try:
-            return parse_result(self.cli.last_stdout)
+            result = parse_result(self.cli.last_stdout)
         except ResultLineError as exc:
             raise AirflowException(f"runner exited 0 but {exc}") from None
+        publish(context, self.outlets, result)
+        return result
 
 
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainerOperator:

@@ -27,12 +27,14 @@ from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
+from pydantic import ValidationError
 
+from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.container import SCRATCH_PATH, SCRATCH_SIZE
 from dag_factory.adapters.failures import runner_failure
 from dag_factory.k8s_objects import SIDECAR_RESOURCES
 from dag_factory.plan import PlannedTask
-from datakits.contract import RESULT_FILE_ENV, RUNNER_UID
+from datakits.contract import RESULT_FILE_ENV, RUNNER_UID, RunnerResult
 
 RESULT_FILE = f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
 #: Env the transport adds to the planned env (parity compares the rest).
@@ -83,6 +85,20 @@ class RunnerPodOperator(KubernetesPodOperator):
     def add_runner_args(self, args: Sequence[str]) -> None:
         """More runner arguments for this try (a run option: `dag_factory.run_options`)."""
         self.arguments = [*(self.arguments or ()), *args]
+
+    def execute(self, context: Any) -> Any:
+        """The pod's result (the XCom sidecar's `return.json`) also becomes the facts of
+        the task's asset events; a pod whose result is missing or not the runner's line
+        only loses those facts (the pod itself succeeded)."""
+        result = super().execute(context)
+        if isinstance(result, dict):
+            try:
+                parsed = RunnerResult.model_validate(result).model_dump()
+            except ValidationError:
+                self.log.warning("the pod's XCom is not a runner result: no asset-event facts")
+            else:
+                publish(context, self.outlets, parsed)
+        return result
 
     def cleanup(
         self,

@@ -27,6 +27,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.failures import runner_failure
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
@@ -107,9 +108,11 @@ class RunnerProcessOperator(BaseOperator):
         if code != 0:
             raise runner_failure(code, last_err)
         try:
-            return parse_result(stdout_lines)
+            result = parse_result(stdout_lines)
         except ResultLineError as exc:
             raise AirflowException(f"runner exited 0 but {exc}") from None
+        publish(context, self.outlets, result)
+        return result
 
     def on_kill(self) -> None:
         """End the runner's whole process group: SIGTERM, then SIGKILL after the grace."""

@@ -7,6 +7,8 @@ faster without the ones it does not need.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import URL
 
 from datakits.kinds import source_kind
@@ -24,4 +26,24 @@ def reader_for(source: SourceSpec, table: TableSpec, url: str | URL) -> SourceRe
     return reader_class(source.kind)(url, table, schema=source.schema_)
 
 
-__all__ = ["SourceReader", "SqlTableReader", "reader_class", "reader_for"]
+def row_estimate(source: SourceSpec, table: TableSpec, url: str | URL) -> int | None:
+    """The source's statistics-based row estimate of `table`, or None (unknown).
+
+    One short connection and a catalog query, no reflection and no scan. Any failure is
+    None: an estimate only decorates progress lines, and the load that follows reports a
+    real problem (unreachable, missing table) in its own words."""
+    cls = reader_class(source.kind)
+    try:
+        engine = cls(url, table, schema=source.schema_)._make_engine()
+        try:
+            with engine.connect() as conn:
+                return cls.estimate_rows(conn, table.name, source.schema_)
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        # the type only: a driver message may quote the URL
+        logging.getLogger(__name__).debug("no row estimate for %s: %s", table.name, type(exc))
+        return None
+
+
+__all__ = ["SourceReader", "SqlTableReader", "reader_class", "reader_for", "row_estimate"]

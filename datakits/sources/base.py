@@ -126,6 +126,14 @@ class SqlTableReader:
     def _make_engine(self) -> Engine:
         return make_engine(self.url)
 
+    @classmethod
+    def estimate_rows(cls, conn: Connection, table: str, schema: str | None) -> int | None:
+        """The database's own estimate of `table`'s row count from its statistics, or None.
+
+        Only catalog reads, never `count(*)` (a full scan of a large table just to print a
+        percentage). The base answer is None: no estimate."""
+        return None
+
     def __enter__(self) -> Self:
         require_backend(self.url, self.backend, "source")
         self._engine = self._make_engine()

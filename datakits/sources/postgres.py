@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Self
 import psycopg
 import pyarrow as pa
 from psycopg.types.string import TextLoader
-from sqlalchemy import Column, ColumnElement, Select, Text, cast, func
+from sqlalchemy import Column, ColumnElement, Connection, Select, Text, cast, func, text
 from sqlalchemy import types as sat
 from sqlalchemy.dialects import postgresql
 
@@ -70,6 +70,14 @@ _NATIVE = (
     sat.Date,
     sat.Time,
     sat._Binary,
+)
+
+
+#: The planner's row estimate of one table (schema None: the search path's first).
+_RELTUPLES = text(
+    "SELECT c.reltuples FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relname = :table AND n.nspname = coalesce(:schema, current_schema())"
 )
 
 
@@ -211,6 +219,13 @@ class PostgresReader(SqlTableReader):
         if not isinstance(self._conn.connection.driver_connection, psycopg.Connection):
             return None
         return _driver()
+
+    @classmethod
+    def estimate_rows(cls, conn: Connection, table: str, schema: str | None) -> int | None:
+        """`pg_class.reltuples`, kept by VACUUM/ANALYZE (autovacuum); -1 before the first
+        one (PostgreSQL 14+), then None. Names are bound parameters, not SQL text."""
+        value = conn.execute(_RELTUPLES, {"table": table, "schema": schema}).scalar()
+        return int(value) if value is not None and value >= 0 else None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         driver = self._copy_driver()

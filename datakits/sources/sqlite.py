@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Engine, func, literal
+from sqlalchemy import Column, Connection, Engine, func, literal, text
 from sqlalchemy import types as sat
 
 from datakits.sources.base import SqlTableReader
@@ -29,6 +29,22 @@ class SqliteReader(SqlTableReader):
 
     def _make_engine(self) -> Engine:
         return make_engine(self.url, read_only_file=True)
+
+    @classmethod
+    def estimate_rows(cls, conn: Connection, table: str, schema: str | None) -> int | None:
+        """The row count `ANALYZE` stored in `sqlite_stat1` (its `stat` starts with it), or
+        None when the file was never analysed. Not `count(*)`: SQLite has no row-count
+        metadata, so it walks the whole table (seconds on a large file) for a percentage."""
+        has_stats = conn.execute(
+            text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'")
+        ).first()
+        if has_stats is None:
+            return None
+        stat = conn.execute(
+            text("SELECT stat FROM sqlite_stat1 WHERE tbl = :table LIMIT 1"), {"table": table}
+        ).scalar()
+        first = str(stat or "").split(" ", 1)[0]
+        return int(first) if first.isdigit() else None
 
     def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]:
         if isinstance(column.type, sat.DateTime | sat.Date):

@@ -1,0 +1,68 @@
+"""A scratch warehouses folder (the repository's defaults.yaml) and a shop tenant in it."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dag_factory.loader import Loader, Tenant
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: `{source}`, `{warehouse}`: kinds; `{schema}`: the source schema line, if any.
+SHOP_TENANT = """\
+tenant: {name}
+source:
+  kind: {source}
+  connection:
+    env: OBS_SOURCE_URL
+{schema}warehouse:
+  kind: {warehouse}
+  connection:
+    env: OBS_WAREHOUSE_URL
+tables:
+  - name: customers
+  - name: orders
+    mode: incremental
+    cursor: updated_at
+    primary_key: [order_id]
+  - name: products
+"""
+
+MakeTenant = Callable[..., Tenant]
+
+
+@pytest.fixture
+def warehouses(tmp_path: Path) -> Path:
+    folder = tmp_path / "warehouses"
+    folder.mkdir()
+    shutil.copy(REPO / "warehouses" / "defaults.yaml", folder / "defaults.yaml")
+    return folder
+
+
+@pytest.fixture
+def make_tenant(warehouses: Path) -> MakeTenant:
+    """Write `<name>/warehouse.yaml` (SHOP_TENANT, or `text`) with a dbt stub; load it."""
+
+    def make(
+        name: str = "obs",
+        source: str = "sqlite",
+        warehouse: str = "duckdb",
+        schema: str | None = None,
+        text: str | None = None,
+    ) -> Tenant:
+        folder = warehouses / name
+        (folder / "dbt").mkdir(parents=True, exist_ok=True)
+        (folder / "dbt" / "dbt_project.yml").write_text(f"name: {name}\nprofile: {name}\n")
+        schema_line = f"  schema: {schema}\n" if schema else ""
+        body = textwrap.dedent(text) if text else SHOP_TENANT
+        (folder / "warehouse.yaml").write_text(
+            body.format(name=name, source=source, warehouse=warehouse, schema=schema_line)
+        )
+        return Loader(warehouses).load(folder / "warehouse.yaml")
+
+    return make

@@ -1,0 +1,27 @@
+"""`freshness: {gold: …}` becomes the DAG's deadline alert, routed to the tenant's alerting.
+
+Not yet shown here: the callback firing under a real scheduler (see the report)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from dag_factory.build import build_dag
+from tests.observability.conftest import SHOP_TENANT, MakeTenant
+
+FRESH = SHOP_TENANT + "freshness:\n  gold: 6h\nalerting:\n  on_failure:\n    email: [a@b.io]\n"
+
+
+def test_gold_freshness_is_a_serialisable_deadline_alert(
+    make_tenant: MakeTenant, tmp_path: Path
+) -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = build_dag(make_tenant(text=FRESH), tmp_path)
+    (alert,) = dag.deadline
+    assert alert.interval == dt.timedelta(hours=6)
+    assert alert.callback.kwargs["alerting"]["on_failure"]["email"] == ["a@b.io"]
+    assert alert.callback.path == "dag_factory.alerting.freshness_missed"
+    assert "deadline" in str(DagSerialization.to_dict(dag))
+    assert build_dag(make_tenant(name="plain"), tmp_path).deadline is None
