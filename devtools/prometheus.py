@@ -79,6 +79,9 @@ class PrometheusStack:
             [
                 _binary("prometheus-pushgateway"),
                 f"--web.listen-address=127.0.0.1:{self.gateway_port}",
+                # Debian's default keeps every push in /var/lib/prometheus and loads it at
+                # the next start: one run would see the last run's metrics.
+                f"--persistence.file={self.dir / 'pushgateway.data'}",
             ],
         )
         self._spawn(

@@ -35,7 +35,7 @@ Off unless `RUNNER_PUSHGATEWAY_URL` is set. A gateway that is down or slow never
 the task: one warning line on stderr, and the task's own exit code stands.
 
 DAG-run duration comes from the scheduler side: Airflow's own StatsD metrics
-(`[metrics]` section, see docs/observability.md) through a statsd-exporter mapping.
+(`[metrics]` section, see docs/grafana/README.md) through a statsd-exporter mapping.
 """
 
 from __future__ import annotations
