@@ -31,6 +31,7 @@ from datakits.contract import (
 )
 from datakits.errors import ConfigError, DatakitsError
 from datakits.spec import LoadSpec
+from runners import lineage, metrics
 
 app = typer.Typer(
     name="runner",
@@ -60,12 +61,24 @@ def require_env(name: str) -> str:
     return value
 
 
-def _emit(command: str, work: Callable[[], dict[str, Any]]) -> None:
-    """Run `work`, print its result as the last stdout line, map failures to exit codes."""
+def _emit(
+    command: str,
+    work: Callable[[], dict[str, Any]],
+    table: str | None = None,
+    args: list[str] | None = None,
+) -> None:
+    """Run `work`, print its result as the last stdout line, map failures to exit codes.
+
+    Each run is observed (`runners.metrics`, `runners.lineage`; both no-ops unless
+    configured): a lineage START before `work`, metrics and COMPLETE/FAIL after it."""
     started = time.perf_counter()
+    result, code = None, int(ExitCode.unexpected)
+    run = lineage.start(command, table, args)
     try:
         result = work()
+        code = ExitCode.ok
     except DatakitsError as exc:
+        code = exc.exit_code
         print(f"runner {command}: {exc}", file=sys.stderr)
         raise typer.Exit(exc.exit_code) from None
     except Exception as exc:  # the one-line contract holds for bugs too
@@ -73,6 +86,9 @@ def _emit(command: str, work: Callable[[], dict[str, Any]]) -> None:
             raise
         print(f"runner {command}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         raise typer.Exit(ExitCode.unexpected) from None
+    finally:
+        metrics.push(command, table, result, code, time.perf_counter() - started, args)
+        lineage.finish(run, result, code)
     result = {"status": "ok", "command": command, **result}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
     RunnerResult.model_validate(result)  # the contract's shape (`parse_result` reads it)
@@ -113,7 +129,7 @@ def extract(
             full_reload=full_refresh,
         )
 
-    _emit("extract", work)
+    _emit("extract", work, table=table)
 
 
 class TestFailurePolicy(StrEnum):
@@ -176,7 +192,7 @@ def dbt(
             layers=None if layers is None else _layers_option(layers),
         )
 
-    _emit("dbt", work)
+    _emit("dbt", work, args=list(ctx.args))
 
 
 def _layers_option(text: str) -> dict[str, str]:
