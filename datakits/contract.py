@@ -48,9 +48,6 @@ DEBUG_ENV = "RUNNER_DEBUG"
 #: Optional: the Prometheus Pushgateway the runner pushes its metrics to when a task ends
 #: (`runners.metrics`); unset, nothing is pushed. A gateway that is down only warns.
 PUSHGATEWAY_URL_ENV = "RUNNER_PUSHGATEWAY_URL"
-#: Optional, reserved: the OpenLineage HTTP endpoint for the runner's START and
-#: COMPLETE/FAIL events (`runners.lineage`, not built yet: nothing is sent today).
-OPENLINEAGE_URL_ENV = "OPENLINEAGE_URL"
 
 #: The runner's uid and gid in the images; containers and pods run as this user.
 RUNNER_UID = 10001

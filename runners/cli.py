@@ -31,7 +31,7 @@ from datakits.contract import (
 )
 from datakits.errors import ConfigError, DatakitsError
 from datakits.spec import LoadSpec
-from runners import lineage, metrics
+from runners import metrics
 
 app = typer.Typer(
     name="runner",
@@ -69,11 +69,10 @@ def _emit(
 ) -> None:
     """Run `work`, print its result as the last stdout line, map failures to exit codes.
 
-    Each run is observed (`runners.metrics`, `runners.lineage`; both no-ops unless
-    configured): a lineage START before `work`, metrics and COMPLETE/FAIL after it."""
+    Each run's outcome is pushed as metrics when a Pushgateway is configured
+    (`runners.metrics`; a no-op otherwise, and never a reason to fail)."""
     started = time.perf_counter()
     result, code = None, int(ExitCode.unexpected)
-    run = lineage.start(command, table, args)
     try:
         result = work()
         code = ExitCode.ok
@@ -88,7 +87,6 @@ def _emit(
         raise typer.Exit(ExitCode.unexpected) from None
     finally:
         metrics.push(command, table, result, code, time.perf_counter() - started, args)
-        lineage.finish(run, result, code)
     result = {"status": "ok", "command": command, **result}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
     RunnerResult.model_validate(result)  # the contract's shape (`parse_result` reads it)
