@@ -46,7 +46,7 @@ def test_typo_enum_and_pattern_are_all_reported(warehouses: Path, write_tenant: 
         "shop/warehouse.yaml:2:1: schedul: unknown key; did you mean `schedule`? allowed here: "
         "tenant, enabled, description, owners, tags, source, warehouse, tables, dbt, schedule, "
         "start_date, catchup, max_active_runs, concurrency, pool, retries, retry_delay, tasks, "
-        "images, alerting, platform, access",
+        "images, alerting, freshness, platform, access",
         "shop/warehouse.yaml:4:9: source.kind: must be one of 'sqlite', 'postgres' or "
         "'mysql', got 'oracle'",
         "shop/warehouse.yaml:5:21: source.connection.env: must be an env var name "
