@@ -231,14 +231,12 @@ class _StagedSink:
         self.path = path
         self._source = source
         self._target = _delta_schema(source)
-        self.schema = self._target.append(
-            pa.field(LOADED_AT, pa.timestamp("us", tz="UTC"))
-        ).append(pa.field(BATCH_ID, pa.string()))
+        self.schema = self._target.append(pa.field(LOADED_AT, pa.timestamp("us", tz="UTC"))).append(
+            pa.field(BATCH_ID, pa.string())
+        )
         self._loaded_at = pa.scalar(stamp.loaded_at, pa.timestamp("us", tz="UTC"))
         self._batch_id = pa.scalar(stamp.batch_id, pa.string())
-        self._writer: pa.ipc.RecordBatchFileWriter | None = pa.ipc.new_file(
-            str(path), self.schema
-        )
+        self._writer: pa.ipc.RecordBatchFileWriter | None = pa.ipc.new_file(str(path), self.schema)
         self.closed = False
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -288,7 +286,9 @@ class LakehouseSession:
         self.table = table
         self.stamp = stamp
         self.target = writer.target(table)
-        self.uri = f"{writer.location.root}/{table_path(stamp.tenant, writer.schemas.bronze, table)}"
+        self.uri = (
+            f"{writer.location.root}/{table_path(stamp.tenant, writer.schemas.bronze, table)}"
+        )
         self._tmp = tmp
         self._delta: Any = None  # the DeltaTable as of the version this load read
         self._sink: _StagedSink | None = None
@@ -460,7 +460,9 @@ class LakehouseSession:
         table = self._delta if self._delta is not None else self.uri
         options = None if self._delta is not None else self.writer.storage_options
         if self._delta is None or kind in ("overwrite", "append"):
-            schema_mode = "overwrite" if kind == "overwrite" else ("merge" if self._evolve else None)
+            schema_mode = (
+                "overwrite" if kind == "overwrite" else ("merge" if self._evolve else None)
+            )
             mode = "overwrite" if kind == "overwrite" else "append"
             if self._delta is None:
                 mode = "error"  # a first load: another first load may not also create it
@@ -549,4 +551,3 @@ class LakehouseWriter:
             sink.close()
             session.replace(keep={}, keys=())
             session.audit(sink.rows)
-
