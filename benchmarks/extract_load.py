@@ -62,11 +62,13 @@ from datakits.spec import (  # noqa: E402 - after the path set-up, for direct ru
     LoadSpec,
 )
 from devtools.postgres import PostgresCluster, free_port  # noqa: E402
+from devtools.s3 import S3Server  # noqa: E402
 
 CONTENDERS_SCRIPT = Path(__file__).resolve().parent / "extract_load_contenders.py"
 RUNNER = Path(sys.executable).parent / "runner"
 TABLE = "orders"
 PG, DUCK = "PostgreSQL → PostgreSQL", "PostgreSQL → DuckDB"
+LAKE = "PostgreSQL → lakehouse"
 #: Contender names for `--contenders`; "ours" is the runner's full refresh.
 ALL = (
     "ours",
@@ -79,6 +81,8 @@ ALL = (
     "adbc-duckdb",
     "connectorx-duckdb",
     "csv-duckdb",
+    "lakehouse",
+    "adbc-parquet-s3",
     "incremental",
     "startup",
 )
@@ -154,6 +158,9 @@ class Bench:
     repeat: int
     pandas_rows: int
     outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+    #: The S3 server of the lakehouse path (moto_server), started when first needed.
+    s3: S3Server | None = None
+    _buckets: int = 0
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -174,6 +181,13 @@ class Bench:
             stale.unlink(missing_ok=True)
         return path
 
+    def lake_url(self) -> str:
+        """A fresh bucket on the benchmark's S3 server: no run reads the last one's files."""
+        if self.s3 is None:
+            self.s3 = S3Server().start()
+        self._buckets += 1
+        return self.s3.warehouse_url(self.s3.create_bucket(f"bench-lake-{self._buckets}"))
+
     # --- running ----------------------------------------------------------------------------
 
     def record(self, path: str, name: str, label: str) -> Outcome:
@@ -185,6 +199,8 @@ class Bench:
         if path == PG:
             self.fresh_warehouse()
             kind, url = "postgres", self.wh
+        elif path == LAKE:
+            kind, url = "lakehouse", self.lake_url()
         else:
             kind, url = "duckdb", f"duckdb:///{self.duck_path()}"
         self._runner_process(outcome, kind, url, table)
@@ -227,6 +243,8 @@ class Bench:
         if path == PG:
             self.fresh_warehouse()
             dst = self.wh
+        elif path == LAKE:
+            dst = self.lake_url()
         else:
             dst = str(self.duck_path())
         argv = [sys.executable, str(CONTENDERS_SCRIPT), contender, "--src", self.src]
@@ -362,7 +380,10 @@ def summary(bench: Bench) -> dict[str, float | None]:
     ours_duck = out.get((DUCK, "ours"))
     limit = out.get((PG, "copy-limit"))
     dlt_names = [n for n in ALL if n.startswith("dlt-")]
-    others = [n for n in ALL if n not in ("ours", "incremental", "copy-limit", "startup")]
+    others = [
+        n for n in ALL if n not in ("ours", "incremental", "copy-limit", "startup", "lakehouse")
+    ]
+    ours_lake = out.get((LAKE, "lakehouse"))
     ratios = []
     for path, ours in ((PG, ours_pg), (DUCK, ours_duck)):
         inc = out.get((path, "incremental"))
@@ -377,6 +398,9 @@ def summary(bench: Bench) -> dict[str, float | None]:
         "speedup_vs_dlt": _ratio(_best(out, PG, dlt_names), ours_pg.best if ours_pg else None),
         "duckdb_throughput_vs_best_baseline": _ratio(
             _best(out, DUCK, others), ours_duck.best if ours_duck else None
+        ),
+        "lakehouse_throughput_vs_best_baseline": _ratio(
+            _best(out, LAKE, ["adbc-parquet-s3"]), ours_lake.best if ours_lake else None
         ),
         "incremental_1pct_vs_full": max(ratios) if ratios else None,
         "peak_rss_mb": round(max(rss), 1) if rss else None,
@@ -439,6 +463,14 @@ def run(bench: Bench, wanted: set[str]) -> None:
         (DUCK, "connectorx-duckdb", "connectorx → Arrow → DuckDB", "connectorx-duckdb", ""),
         (DUCK, "adbc-duckdb", "ADBC record batches → DuckDB", "adbc-duckdb", ""),
         (DUCK, "csv-duckdb", "COPY CSV → temp file → DuckDB read_csv", "csv-duckdb", ""),
+        (LAKE, "lakehouse", "ours: runner extract → Delta on S3", None, ""),
+        (
+            LAKE,
+            "adbc-parquet-s3",
+            "ADBC batches → one Parquet file on S3 (pyarrow)",
+            "adbc-parquet-s3",
+            "no table format, no commit, no watermark",
+        ),
     ]
     for round_ in range(bench.repeat):
         for path, name, label, contender, note in plan:
@@ -483,6 +515,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     workdir = Path(tempfile.mkdtemp(prefix="el-bench-"))
     cluster = None
+    bench: Bench | None = None
     try:
         if args.pg_url:
             admin = args.pg_url
@@ -523,6 +556,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(json.dumps(summary(bench)) + "\n")
         sys.stdout.flush()
     finally:
+        if bench is not None and bench.s3 is not None:
+            bench.s3.stop()
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -132,6 +132,17 @@ WAREHOUSES: dict[str, WarehouseKindEntry] = {
             writer="datakits.writers.postgres:PostgresWriter",
             dbt_profile="runners.dbt_profile:POSTGRES",
         ),
+        WarehouseKindEntry(
+            # Bronze as Delta tables on S3 or MinIO; silver and gold in DuckDB (dbt-duckdb).
+            # The port is HTTPS S3's; a MinIO endpoint names its own in the URL.
+            name="lakehouse",
+            driver="s3",
+            schemes=("s3",),
+            conn_types=("aws", "s3"),
+            default_port=443,
+            writer="datakits.writers.lakehouse:LakehouseWriter",
+            dbt_profile="runners.dbt_profile:LAKEHOUSE",
+        ),
     )
 }
 

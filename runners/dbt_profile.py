@@ -11,6 +11,7 @@ The password travels in `DBT_ENV_SECRET_RUNNER_PASSWORD`: dbt scrubs the values 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -33,6 +34,9 @@ DBNAME_ENV = "RUNNER_DBT_DBNAME"
 SSLMODE_ENV = "RUNNER_DBT_SSLMODE"
 PATH_ENV = "RUNNER_DBT_PATH"
 SCHEMA_ENV = "RUNNER_DBT_SCHEMA"
+#: lakehouse: the bucket's URL and the S3 options that are no secret (JSON).
+LAKE_ROOT_ENV = "RUNNER_DBT_LAKE_ROOT"
+LAKE_OPTIONS_ENV = "RUNNER_DBT_LAKE_OPTIONS"
 
 #: Every env var this module may set, so a caller can scope and restore all of them.
 PROFILE_ENV_VARS = (
@@ -44,6 +48,8 @@ PROFILE_ENV_VARS = (
     SSLMODE_ENV,
     PATH_ENV,
     SCHEMA_ENV,
+    LAKE_ROOT_ENV,
+    LAKE_OPTIONS_ENV,
 )
 
 
@@ -112,19 +118,83 @@ class PostgresProfile:
         """Nothing to create: the server holds the database."""
 
 
+class LakehouseProfile:
+    """dbt-duckdb over the lake: bronze Delta tables read from S3, silver and gold in a
+    DuckDB file.
+
+    Why a DuckDB file and not the lake for silver and gold: DuckDB cannot write Delta
+    (and its httpfs extension, needed to write Parquet to S3, cannot be downloaded by
+    runner images), while a DuckDB file is what the `duckdb` kind already serves; the
+    file is a per-tenant serving copy, rebuilt from bronze by every `dbt build`, and the
+    lake stays the system of record. Its path is the warehouse URL's `duckdb` parameter.
+
+    Bronze is read by the `runners.dbt_lakehouse` plugin (through `deltalake`, offline);
+    the S3 secret reaches it as `DBT_ENV_SECRET_RUNNER_PASSWORD`, scrubbed from dbt's logs.
+    """
+
+    def output(self, *, sslmode: bool = False) -> dict[str, object]:
+        plugin = {
+            "module": "runners.dbt_lakehouse",
+            "alias": "lakehouse",
+            "config": {
+                "root": _env(LAKE_ROOT_ENV),
+                "options": _env(LAKE_OPTIONS_ENV),
+                "key": _env(USER_ENV, ""),
+                "secret": _env(PASSWORD_ENV, ""),
+            },
+        }
+        # One thread: dbt-duckdb materialises a source when a model using it compiles, and
+        # two threads creating `bronze` (or one bronze table) at once hit DuckDB's
+        # "Catalog write-write conflict". Silver and gold of one tenant are small enough.
+        return {**DUCKDB.output(), "plugins": [plugin], "threads": 1}
+
+    def env(self, url: URL) -> dict[str, str]:
+        from datakits.writers.lakehouse import lake_location
+
+        location = lake_location(url.render_as_string(hide_password=False))
+        if not location.duckdb_path:
+            raise ConfigError(
+                f"{WAREHOUSE_URL_ENV} has no `duckdb` parameter: a lakehouse builds silver and "
+                "gold in a DuckDB file (s3://KEY:SECRET@host/bucket?duckdb=/path/lake.duckdb)"
+            )
+        options = {
+            k: v
+            for k, v in location.storage_options().items()
+            if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        }
+        path = (Path.cwd() / Path(location.duckdb_path).expanduser()).resolve()
+        return {
+            PATH_ENV: str(path),
+            LAKE_ROOT_ENV: location.root,
+            LAKE_OPTIONS_ENV: json.dumps(options, sort_keys=True),
+            USER_ENV: location.access_key or "",
+            PASSWORD_ENV: location.secret_key or "",
+        }
+
+    def prepare(self, env: dict[str, str]) -> None:
+        DUCKDB.prepare(env)
+
+    def source_meta(self, tenant: str, bronze: str, table: str) -> dict[str, str]:
+        """The `meta` of a bronze source table: read it from the lake through the plugin."""
+        from datakits.writers.lakehouse import table_path
+
+        return {"plugin": "lakehouse", "lake_path": table_path(tenant, bronze, table)}
+
+
 #: The builders the registry names (`datakits.kinds.WAREHOUSES[...].dbt_profile`).
 DUCKDB = DuckDBProfile()
 POSTGRES = PostgresProfile()
+LAKEHOUSE = LakehouseProfile()
 
 
-def builder(kind: WarehouseKind) -> DuckDBProfile | PostgresProfile:
+def builder(kind: WarehouseKind) -> DuckDBProfile | PostgresProfile | LakehouseProfile:
     """The dbt profile builder of a warehouse kind, from the registry."""
     return warehouse_kind(kind).dbt_profile_builder()
 
 
 def profiles_yml(profile: str, kind: WarehouseKind, *, sslmode: bool = False) -> str:
     """The text of profiles.yml: one profile, one target, values from env vars only."""
-    output = {**builder(kind).output(sslmode=sslmode), "threads": THREADS}
+    output = {"threads": THREADS, **builder(kind).output(sslmode=sslmode)}
     doc = {profile: {"target": TARGET, "outputs": {TARGET: output}}}
     return yaml.safe_dump(doc, sort_keys=False)
 

@@ -32,6 +32,7 @@ import yaml
 
 from datakits.errors import ConfigError
 from datakits.spec import LoadSpec
+from runners.dbt_profile import builder
 
 SOURCES_FILE = "_bronze_sources.yml"
 MACRO_FILE = "_runner_schemas.sql"
@@ -104,6 +105,15 @@ def _paths(doc: dict[str, object], key: str, default: str) -> list[str]:
     return [default]
 
 
+def _source_table(spec: LoadSpec, name: str) -> dict[str, object]:
+    """One bronze source table; a kind whose bronze is not in the dbt database (lakehouse)
+    adds the `meta` that tells dbt-duckdb where to read it from."""
+    source_meta = getattr(builder(spec.warehouse.kind), "source_meta", None)
+    if source_meta is None:
+        return {"name": name}
+    return {"name": name, "meta": source_meta(spec.tenant, spec.warehouse.schemas.bronze, name)}
+
+
 def sources_yml(spec: LoadSpec) -> str:
     doc = {
         "version": 2,
@@ -112,7 +122,7 @@ def sources_yml(spec: LoadSpec) -> str:
                 "name": "bronze",
                 "description": f"Tables loaded by `runner extract` for tenant {spec.tenant}.",
                 "schema": spec.warehouse.schemas.bronze,
-                "tables": [{"name": table.name} for table in spec.tables],
+                "tables": [_source_table(spec, table.name) for table in spec.tables],
             }
         ],
     }

@@ -18,6 +18,7 @@ KEYS = {
     "throughput_vs_copy_limit",
     "speedup_vs_dlt",
     "duckdb_throughput_vs_best_baseline",
+    "lakehouse_throughput_vs_best_baseline",
     "incremental_1pct_vs_full",
     "peak_rss_mb",
 }

@@ -1,0 +1,553 @@
+"""Lakehouse bronze writer: each bronze table is a Delta table on S3-compatible storage.
+
+Why Delta Lake (the `deltalake` package, delta-rs) and not Iceberg (`pyiceberg`):
+
+* a Delta table is self-describing files under one prefix: the transaction log
+  (`_delta_log/`) is the catalog, so no catalog server (Hive, REST, Glue, a SQL
+  catalog) has to run beside MinIO or S3; pyiceberg needs one to commit atomically;
+* delta-rs commits with S3 conditional writes (`If-None-Match`, supported by S3, MinIO
+  and the test server): two writers of one version cannot both win, without DynamoDB;
+* it writes from Arrow batches, merges by key (`DeltaTable.merge`), evolves schemas
+  (`schema_mode="merge"`) and stores free-form metadata in each commit
+  (`CommitProperties.custom_metadata`) — all that a load needs, in one commit;
+* dbt-duckdb reads it through the same package (its plugin mechanism), and DuckDB or
+  Spark read it natively where their extensions can be downloaded.
+
+Layout and isolation: a table lives at `s3://<bucket>/<tenant>/<bronze schema>/<table>`.
+The bucket comes from the warehouse connection (a secret reference the tenant's own
+connection resolves to); the prefix is derived from the tenant id, never written in the
+tenant file, so a tenant file cannot point a load at another tenant's prefix, and a URL
+that names more than a bucket is refused.
+
+The warehouse URL (`RUNNER_WAREHOUSE_URL`), resolved from `{env: NAME}` or
+`{airflow_conn: ID}` like every other connection:
+
+    s3://ACCESS_KEY:SECRET_KEY@HOST:PORT/BUCKET?region=us-east-1&secure=false&duckdb=/path/x.duckdb
+
+`HOST:PORT` is the endpoint (MinIO, moto, ...; leave it out for AWS S3), `secure=false`
+means plain HTTP, `region` defaults to us-east-1, `duckdb` is the file dbt builds silver
+and gold in (`runners.dbt_profile`). Key and secret are URL-quoted like any password and
+appear in no message (`safe`).
+
+One commit per load (the guarantees the SQL warehouses give, by other means):
+
+* the rows are staged on local disk (an Arrow IPC file: memory stays flat), then go to
+  the table in exactly one Delta commit: a full refresh is an overwrite commit, append a
+  blind append (or, with a primary key, a merge inserting only absent keys), incremental
+  a merge by primary key. A load killed before that commit leaves the previous version:
+  readers only see versions whose log entry exists;
+* the watermark, batch id, mode and row count are the commit's own metadata, so data
+  and watermark cannot disagree; the next load reads them back from the latest load
+  commit (`history`), and the Delta log is the load audit;
+* lock: the commit must be the version right after the one the load read
+  (`max_commit_retries=0`): if another load of the table committed in between, this one
+  fails with `WarehouseBusy` (exit 5, retried) and writes nothing — two loads never
+  interleave, and a watermark is never computed from a stale version;
+* drift: the shared policy (`datakits.drift`) decides on Delta's column types: a new
+  column is added in the same commit (`schema_mode="merge"` / `merge_schema`); a type
+  change old rows cannot take fails before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import URL
+
+from datakits.bronze import BATCH_ID, LOADED_AT, CatalogType
+from datakits.drift import Evolution
+from datakits.errors import ConfigError, LoadFailed, SourceUnavailable, WarehouseBusy
+from datakits.messages import one_line
+from datakits.spec import Schemas
+from datakits.urls import parse_url, safe
+from datakits.watermarks import StoredWatermark
+
+#: Commit metadata keys (`CommitProperties.custom_metadata`) of a datakits load.
+META_PREFIX = "datakits."
+META_BATCH = "datakits.batch_id"
+META_WATERMARK = "datakits.watermark"
+DEFAULT_REGION = "us-east-1"
+#: Load commits looked at first when searching the latest one (then the whole log).
+_HISTORY_PAGE = 20
+
+
+@dataclass(frozen=True)
+class LakeLocation:
+    """Where a tenant's lake is and how to reach it; `storage_options` holds the secret."""
+
+    bucket: str
+    endpoint: str | None
+    region: str
+    access_key: str | None
+    secret_key: str | None
+    secure: bool
+    #: The DuckDB file dbt builds silver and gold in (None: dbt is not run with it).
+    duckdb_path: str | None
+
+    @property
+    def root(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs (object_store) options: path-style addressing, conditional-put commits."""
+        options = {
+            "AWS_REGION": self.region,
+            "AWS_S3_ADDRESSING_STYLE": "path",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false",
+            "conditional_put": "etag",
+        }
+        if self.endpoint:
+            options["AWS_ENDPOINT_URL"] = self.endpoint
+        if not self.secure:
+            options["AWS_ALLOW_HTTP"] = "true"
+        if self.access_key:
+            options["AWS_ACCESS_KEY_ID"] = self.access_key
+        if self.secret_key:
+            options["AWS_SECRET_ACCESS_KEY"] = self.secret_key
+        return options
+
+
+_BUCKET_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def lake_location(raw: str | URL) -> LakeLocation:
+    """Parse `s3://KEY:SECRET@host:port/bucket?region=..&secure=..&duckdb=..` (see module)."""
+    url = parse_url(raw)
+    if url.drivername != "s3":
+        raise ConfigError(
+            f"the lakehouse warehouse URL {safe(url)} must start with s3:// "
+            "(s3://KEY:SECRET@host:port/bucket?region=...)"
+        )
+    bucket = url.database or ""
+    if not bucket:
+        raise ConfigError(f"the lakehouse warehouse URL {safe(url)} names no bucket (…/BUCKET)")
+    if "/" in bucket or not (3 <= len(bucket) <= 63) or set(bucket) - _BUCKET_CHARS:
+        raise ConfigError(
+            f"the lakehouse warehouse URL {safe(url)} must name one bucket and nothing more: "
+            "the prefix under it is the tenant id, chosen by the runner"
+        )
+    unknown = set(url.query) - {"region", "secure", "duckdb"}
+    if unknown:
+        raise ConfigError(
+            f"the lakehouse warehouse URL {safe(url)} has unknown parameter(s) "
+            f"{', '.join(sorted(unknown))} (known: region, secure, duckdb)"
+        )
+
+    def query(name: str) -> str | None:
+        value = url.query.get(name)
+        return value if isinstance(value, str) else None
+
+    secure = (query("secure") or "true").lower() not in ("false", "0", "no")
+    endpoint = None
+    if url.host:
+        port = f":{url.port}" if url.port else ""
+        endpoint = f"{'https' if secure else 'http'}://{url.host}{port}"
+    return LakeLocation(
+        bucket=bucket,
+        endpoint=endpoint,
+        region=query("region") or DEFAULT_REGION,
+        access_key=unquote(url.username) if url.username else None,
+        secret_key=url.password if url.password else None,
+        secure=secure,
+        duckdb_path=query("duckdb"),
+    )
+
+
+def table_path(tenant: str, bronze: str, table: str) -> str:
+    """The key prefix of a bronze table under the bucket: derived, never configured."""
+    return f"{tenant}/{bronze}/{table}"
+
+
+# --- types ---------------------------------------------------------------------------------
+
+
+def _delta_type(t: pa.DataType) -> pa.DataType:
+    """The Arrow type a column is written as: one Delta has (timestamps in microseconds)."""
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC" if t.tz else None)
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_time(t) or pa.types.is_null(t):
+        return pa.string()
+    if pa.types.is_uint64(t):
+        return pa.decimal128(20, 0)
+    if pa.types.is_unsigned_integer(t):
+        return {8: pa.int16(), 16: pa.int32(), 32: pa.int64()}[t.bit_width]
+    if pa.types.is_dictionary(t):
+        return _delta_type(t.value_type)
+    return t
+
+
+def _delta_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, _delta_type(f.type), nullable=True) for f in schema])
+
+
+def _catalog(schema: Any) -> dict[str, CatalogType]:
+    """Source columns (load columns left out) as Delta types, comparable across loads."""
+    from deltalake import Schema
+
+    delta = Schema.from_arrow(pa.schema(schema))
+    out: dict[str, CatalogType] = {}
+    for field in delta.fields:
+        if field.name in (LOADED_AT, BATCH_ID):
+            continue
+        name = str(getattr(field.type, "type", field.type))
+        if name.startswith("decimal("):
+            precision, scale = name[len("decimal(") : -1].split(",")
+            out[field.name] = CatalogType("decimal", int(precision), int(scale))
+        else:
+            out[field.name] = CatalogType(name)
+    return out
+
+
+def _scrub(exc: BaseException, *secrets: str | None) -> str:
+    text = str(exc) or type(exc).__name__
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return one_line(text)
+
+
+# --- the load ------------------------------------------------------------------------------
+
+
+class _StagedSink:
+    """Batches to a local Arrow IPC file, with the load columns added: memory stays flat."""
+
+    def __init__(self, path: Path, source: pa.Schema, stamp: Any) -> None:
+        self.rows = 0
+        self.path = path
+        self._source = source
+        self._target = _delta_schema(source)
+        self.schema = self._target.append(pa.field(LOADED_AT, pa.timestamp("us", tz="UTC"))).append(
+            pa.field(BATCH_ID, pa.string())
+        )
+        self._loaded_at = pa.scalar(stamp.loaded_at, pa.timestamp("us", tz="UTC"))
+        self._batch_id = pa.scalar(stamp.batch_id, pa.string())
+        self._writer: pa.ipc.RecordBatchFileWriter | None = pa.ipc.new_file(str(path), self.schema)
+        self.closed = False
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not batch.schema.equals(self._source):
+            raise LoadFailed(f"batch schema {batch.schema} differs from {self._source}")
+        if not batch.num_rows or self._writer is None:
+            return
+        cast = batch.cast(self._target) if not self._target.equals(self._source) else batch
+        n = cast.num_rows
+        columns = [
+            *cast.columns,
+            pa.repeat(self._loaded_at, n),
+            pa.repeat(self._batch_id, n),
+        ]
+        self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+        self.rows += n
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.closed = True
+
+    def abort(self) -> None:
+        self.close()
+
+    def reader(self) -> pa.RecordBatchReader:
+        """The staged rows as a stream (memory-mapped: not read into memory at once)."""
+        source = pa.ipc.open_file(pa.memory_map(str(self.path)))
+        batches = (source.get_batch(i) for i in range(source.num_record_batches))
+        return pa.RecordBatchReader.from_batches(self.schema, batches)
+
+    def key_columns(self, keys: Sequence[str]) -> pa.Table:
+        source = pa.ipc.open_file(pa.memory_map(str(self.path)))
+        return source.read_all().select(list(keys))
+
+
+class LakehouseSession:
+    """One load of one Delta table: the same steps `datakits.load` drives on SQL warehouses.
+
+    Nothing is written to the table until the session ends without error; then the one
+    commit carries data, schema change, watermark and audit.
+    """
+
+    def __init__(self, writer: LakehouseWriter, table: str, stamp: Any, tmp: Path) -> None:
+        self.writer = writer
+        self.table = table
+        self.stamp = stamp
+        self.target = writer.target(table)
+        self.uri = (
+            f"{writer.location.root}/{table_path(stamp.tenant, writer.schemas.bronze, table)}"
+        )
+        self._tmp = tmp
+        self._delta: Any = None  # the DeltaTable as of the version this load read
+        self._sink: _StagedSink | None = None
+        self._op: tuple[str, Sequence[str]] | None = None
+        self._evolve = False
+        self._keep: dict[str, pa.DataType] = {}
+        self._metadata: dict[str, str] = {}
+        self._open()
+
+    # --- what the lake holds --------------------------------------------------------------
+
+    def _open(self) -> None:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            self._delta = DeltaTable(self.uri, storage_options=self.writer.storage_options)
+        except TableNotFoundError:
+            self._delta = None
+        except Exception as exc:  # unreachable endpoint, refused credentials, no bucket
+            raise SourceUnavailable(
+                f"cannot reach the lakehouse warehouse {self.writer.safe_url} for "
+                f"{self.target}: {self.writer.scrub(exc)}"
+            ) from None
+
+    def bronze_columns(self) -> dict[str, CatalogType] | None:
+        if self._delta is None:
+            return None
+        return _catalog(self._delta.schema().to_arrow())
+
+    def _load_commits(self) -> Iterator[dict[str, Any]]:
+        """Commit infos of datakits loads, newest first."""
+        assert self._delta is not None
+        seen = 0
+        for limit in (_HISTORY_PAGE, None):
+            history = self._delta.history(limit)
+            for info in history[seen:]:
+                if META_BATCH in info:
+                    yield info
+            if limit is None or len(history) < limit:
+                return
+            seen = len(history)
+
+    def watermark(self) -> StoredWatermark | None:
+        """The watermark in the latest load commit (None: none, or a full refresh's)."""
+        if self._delta is None:
+            return None
+        for info in self._load_commits():
+            raw = info.get(META_WATERMARK)
+            if raw is None:
+                return None
+            value = json.loads(raw)
+            return StoredWatermark(cursor_column=value["cursor_column"], value=value["value"])
+        return None
+
+    # --- staging --------------------------------------------------------------------------
+
+    def stage(self, schema: pa.Schema) -> _StagedSink:
+        self._sink = _StagedSink(self._tmp / "staged.arrow", schema, self.stamp)
+        return self._sink
+
+    @property
+    def _staged(self) -> _StagedSink:
+        if self._sink is None:
+            raise RuntimeError("call stage() first")
+        self._sink.close()
+        return self._sink
+
+    def staged_columns(self) -> dict[str, CatalogType]:
+        if self._sink is None:
+            raise RuntimeError("call stage() first")
+        return _catalog(self._sink.schema)
+
+    def abort(self) -> None:
+        if self._sink is not None:
+            self._sink.abort()
+
+    def check_keys(self, keys: Sequence[str]) -> None:
+        """Fail the load when the staged rows have a NULL or duplicated primary key."""
+        rows = self._staged.key_columns(keys)
+        nulls = [k for k in keys if rows.column(k).null_count]
+        if nulls:
+            raise LoadFailed(
+                f"cannot load {self.target} (bronze unchanged): primary key column(s) "
+                f"{', '.join(nulls)} have NULL values"
+            )
+        counts = rows.group_by(list(keys)).aggregate([([], "count_all")])
+        dup = counts.filter(pc.greater(counts["count_all"], 1))
+        if dup.num_rows:
+            example = {k: dup.column(k)[0].as_py() for k in keys}
+            raise LoadFailed(
+                f"cannot load {self.target} (bronze unchanged): {dup.num_rows} primary key "
+                f"value(s) occur more than once, e.g. {example}"
+            )
+
+    # --- into bronze (recorded now, carried out by the one commit) ------------------------
+
+    def evolve(self, evolution: Evolution) -> None:
+        if evolution.widen:
+            raise LoadFailed(
+                f"cannot widen {', '.join(evolution.widen)} of {self.target} (bronze "
+                "unchanged): Delta tables keep their decimal types; reload the table "
+                "(--full-refresh) to take the new type"
+            )
+        self._evolve = bool(evolution.add)
+
+    def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
+        if keep and self._delta is not None:
+            bronze = pa.schema(self._delta.schema().to_arrow())
+            self._keep = {name: bronze.field(name).type for name in keep}
+        self._op = ("overwrite", ())
+
+    def merge(self, keys: Sequence[str]) -> None:
+        self._op = ("merge", tuple(keys))
+
+    def insert_absent(self, keys: Sequence[str]) -> None:
+        self._op = ("insert_absent", tuple(keys))
+
+    def insert_all(self) -> None:
+        self._op = ("append", ())
+
+    # --- metadata -------------------------------------------------------------------------
+
+    def save_watermark(self, cursor_column: str, value: str | None) -> None:
+        self._metadata[META_WATERMARK] = json.dumps(
+            {"cursor_column": cursor_column, "value": value}
+        )
+
+    def clear_watermark(self) -> None:
+        self._metadata.pop(META_WATERMARK, None)
+
+    def audit(self, rows: int) -> None:
+        self._metadata.update(
+            {
+                META_BATCH: self.stamp.batch_id,
+                "datakits.tenant": self.stamp.tenant,
+                "datakits.mode": self.stamp.mode,
+                "datakits.rows": str(rows),
+                "datakits.started_at": self.stamp.loaded_at.isoformat(),
+                "datakits.finished_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        )
+
+    # --- the commit -----------------------------------------------------------------------
+
+    def _data(self) -> pa.RecordBatchReader:
+        reader = self._staged.reader()
+        if not self._keep:
+            return reader
+        schema = reader.schema
+        for name, type_ in self._keep.items():
+            schema = schema.append(pa.field(name, type_))
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                extra = [pa.nulls(batch.num_rows, t) for t in self._keep.values()]
+                yield pa.RecordBatch.from_arrays([*batch.columns, *extra], schema=schema)
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def commit(self) -> None:
+        """The load's one Delta commit, at the version right after the one it read."""
+        from deltalake import CommitProperties, write_deltalake
+
+        if self._op is None:
+            return
+        kind, keys = self._op
+        props = CommitProperties(custom_metadata=self._metadata, max_commit_retries=0)
+        table = self._delta if self._delta is not None else self.uri
+        options = None if self._delta is not None else self.writer.storage_options
+        if self._delta is None or kind in ("overwrite", "append"):
+            schema_mode = (
+                "overwrite" if kind == "overwrite" else ("merge" if self._evolve else None)
+            )
+            mode = "overwrite" if kind == "overwrite" else "append"
+            if self._delta is None:
+                mode = "error"  # a first load: another first load may not also create it
+                schema_mode = None
+            write_deltalake(
+                table,
+                self._data(),
+                mode=mode,  # type: ignore[arg-type]
+                schema_mode=schema_mode,  # type: ignore[arg-type]
+                storage_options=options,
+                commit_properties=props,
+            )
+            return
+        predicate = " AND ".join(f'target."{k}" = source."{k}"' for k in keys)
+        merger = self._delta.merge(
+            self._data(),
+            predicate,
+            source_alias="source",
+            target_alias="target",
+            merge_schema=self._evolve,
+            commit_properties=props,
+        )
+        if kind == "merge":
+            merger = merger.when_matched_update_all()
+        merger.when_not_matched_insert_all().execute()
+
+
+class LakehouseWriter:
+    """Bronze writer of `warehouse.kind: lakehouse` (see the module docstring)."""
+
+    #: `datakits.writers.writer_for` passes these; a conflict never waits (exit 5).
+    def __init__(
+        self, url: str | URL, schemas: Schemas, *, lock_timeout: float | None = None
+    ) -> None:
+        self.url = parse_url(url)
+        self.location = lake_location(self.url)
+        self.schemas = schemas
+        self.lock_timeout = lock_timeout
+        self.safe_url = safe(self.url)
+        self.storage_options = self.location.storage_options()
+
+    def scrub(self, exc: BaseException) -> str:
+        return _scrub(exc, self.location.secret_key, self.location.access_key)
+
+    def target(self, table: str) -> str:
+        return f"{self.schemas.bronze}.{table}"
+
+    @contextmanager
+    def session(self, table: str, stamp: Any) -> Iterator[LakehouseSession]:
+        """The load of `table`: staged locally, committed once when the block succeeds."""
+        from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
+
+        with tempfile.TemporaryDirectory(prefix=f"datakits-lake-{table}-") as tmp:
+            session = LakehouseSession(self, table, stamp, Path(tmp))
+            try:
+                yield session
+                session.commit()
+            except CommitFailedError as exc:
+                raise WarehouseBusy(
+                    f"another load of {self.target(table)} committed first ({session.uri}, "
+                    f"Delta version conflict: {self.scrub(exc)}): nothing written; retry"
+                ) from None
+            except SchemaMismatchError as exc:
+                raise ConfigError(
+                    f"the source's columns cannot be written to {self.target(table)} "
+                    f"(bronze unchanged): {self.scrub(exc)}"
+                ) from None
+            except (DeltaError, OSError) as exc:
+                if "already exists" in str(exc):  # two first loads: the other one won
+                    raise WarehouseBusy(
+                        f"another load of {self.target(table)} created it first: nothing "
+                        "written; retry"
+                    ) from None
+                raise LoadFailed(
+                    f"loading {self.target(table)} failed (bronze unchanged): {self.scrub(exc)}"
+                ) from None
+            finally:
+                session.abort()
+
+    @contextmanager
+    def full_refresh(self, table: str, schema: pa.Schema, stamp: Any) -> Iterator[_StagedSink]:
+        """A plain overwrite of `table` (no drift policy): `datakits.load` does more."""
+        with self.session(table, stamp) as session:
+            sink = session.stage(schema)
+            yield sink
+            sink.close()
+            session.replace(keep={}, keys=())
+            session.audit(sink.rows)
