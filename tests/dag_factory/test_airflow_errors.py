@@ -53,4 +53,5 @@ def test_keyed_by_the_tenant_file_relative_to_the_bundle(
         "evil/warehouse.yaml:2:1: retires: unknown key"
         in bag.import_errors["../warehouses/evil/warehouse.yaml"]
     )
-    assert {"tenant_acme", "tenant_demo", "tenant_evil"} == set(bag.dag_ids)
+    valid = {f"tenant_{f.parent.name}" for f in (tmp_path / "warehouses").glob("*/warehouse.yaml")}
+    assert valid == set(bag.dag_ids)  # every tenant, the broken one as its placeholder
