@@ -30,7 +30,7 @@ from dag_factory.plan import PlatformOverrides, plan_tenant
 from dag_factory.scaffold import scaffold_tenant
 from dag_factory.schema import SCHEMA_FILE, render_schema
 from dag_factory.spec import Executor
-from datakits.spec import TENANT_ID_PATTERN, WarehouseKind
+from datakits.spec import TENANT_ID_MAX, TENANT_ID_PATTERN, WarehouseKind
 
 app = typer.Typer(
     name="dag-factory",
@@ -255,8 +255,11 @@ def new(
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Scaffold a valid, commented tenant and a minimal dbt project."""
-    if not re.fullmatch(TENANT_ID_PATTERN, tenant):
-        err.print(f"dag-factory: {tenant!r} is not a tenant id (a-z, 0-9, _; a letter first)")
+    if not re.fullmatch(TENANT_ID_PATTERN, tenant) or len(tenant) > TENANT_ID_MAX:
+        err.print(
+            f"dag-factory: {tenant!r} is not a tenant id (a-z, 0-9 and single _ between "
+            f"them; a letter first, a letter or digit last; at most {TENANT_ID_MAX})"
+        )
         raise typer.Exit(2)
     try:
         files = scaffold_tenant(warehouses, tenant)
