@@ -227,11 +227,18 @@ def k8s(
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Write the tenant's cluster objects as a kustomize folder (`kubectl apply -k DIR`):
-    Namespace, ServiceAccount, Role + RoleBinding, ResourceQuota, LimitRange,
-    NetworkPolicy, and the names of the Secrets it expects (never their values)."""
-    from dag_factory.k8s_objects import write_tenant_objects
+    Namespace, ServiceAccount(s), Role + RoleBinding, ResourceQuota, LimitRange,
+    NetworkPolicy, and the names of the Secrets it expects (never their values). Exit 1
+    when a server database has no egress destination (cidrs or selectors)."""
+    from dag_factory.k8s_objects import EgressUndefined, write_tenant_objects
 
-    for path in write_tenant_objects(_one_tenant(warehouses, tenant), out_dir):
+    loaded = _one_tenant(warehouses, tenant)
+    try:
+        written = write_tenant_objects(loaded, out_dir)
+    except EgressUndefined as exc:
+        err.print(f"{loaded.file}: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    for path in written:
         out.print(f"wrote {path}")
 
 

@@ -443,11 +443,12 @@ def write_tenant_objects(tenant: Any, out_dir: Path) -> list[Path]:
     `kustomization.yaml` and a README of the expected Secrets; returns the files written.
     `tenant` is a loaded `Tenant` or a `TenantSpec`."""
     spec: TenantSpec = getattr(tenant, "spec", tenant)
+    objects = tenant_objects(spec)  # raises before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     files = []
-    for obj in tenant_objects(spec):
+    for obj in objects:
         name = _file_name(obj)
         path = out / name
         path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
