@@ -433,6 +433,11 @@ Runner pods read the URLs through `secretKeyRef`; no value is ever in a pod spec
 |---|---|---|---|
 {rows}
 
+Pods are launched by `{launcher_account(spec)}` (namespace
+`{spec.platform.kubernetes.airflow_namespace}`), the only account bound to the
+`{POD_LAUNCHER}` Role here. Egress: DNS, and the source and warehouse destinations of
+`networkpolicy-runner-egress.yaml` only.
+
 Pods run as uid {RUNNER_UID}, read-only root filesystem, `/tmp` an emptyDir of
 {SCRATCH_SIZE}, on nodes labelled `{ENCLAVE_LABEL}={spec.platform.kubernetes.enclave.value}`.
 """
