@@ -288,12 +288,14 @@ def claims(spec: TenantSpec, shared: SharedRefs) -> Iterator[Claim]:
         )
 
 
-def _owner(kind: str, name: str, tenants: Iterable[str]) -> str | None:
-    """The tenant with the longest prefix that `name` starts with, or None."""
+def _owner(name: str, prefixes: dict[str, str]) -> str | None:
+    """The tenant with the longest prefix (in `prefixes`: prefix → tenant) that `name`
+    starts with, or None. Prefixes end in `_` or `-`: only those cuts are looked up, so
+    the cost is the name's length, not the number of tenants."""
     best = None
-    for tenant in tenants:
-        if name.startswith(prefix(kind, tenant)) and (best is None or len(tenant) > len(best)):
-            best = tenant
+    for index, char in enumerate(name):
+        if char in "_-":
+            best = prefixes.get(name[: index + 1], best)
     return best
 
 
@@ -316,8 +318,9 @@ def cross_tenant_problems(
         if len({spec.tenant for spec, _, _ in held}) < 2:
             continue
         for spec, file, claim in held:
-            others = ", ".join(
-                f"{o.tenant} ({o_file})" for o, o_file, _ in held if o.tenant != spec.tenant
+            named = [f"{o.tenant} ({o_file})" for o, o_file, _ in held if o.tenant != spec.tenant]
+            others = ", ".join(named[:3]) + (
+                f" and {len(named) - 3} more" if len(named) > 3 else ""
             )
             found[file].append(
                 (
@@ -326,12 +329,12 @@ def cross_tenant_problems(
                     f"{claim.what} belongs to one tenant; give each its own",
                 )
             )
-    ids = [spec.tenant for spec, _ in specs]
+    prefixes = {kind: {prefix(kind, s.tenant): s.tenant for s, _ in specs} for kind in _KINDS}
     for spec, file in specs:
         for ref in references(spec):
             if ref.name in _shared(shared, ref.kind):
                 continue
-            owner = _owner(ref.kind, ref.name, ids)
+            owner = _owner(ref.name, prefixes[ref.kind])
             if owner is not None and owner != spec.tenant and len(owner) > len(spec.tenant):
                 found[file].append(
                     (
