@@ -32,7 +32,7 @@ from dag_factory.plan import PlatformOverrides, plan_tenant
 from dag_factory.scaffold import scaffold_tenant
 from dag_factory.schema import SCHEMA_FILE, render_schema
 from dag_factory.spec import Executor
-from datakits.spec import TENANT_ID_PATTERN, WarehouseKind
+from datakits.spec import TENANT_ID_MAX, TENANT_ID_PATTERN, WarehouseKind
 
 app = typer.Typer(
     name="dag-factory",
@@ -229,11 +229,18 @@ def k8s(
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Write the tenant's cluster objects as a kustomize folder (`kubectl apply -k DIR`):
-    Namespace, ServiceAccount, Role + RoleBinding, ResourceQuota, LimitRange,
-    NetworkPolicy, and the names of the Secrets it expects (never their values)."""
-    from dag_factory.k8s_objects import write_tenant_objects
+    Namespace, ServiceAccount(s), Role + RoleBinding, ResourceQuota, LimitRange,
+    NetworkPolicy, and the names of the Secrets it expects (never their values). Exit 1
+    when a server database has no egress destination (cidrs or selectors)."""
+    from dag_factory.k8s_objects import EgressUndefined, write_tenant_objects
 
-    for path in write_tenant_objects(_one_tenant(warehouses, tenant), out_dir):
+    loaded = _one_tenant(warehouses, tenant)
+    try:
+        written = write_tenant_objects(loaded, out_dir)
+    except EgressUndefined as exc:
+        err.print(f"{loaded.file}: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    for path in written:
         out.print(f"wrote {path}")
 
 
@@ -257,8 +264,11 @@ def new(
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Scaffold a valid, commented tenant and a minimal dbt project."""
-    if not re.fullmatch(TENANT_ID_PATTERN, tenant):
-        err.print(f"dag-factory: {tenant!r} is not a tenant id (a-z, 0-9, _; a letter first)")
+    if not re.fullmatch(TENANT_ID_PATTERN, tenant) or len(tenant) > TENANT_ID_MAX:
+        err.print(
+            f"dag-factory: {tenant!r} is not a tenant id (a-z, 0-9 and single _ between "
+            f"them; a letter first, a letter or digit last; at most {TENANT_ID_MAX})"
+        )
         raise typer.Exit(2)
     try:
         files = scaffold_tenant(warehouses, tenant)

@@ -141,7 +141,10 @@ _TYPE_WORDS = {
 #: Patterns of datakits.spec, in words.
 _PATTERN_WORDS = {
     IDENTIFIER_PATTERN: "a lower-case SQL identifier (a-z, 0-9, _; at most 63 characters)",
-    TENANT_ID_PATTERN: "a tenant id (a-z, 0-9, _; starting with a letter; at most 40)",
+    TENANT_ID_PATTERN: (
+        "a tenant id (a-z, 0-9 and single _ between them; starting with a letter, ending "
+        "with a letter or digit; at most 40)"
+    ),
     ENV_VAR_PATTERN: "an env var name (A-Z, 0-9, _)",
     **SPEC_PATTERN_WORDS,
 }

@@ -2,9 +2,12 @@
 
 `tenant_objects(spec)` returns them: the tenant's Namespace (Pod Security `restricted`),
 the runner ServiceAccount, a Role and RoleBinding letting Airflow's pod launcher run pods
-there, a ResourceQuota and LimitRange derived from the task resources, and a
-NetworkPolicy that denies by default and allows egress to DNS and to the tenant's source
-and warehouse. `write_tenant_objects(tenant, out_dir)` writes them as a kustomize-ready
+there (the shared worker account, or with `launcher: per-tenant` an account of the
+tenant's own in Airflow's namespace), a ResourceQuota and LimitRange derived from the task
+resources, and a NetworkPolicy that denies by default and allows egress to DNS and to the
+tenant's source and warehouse — always to a named destination (CIDRs or selectors): a
+server database without one raises `EgressUndefined` rather than open its port to every
+address. `write_tenant_objects(tenant, out_dir)` writes them as a kustomize-ready
 folder, with a README naming the Secrets the cluster must hold (names and keys only).
 
 What the Kubernetes adapter and these objects must agree on — enclave placement, Secret
@@ -27,6 +30,7 @@ from dag_factory.adapters.container import (
     memory_bytes,
     millicores,
 )
+from dag_factory.k8s_names import dns_label
 from dag_factory.spec import Egress, Enclave, ResourceAmounts, SecretKeyRef, TenantSpec
 from datakits.contract import RUNNER_UID
 from datakits.kinds import Kind, source_kind, warehouse_kind
@@ -41,8 +45,17 @@ SIDECAR_RESOURCES = {
     "requests": {"cpu": "10m", "memory": "16Mi"},
     "limits": {"cpu": "50m", "memory": "32Mi"},
 }
+#: The size limit of the XCom sidecar's emptyDir (`/airflow/xcom`): it holds one result line.
+XCOM_VOLUME_SIZE = "1Mi"
 #: The key of the Secrets holding connection URLs.
 URL_KEY = "url"
+#: Each pod slot of the quota is counted this many times: the running pod, and one still
+#: terminating (its grace period) while its retry or the next task already starts.
+POD_SLOT_HEADROOM = 2
+
+
+class EgressUndefined(ValueError):
+    """A server database has no NetworkPolicy destination (no CIDR, no selector)."""
 
 
 @dataclass(frozen=True)
@@ -143,10 +156,27 @@ def parallel_pods(spec: TenantSpec) -> int:
     return spec.max_active_runs * per_run
 
 
+def quota_pods(spec: TenantSpec) -> int:
+    """Pods the quota must admit: `parallel_pods * POD_SLOT_HEADROOM`.
+
+    A deleted pod keeps counting against the quota (pods, CPU and memory) until its
+    containers stop, up to its grace period; meanwhile the slot's next pod — the retry of
+    a failed try, or the next table's task — is already being created. Counting each slot
+    twice admits both; a quota of `parallel_pods` would fail that pod's create with
+    HTTP 403 (exceeded quota), which Airflow sees as a task failure."""
+    return parallel_pods(spec) * POD_SLOT_HEADROOM
+
+
 def quota_amounts(spec: TenantSpec) -> dict[str, str]:
-    """ResourceQuota `hard`: every pod that can run at once at its largest, plus sidecars."""
-    pods = parallel_pods(spec)
-    hard = {"pods": str(pods * 2)}  # room for pods that are still terminating
+    """ResourceQuota `hard`: `quota_pods` pods, each at the largest task's amounts plus
+    the XCom sidecar's:
+
+        per_run         = 1 if the warehouse is serial-only, else min(concurrency, tables)
+        pods            = max_active_runs * per_run * POD_SLOT_HEADROOM (2)
+        requests/limits = pods * (largest task amount + sidecar amount)
+    """
+    pods = quota_pods(spec)
+    hard = {"pods": str(pods)}
     for part in ("requests", "limits"):
         largest = _extreme(spec, part, max)
         sidecar = SIDECAR_RESOURCES[part]
@@ -219,6 +249,25 @@ def pod_launcher_role(spec: TenantSpec) -> dict[str, Any]:
     }
 
 
+def launcher_account(spec: TenantSpec) -> str:
+    """The Airflow-side service account bound to the tenant's pod-launcher Role."""
+    k8s = spec.platform.kubernetes
+    if k8s.per_tenant_launcher:
+        return dns_label(f"airflow-{spec.tenant}")
+    return k8s.airflow_service_account
+
+
+def launcher_service_account(spec: TenantSpec) -> dict[str, Any] | None:
+    """With `launcher: per-tenant`, the tenant's own launcher account in Airflow's
+    namespace: its token can create pods in this tenant's namespace and nowhere else."""
+    k8s = spec.platform.kubernetes
+    if not k8s.per_tenant_launcher:
+        return None
+    meta = _meta(spec, launcher_account(spec), namespaced=False)
+    meta["namespace"] = k8s.airflow_namespace
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+
+
 def pod_launcher_binding(spec: TenantSpec) -> dict[str, Any]:
     k8s = spec.platform.kubernetes
     return {
@@ -233,7 +282,7 @@ def pod_launcher_binding(spec: TenantSpec) -> dict[str, Any]:
         "subjects": [
             {
                 "kind": "ServiceAccount",
-                "name": k8s.airflow_service_account,
+                "name": launcher_account(spec),
                 "namespace": k8s.airflow_namespace,
             }
         ],
@@ -271,19 +320,47 @@ def limit_range(spec: TenantSpec) -> dict[str, Any] | None:
     }
 
 
-def _egress_rule(kind: Kind, egress: Egress) -> dict[str, Any] | None:
-    ports = egress.ports or kind.egress_ports  # the kind's default port (registry)
+def egress_ports(kind: Kind, egress: Egress) -> tuple[int, ...]:
+    """The TCP ports a database kind is reached on: the settings', or the kind's default
+    (registry); none for a file database (SQLite, DuckDB)."""
+    return tuple(egress.ports or kind.egress_ports)
+
+
+def egress_problem(role: str, kind: Kind, egress: Egress) -> str | None:
+    """Why `egress` cannot make a NetworkPolicy rule for the `role` database, or None."""
+    ports = egress_ports(kind, egress)
+    if not ports or egress.has_destination:
+        return None
+    shown = ", ".join(str(p) for p in ports)
+    return (
+        f"the {kind.name} {role} needs a NetworkPolicy destination: set `cidrs` (its "
+        f"network, e.g. [10.20.0.0/16]) or `namespace_selector`/`pod_selector` (an "
+        f"in-cluster database); without one, TCP {shown} would be open to every address"
+    )
+
+
+def _egress_rule(role: str, kind: Kind, egress: Egress) -> dict[str, Any] | None:
+    ports = egress_ports(kind, egress)
     if not ports:  # a file database (SQLite, DuckDB): nothing to connect to
         return None
-    rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": p} for p in ports]}
-    if egress.cidrs:
-        rule["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in egress.cidrs]
-    return rule
+    problem = egress_problem(role, kind, egress)
+    if problem is not None:
+        raise EgressUndefined(f"platform.kubernetes.{role}_egress: {problem}")
+    peers: list[dict[str, Any]] = [{"ipBlock": {"cidr": cidr}} for cidr in egress.cidrs]
+    if egress.namespace_selector or egress.pod_selector:
+        peer: dict[str, Any] = {}
+        if egress.namespace_selector:
+            peer["namespaceSelector"] = {"matchLabels": dict(egress.namespace_selector)}
+        if egress.pod_selector:
+            peer["podSelector"] = {"matchLabels": dict(egress.pod_selector)}
+        peers.append(peer)
+    return {"to": peers, "ports": [{"protocol": "TCP", "port": p} for p in ports]}
 
 
 def network_policy(spec: TenantSpec) -> dict[str, Any]:
     """Deny all ingress and egress of the namespace's pods, except DNS, the source and the
-    warehouse (ports by database kind, narrowed by `platform.kubernetes.*_egress`)."""
+    warehouse (ports by database kind, destinations from `platform.kubernetes.*_egress`);
+    raises EgressUndefined when a server database has no destination."""
     k8s = spec.platform.kubernetes
     dns = {
         "to": [
@@ -297,11 +374,11 @@ def network_policy(spec: TenantSpec) -> dict[str, Any]:
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }
     egress = [dns]
-    for kind, settings in (
-        (source_kind(spec.source.kind), k8s.source_egress),
-        (warehouse_kind(spec.warehouse.kind), k8s.warehouse_egress),
+    for role, kind, settings in (
+        ("source", source_kind(spec.source.kind), k8s.source_egress),
+        ("warehouse", warehouse_kind(spec.warehouse.kind), k8s.warehouse_egress),
     ):
-        rule = _egress_rule(kind, settings)
+        rule = _egress_rule(role, kind, settings)
         if rule is not None and rule not in egress:
             egress.append(rule)
     return {
@@ -317,6 +394,7 @@ def tenant_objects(spec: TenantSpec) -> list[dict[str, Any]]:
     objects = [
         namespace(spec),
         service_account(spec),
+        launcher_service_account(spec),
         pod_launcher_role(spec),
         pod_launcher_binding(spec),
         resource_quota(spec),
@@ -355,6 +433,11 @@ Runner pods read the URLs through `secretKeyRef`; no value is ever in a pod spec
 |---|---|---|---|
 {rows}
 
+Pods are launched by `{launcher_account(spec)}` (namespace
+`{spec.platform.kubernetes.airflow_namespace}`), the only account bound to the
+`{POD_LAUNCHER}` Role here. Egress: DNS, and the source and warehouse destinations of
+`networkpolicy-runner-egress.yaml` only.
+
 Pods run as uid {RUNNER_UID}, read-only root filesystem, `/tmp` an emptyDir of
 {SCRATCH_SIZE}, on nodes labelled `{ENCLAVE_LABEL}={spec.platform.kubernetes.enclave.value}`.
 """
@@ -365,11 +448,12 @@ def write_tenant_objects(tenant: Any, out_dir: Path) -> list[Path]:
     `kustomization.yaml` and a README of the expected Secrets; returns the files written.
     `tenant` is a loaded `Tenant` or a `TenantSpec`."""
     spec: TenantSpec = getattr(tenant, "spec", tenant)
+    objects = tenant_objects(spec)  # raises before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     files = []
-    for obj in tenant_objects(spec):
+    for obj in objects:
         name = _file_name(obj)
         path = out / name
         path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")

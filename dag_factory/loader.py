@@ -38,6 +38,7 @@ from dag_factory.errors import (
     problems_from_validation,
     problems_from_yaml,
 )
+from dag_factory.isolation import SHARED_KEY, SharedRefs, cross_tenant_problems, tenant_problems
 from dag_factory.spec import Alerting, TenantSpec
 from dag_factory.yaml_source import FieldPath, YamlError, load_yaml, parse_yaml, read_source
 
@@ -137,6 +138,7 @@ class Loader:
         self._defaults_text = ""
         self._defaults_data: dict[str, Any] | None = None
         self._defaults_error: TenantFileError | None = None
+        self._shared = SharedRefs()
         self.cache = cache if cache is not None else SpecCache.from_env()
         try:
             if self.defaults_file.exists():
@@ -169,6 +171,16 @@ class Loader:
                     self.defaults_file, "must be a mapping of settings"
                 )
                 raise self._defaults_error
+            data = dict(data)
+            try:  # the platform's allow-list (dag_factory.isolation), not a tenant setting
+                self._shared = SharedRefs.model_validate(data.pop(SHARED_KEY, None) or {})
+            except ValidationError as exc:
+                doc = parse_yaml(self._defaults_text)
+                self._defaults_error = TenantFileError(
+                    self.defaults_file,
+                    problems_from_validation(self.defaults_file, doc, exc, SharedRefs),
+                )
+                raise self._defaults_error from None
             self._defaults_data = data
         return self._defaults_data
 
@@ -198,7 +210,7 @@ class Loader:
         if spec is None:
             spec = self._validate(file, text)
             self.cache.put(key, spec)
-        problems = self._check_files(file, text, spec)
+        problems = self._check_files(file, text, spec, tenant_problems(spec, self._shared))
         if problems:
             raise TenantFileError(file, problems)
         self.cache.set_last_valid(file, key)
@@ -278,10 +290,13 @@ class Loader:
         return problems
 
     @staticmethod
-    def _check_files(file: Path, text: str, spec: TenantSpec) -> list[Problem]:
-        """What the models cannot know: the folder name, the dbt project on disk, and
-        whether a setting came from defaults.yaml (shared Airflow roles must)."""
-        found: list[tuple[FieldPath, str]] = []
+    def _check_files(
+        file: Path, text: str, spec: TenantSpec, found: list[tuple[FieldPath, str]]
+    ) -> list[Problem]:
+        """What the models cannot know: the folder name, the dbt project on disk, whether a
+        setting came from defaults.yaml (shared Airflow roles must), and (in `found`) the
+        isolation checks (dag_factory.isolation)."""
+        found = list(found)
         limit = max_tables()
         if len(spec.tables) > limit:
             found.append(
@@ -318,6 +333,27 @@ class Loader:
                 report.errors.append(exc)
             except Exception as exc:  # e.g. removed since `discover` listed it
                 report.errors.append(self._fail(file, _unexpected(exc)))
+        return self._check_claims(report)
+
+    def _check_claims(self, report: LoadReport) -> LoadReport:
+        """Tenants that claim what another claims (dag_factory.isolation) become errors,
+        each naming the other."""
+        clashes = cross_tenant_problems(((t.spec, t.file) for t in report.tenants), self._shared)
+        if not clashes:
+            return report
+        kept = []
+        for tenant in report.tenants:
+            found = clashes.get(tenant.file)
+            if not found:
+                kept.append(tenant)
+                continue
+            doc = parse_yaml(read_source(tenant.file))
+            problems = [
+                Problem(tenant.file, *(doc.position(path) or (1, 1)), path, message)
+                for path, message in found
+            ]
+            report.errors.append(TenantFileError(tenant.file, problems))
+        report.tenants = kept
         return report
 
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from dag_factory.adapters.container import TASK_LABEL
+from dag_factory.k8s_names import label_value
 from dag_factory.k8s_objects import labels, placement, secret_refs
 from dag_factory.loader import Tenant
 from dag_factory.spec import SecretKeyRef, TaskSettings, TenantSpec, asset_uri
@@ -217,7 +218,7 @@ def plan_tenant(
     tenant_labels = labels(spec)
 
     def task_labels(task_id: str) -> Pairs:
-        return tuple(sorted({**tenant_labels, TASK_LABEL: task_id.replace("_", "-")}.items()))
+        return tuple(sorted({**tenant_labels, TASK_LABEL: label_value(task_id)}.items()))
 
     extract_settings = spec.task_settings(TaskKind.extract)  # once, not once per table
     extracts = tuple(

@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from dag_factory.k8s_names import is_qualified_name, is_valid_label_value
 from datakits.contract import Duration
 from datakits.kinds import warehouse_kind
 from datakits.spec import (
@@ -264,26 +265,79 @@ class SecretKeyRef(Strict):
 
 
 def _cidr(value: str) -> str:
-    ipaddress.ip_network(value)  # strict: a network address, e.g. 10.20.0.0/16
+    network = ipaddress.ip_network(value)  # strict: a network address, e.g. 10.20.0.0/16
+    if network.prefixlen == 0:
+        raise ValueError(
+            f"{value} is every address: name the database's network (e.g. 10.20.0.0/16)"
+        )
     return value
 
 
-class Egress(Strict):
-    """Where a tenant's pods may connect to reach its source or warehouse (NetworkPolicy)."""
+def _label_key(value: str) -> str:
+    errors = is_qualified_name(value)
+    if errors:
+        raise ValueError(f"not a Kubernetes label key ({'; '.join(errors)})")
+    return value
 
-    #: Destination networks; empty allows any address (on `ports` only).
+
+def _label_value(value: str) -> str:
+    errors = is_valid_label_value(value)
+    if errors:
+        raise ValueError(f"not a Kubernetes label value ({'; '.join(errors)})")
+    return value
+
+
+#: `matchLabels` of a selector: label keys and values as the API server checks them.
+MatchLabels = dict[
+    Annotated[str, AfterValidator(_label_key)], Annotated[str, AfterValidator(_label_value)]
+]
+
+
+class Egress(Strict):
+    """Where a tenant's pods may connect to reach its source or warehouse (NetworkPolicy).
+
+    A server database needs a destination under the kubernetes executor: `cidrs` (a
+    database outside the cluster), or `namespace_selector` and/or `pod_selector` (one
+    inside it; both given means pods with those labels in namespaces with those labels).
+    `validate` refuses a tenant that gives none, instead of opening the port to every
+    address. File databases (SQLite, DuckDB) connect nowhere and ignore these settings.
+    """
+
+    #: Destination networks (never 0.0.0.0/0).
     cidrs: tuple[Annotated[str, AfterValidator(_cidr)], ...] = ()
+    #: An in-cluster database: labels of its namespace (`kubernetes.io/metadata.name: db`).
+    namespace_selector: MatchLabels = Field(default_factory=dict)
+    #: An in-cluster database: labels of its pods (in the tenant's namespace unless
+    #: `namespace_selector` is given too).
+    pod_selector: MatchLabels = Field(default_factory=dict)
     #: Destination TCP ports; empty means the default port of the database kind.
     ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = ()
 
+    @property
+    def has_destination(self) -> bool:
+        return bool(self.cidrs or self.namespace_selector or self.pod_selector)
+
+
+class Launcher(StrEnum):
+    """Which Airflow-side service account may launch pods in the tenant's namespace."""
+
+    #: `airflow_service_account` (one account, bound in every tenant namespace).
+    shared = "shared"
+    #: `airflow-<tenant>` in `airflow_namespace`, bound in this tenant's namespace only
+    #: (`dag-factory k8s` writes it); the worker uses it through the tenant's own
+    #: Kubernetes connection (`kubernetes_conn_id`), see docs/isolation.md.
+    per_tenant = "per-tenant"
+
 
 class KubernetesSettings(Strict):
-    #: Defaults to `tenant-<id>` (underscores become dashes).
+    #: Defaults to `tenant-<id>` (underscores become dashes); another is refused unless
+    #: defaults.yaml lists it under `shared.namespaces`.
     namespace: K8sName | None = None
     service_account: K8sName = "runner"
     enclave: Enclave = Enclave.standard
     image_pull_secret: K8sName | None = "registry-credentials"  # noqa: S105 (a Secret's name)
     #: The Secrets holding the source and warehouse URLs; default `<namespace>-source` etc.
+    #: A name must start with `tenant-<id>-` unless listed under `shared.secrets`.
     source_secret: SecretKeyRef | None = None
     warehouse_secret: SecretKeyRef | None = None
     #: Egress allowed besides DNS (dag_factory/k8s_objects.py writes the NetworkPolicy).
@@ -292,6 +346,12 @@ class KubernetesSettings(Strict):
     #: The service account Airflow launches pods with, granted the pod-launcher Role.
     airflow_namespace: K8sName = "airflow"
     airflow_service_account: K8sName = "airflow-worker"
+    #: `per-tenant`: a launcher account of the tenant's own instead (see `Launcher`).
+    launcher: Launcher = Launcher.shared
+
+    @property
+    def per_tenant_launcher(self) -> bool:
+        return self.launcher is Launcher.per_tenant
 
 
 class DockerSettings(Strict):

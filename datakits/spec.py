@@ -40,9 +40,13 @@ from datakits.contract import (  # noqa: F401 (the runner contract's env names, 
 IDENTIFIER_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 
-#: A tenant id is also part of schema names, DAG ids and (with `_` → `-`) Kubernetes names.
-TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
-TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
+#: A tenant id is also part of schema names, DAG ids, connection and env var prefixes and
+#: (with `_` → `-`) Kubernetes names: `tenant-<id>` must be a DNS-1123 label and `<id>` a
+#: label value, so an id starts with a letter, ends with a letter or digit and has no
+#: `__` (which would give `--`, and make `<id>_` prefixes ambiguous). At most 40 characters.
+TENANT_ID_PATTERN = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"
+TENANT_ID_MAX = 40
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN, max_length=TENANT_ID_MAX)]
 
 #: An environment variable name, as POSIX shells accept it (upper case by convention).
 ENV_VAR_PATTERN = r"^[A-Z_][A-Z0-9_]*$"

@@ -12,7 +12,11 @@ task at once, any other is retried (`RunnerPodOperator.cleanup`).
 XCom: the runner also writes its JSON result to `$RUNNER_RESULT_FILE`, here the file
 Airflow's XCom sidecar serves (`/airflow/xcom/return.json`, an emptyDir, so the read-only
 root filesystem is no obstacle). The sidecar runs the same runner image — no other image
-to pull or trust — under the same security context.
+to pull or trust — under the same security context; its command is `sh -c …`, so the
+image needs `/bin/sh`. Its volume is size-limited (`XCOM_VOLUME_SIZE`).
+
+Names: the pod name and the task label come from `dag_factory.k8s_names`, valid for every
+tenant id and table name `validate` accepts (a 63-character table, one ending in `_`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pydantic import ValidationError
 from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.container import SCRATCH_PATH, SCRATCH_SIZE
 from dag_factory.adapters.failures import runner_failure
-from dag_factory.k8s_objects import SIDECAR_RESOURCES
+from dag_factory.k8s_names import dns_label
+from dag_factory.k8s_objects import SIDECAR_RESOURCES, XCOM_VOLUME_SIZE
 from dag_factory.plan import PlannedTask
 from datakits.contract import RESULT_FILE_ENV, RUNNER_UID, RunnerResult
 
@@ -75,6 +80,9 @@ class RunnerPodOperator(KubernetesPodOperator):
 
     def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> k8s.V1Pod:
         pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        for volume in pod.spec.volumes or []:
+            if volume.name == PodDefaults.VOLUME.name and volume.empty_dir is not None:
+                volume.empty_dir.size_limit = XCOM_VOLUME_SIZE
         for container in pod.spec.containers:
             if container.name == PodDefaults.SIDECAR_CONTAINER_NAME:
                 container.image = self.image
@@ -153,9 +161,14 @@ def _env(task: PlannedTask) -> list[k8s.V1EnvVar]:
     return env
 
 
+#: The pod name before the operator's `-<8 random>` suffix (the whole at most 63).
+POD_NAME_BASE_MAX = 50
+
+
 def pod_name(task: PlannedTask) -> str:
-    """`<tenant>-<task>` in DNS-1123 form; the operator adds a random suffix."""
-    return f"{task.tenant}-{task.task_id}".replace("_", "-")[:50].rstrip("-")
+    """`<tenant>-<task>` as a DNS-1123 label of at most 50 characters (a hash replaces
+    what does not fit); the operator adds a random suffix."""
+    return dns_label(f"{task.tenant}-{task.task_id}", POD_NAME_BASE_MAX)
 
 
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperator:

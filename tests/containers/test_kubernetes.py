@@ -24,6 +24,8 @@ from dag_factory.adapters.kubernetes import RESULT_FILE, RunnerPodOperator, exit
 from dag_factory.k8s_objects import (
     ENCLAVE_LABEL,
     ENCLAVES,
+    XCOM_VOLUME_SIZE,
+    EgressUndefined,
     expected_secrets,
     parallel_pods,
     tenant_objects,
@@ -38,6 +40,14 @@ REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.32"
 SECRET = "pa55-n0t-here"
 TENANTS = Loader(REPO / "warehouses").load_all().tenants
+#: Where acme's databases are, as a cluster deployment must say (no default destination).
+EGRESS = {
+    "source_egress": {"cidrs": ["10.20.0.0/16"]},
+    "warehouse_egress": {
+        "namespace_selector": {"kubernetes.io/metadata.name": "warehouse"},
+        "pod_selector": {"app": "postgres"},
+    },
+}
 
 
 def _with(spec: TenantSpec, **kubernetes: Any) -> TenantSpec:
@@ -204,7 +214,7 @@ def test_the_operator_cleanup_raises_the_classified_failure():
 @pytest.mark.parametrize("enclave", list(Enclave))
 @pytest.mark.parametrize("tenant", TENANTS, ids=lambda t: t.spec.tenant)
 def test_tenant_objects_validate(tenant: Tenant, enclave: Enclave):
-    spec = _with(tenant.spec, enclave=enclave)
+    spec = _with(tenant.spec, enclave=enclave, **EGRESS)
     objects = tenant_objects(spec)
     kinds = [o["kind"] for o in objects]
     assert kinds == [
@@ -232,16 +242,17 @@ def test_tenant_objects_validate(tenant: Tenant, enclave: Enclave):
 
 
 def test_quota_and_limits_follow_the_resources():
-    acme = next(t for t in TENANTS if t.spec.tenant == "acme").spec
-    # 4 tables, concurrency 8, 1 run: 4 pods at once, each at most 2 CPU / 1Gi (dbt) + sidecar
+    acme = _with(next(t for t in TENANTS if t.spec.tenant == "acme").spec, **EGRESS)
+    # 4 tables, concurrency 8, 1 run: 4 pods at once, each at most 2 CPU / 1Gi (dbt) + sidecar;
+    # each slot counted twice (a terminating pod beside its retry or successor)
     assert parallel_pods(acme) == 4
     by_kind = {o["kind"]: o for o in tenant_objects(acme)}
     assert by_kind["ResourceQuota"]["spec"]["hard"] == {
         "pods": "8",
-        "requests.cpu": "1040m",
-        "requests.memory": "2112Mi",
-        "limits.cpu": "8200m",
-        "limits.memory": "4224Mi",
+        "requests.cpu": "2080m",
+        "requests.memory": "4224Mi",
+        "limits.cpu": "16400m",
+        "limits.memory": "8448Mi",
     }
     assert by_kind["LimitRange"]["spec"]["limits"] == [
         {
@@ -257,12 +268,31 @@ def test_quota_and_limits_follow_the_resources():
 
 def test_network_policy_denies_by_default_and_allows_source_and_warehouse():
     acme = next(t for t in TENANTS if t.spec.tenant == "acme").spec
-    policy = {o["kind"]: o for o in tenant_objects(acme)}["NetworkPolicy"]["spec"]
+    with pytest.raises(EgressUndefined, match=r"source_egress: .*set `cidrs`.*5432"):
+        tenant_objects(acme)  # no destination given: never TCP 5432 to every address
+    same = {"cidrs": ["10.20.0.0/16"]}
+    policy = {
+        o["kind"]: o for o in tenant_objects(_with(acme, source_egress=same, warehouse_egress=same))
+    }
+    policy = policy["NetworkPolicy"]["spec"]
     assert policy["podSelector"] == {} and policy["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in policy  # no ingress at all
-    dns, postgres = policy["egress"]  # source and warehouse share the PostgreSQL rule
+    dns, postgres = policy["egress"]  # source and warehouse share one rule
     assert {p["port"] for p in dns["ports"]} == {53}
-    assert postgres == {"ports": [{"protocol": "TCP", "port": 5432}]}
+    assert postgres == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"protocol": "TCP", "port": 5432}],
+    }
+
+    in_cluster = {o["kind"]: o for o in tenant_objects(_with(acme, **EGRESS))}["NetworkPolicy"]
+    _validate(in_cluster)
+    warehouse = in_cluster["spec"]["egress"][2]
+    assert warehouse["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "warehouse"}},
+            "podSelector": {"matchLabels": {"app": "postgres"}},
+        }
+    ]
 
     narrowed = _with(
         acme,
@@ -273,8 +303,8 @@ def test_network_policy_denies_by_default_and_allows_source_and_warehouse():
     _validate(policy)
     _, source, warehouse = policy["spec"]["egress"]
     assert source == {
-        "ports": [{"protocol": "TCP", "port": 5432}],
         "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"protocol": "TCP", "port": 5432}],
     }
     assert warehouse["ports"] == [{"protocol": "TCP", "port": 6432}]
 
@@ -290,17 +320,48 @@ def test_egress_cidrs_are_checked():
 
     with pytest.raises(ValidationError, match="host bits set"):
         Egress(cidrs=("10.20.0.1/16",))
+    with pytest.raises(ValidationError, match="is every address"):
+        Egress(cidrs=("0.0.0.0/0",))
+    with pytest.raises(ValidationError, match="not a Kubernetes label value"):
+        Egress(pod_selector={"app": "postgres_"})
+
+
+def test_per_tenant_launcher_account_is_bound_in_its_namespace_only():
+    acme = _with(next(t for t in TENANTS if t.spec.tenant == "acme").spec, **EGRESS)
+    shared = {o["kind"]: o for o in tenant_objects(acme)}
+    assert shared["RoleBinding"]["subjects"][0]["name"] == "airflow-worker"
+    own = tenant_objects(_with(acme, launcher="per-tenant"))
+    accounts = [o for o in own if o["kind"] == "ServiceAccount"]
+    assert [(a["metadata"]["namespace"], a["metadata"]["name"]) for a in accounts] == [
+        ("tenant-acme", "runner"),
+        ("airflow", "airflow-acme"),
+    ]
+    binding = next(o for o in own if o["kind"] == "RoleBinding")
+    assert binding["metadata"]["namespace"] == "tenant-acme"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "airflow-acme", "namespace": "airflow"}
+    ]
+    for obj in own:
+        _validate(obj)
+
+
+def test_xcom_sidecar_volume_is_size_limited():
+    acme = next(t for t in TENANTS if t.spec.tenant == "acme")
+    pod = renderer_for(Executor.kubernetes)(plan_tenant(acme, REPO).task("extract_orders"))
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["xcom"]["emptyDir"] == {"sizeLimit": XCOM_VOLUME_SIZE}
 
 
 @pytest.mark.parametrize("tenant", TENANTS, ids=lambda t: t.spec.tenant)
 def test_objects_folder_builds_with_kustomize(tenant: Tenant, tmp_path: Path):
-    written = write_tenant_objects(tenant, tmp_path / "k8s")
+    spec = _with(tenant.spec, **EGRESS)
+    written = write_tenant_objects(spec, tmp_path / "k8s")
     names = {p.name for p in written}
     assert {"kustomization.yaml", "README.md"} <= names
     kustomization = yaml.safe_load((tmp_path / "k8s" / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(names - {"kustomization.yaml", "README.md"})
     readme = (tmp_path / "k8s" / "README.md").read_text()
-    for secret in expected_secrets(tenant.spec):
+    for secret in expected_secrets(spec):
         assert f"`{secret['name']}`" in readme
 
     kubectl = shutil.which("kubectl")
@@ -309,8 +370,6 @@ def test_objects_folder_builds_with_kustomize(tenant: Tenant, tmp_path: Path):
         [kubectl, "kustomize", str(tmp_path / "k8s")], capture_output=True, text=True, check=True
     ).stdout
     documents = list(yaml.safe_load_all(built))
-    assert sorted(d["kind"] for d in documents) == sorted(
-        o["kind"] for o in tenant_objects(tenant.spec)
-    )
+    assert sorted(d["kind"] for d in documents) == sorted(o["kind"] for o in tenant_objects(spec))
     for document in documents:
         _validate(document)

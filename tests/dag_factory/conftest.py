@@ -16,11 +16,11 @@ tenant: {name}
 source:
   kind: sqlite
   connection:
-    env: SHOP_SOURCE_URL
+    env: {env}_SOURCE_URL
 warehouse:
   kind: duckdb
   connection:
-    env: SHOP_WAREHOUSE_URL
+    env: {env}_WAREHOUSE_URL
 tables:
   - name: customers
   - name: orders
@@ -46,7 +46,11 @@ def write_tenant(warehouses: Path) -> WriteTenant:
         (folder / "dbt").mkdir(parents=True, exist_ok=True)
         (folder / "dbt" / "dbt_project.yml").write_text(f"name: {name}\nprofile: {name}\n")
         file = folder / "warehouse.yaml"
-        body = VALID_TENANT.format(name=name) if text is None else textwrap.dedent(text)
+        body = (
+            VALID_TENANT.format(name=name, env=name.upper())
+            if text is None
+            else textwrap.dedent(text)
+        )
         file.write_text(body)
         return file
 

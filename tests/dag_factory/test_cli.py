@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,22 @@ def test_unknown_tenant_fails_with_one_line():
 
 
 def test_k8s_writes_a_kustomize_folder(tmp_path: Path):
-    done = run("k8s", "acme", "--out", str(tmp_path / "acme"))
+    refused = run("k8s", "acme", "--out", str(tmp_path / "refused"))
+    assert refused.returncode == 1
+    assert "source_egress: the postgres source needs a NetworkPolicy destination" in (
+        " ".join(refused.stderr.split())
+    )
+    assert not (tmp_path / "refused").exists()  # nothing half-written
+
+    warehouses = tmp_path / "warehouses"
+    shutil.copytree(REPO / "warehouses", warehouses)
+    with (warehouses / "acme" / "warehouse.yaml").open("a") as file:
+        file.write(
+            "platform:\n  kubernetes:\n"
+            "    source_egress: {cidrs: [10.20.0.0/16]}\n"
+            "    warehouse_egress: {pod_selector: {app: acme-warehouse}}\n"
+        )
+    done = run("k8s", "acme", "--out", str(tmp_path / "acme"), "-w", str(warehouses))
     assert done.returncode == 0, done.stderr
     built = subprocess.run(
         ["kubectl", "kustomize", str(tmp_path / "acme")], capture_output=True, text=True

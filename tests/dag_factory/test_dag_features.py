@@ -19,7 +19,10 @@ def test_assets_per_table_and_layer_and_asset_schedules(
     warehouses: Path, write_tenant: WriteTenant, monkeypatch: pytest.MonkeyPatch
 ):
     write_tenant("shop")
-    marts = VALID_TENANT.format(name="marts") + "schedule:\n  assets: [tenant://shop/gold]\n"
+    marts = (
+        VALID_TENANT.format(name="marts", env="MARTS")
+        + "schedule:\n  assets: [tenant://shop/gold]\n"
+    )
     write_tenant("marts", marts)
     dagbag = bag(warehouses, monkeypatch)
     assert dagbag.import_errors == {}
@@ -39,11 +42,11 @@ def test_alerting_attaches_airflow_notifiers(
     from airflow.providers.slack.notifications.slack import SlackNotifier
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-    text = VALID_TENANT.format(name="shop") + (
+    text = VALID_TENANT.format(name="shop", env="SHOP") + (
         "alerting:\n"
         "  on_failure:\n"
         "    email: [oncall@example.com]\n"
-        "    slack: {connection: slack_alerts, channel: '#data-alerts'}\n"
+        "    slack: {connection: shop_slack, channel: '#data-alerts'}\n"
         "  on_retry:\n"
         "    email: [owner@example.com]\n"
     )
@@ -60,5 +63,5 @@ def test_disabled_tenant_builds_no_dag(
     warehouses: Path, write_tenant: WriteTenant, monkeypatch: pytest.MonkeyPatch
 ):
     write_tenant("on")
-    write_tenant("paused", VALID_TENANT.format(name="paused") + "enabled: false\n")
+    write_tenant("paused", VALID_TENANT.format(name="paused", env="PAUSED") + "enabled: false\n")
     assert bag(warehouses, monkeypatch).dag_ids == ["tenant_on"]

@@ -24,8 +24,8 @@ from tests.dag_factory.conftest import REPO
 VALID = {"tenant_acme": "0 3 * * *", "tenant_demo": "@daily"}
 HEAD = """\
 tenant: evil
-source: {kind: sqlite, connection: {env: SHOP_SOURCE_URL}}
-warehouse: {kind: duckdb, connection: {env: SHOP_WAREHOUSE_URL}}
+source: {kind: sqlite, connection: {env: EVIL_SOURCE_URL}}
+warehouse: {kind: duckdb, connection: {env: EVIL_WAREHOUSE_URL}}
 dbt: {project: ../_dbt/shop}
 schedule: "15 4 * * *"
 alerting:

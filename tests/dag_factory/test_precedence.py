@@ -11,7 +11,7 @@ from tests.dag_factory.conftest import VALID_TENANT, WriteTenant
 
 
 def plan_for(warehouses: Path, write_tenant: WriteTenant, extra: str, tables: str | None = None):
-    text = VALID_TENANT.format(name="shop")
+    text = VALID_TENANT.format(name="shop", env="SHOP")
     if tables is not None:
         text = text[: text.index("tables:")] + tables
     tenant = Loader(warehouses).load(write_tenant("shop", text + extra))

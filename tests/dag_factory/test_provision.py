@@ -41,7 +41,7 @@ DENIED = pg_errors.InsufficientPrivilege
 def _tenant_file(tenant: str, schemas_of: str) -> dict[str, Any]:
     return {
         "tenant": tenant,
-        "source": {"kind": "sqlite", "connection": {"env": "SHOP_URL"}},
+        "source": {"kind": "sqlite", "connection": {"env": f"{tenant.upper()}_SOURCE_URL"}},
         "warehouse": {
             "kind": "postgres",
             "connection": {"env": f"{tenant.upper()}_WAREHOUSE_URL"},

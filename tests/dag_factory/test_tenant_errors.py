@@ -113,12 +113,9 @@ def test_secret_values_and_bad_references(warehouses: Path, write_tenant: WriteT
 
 
 def test_a_pasted_url_is_masked_in_the_error(warehouses: Path, write_tenant: WriteTenant):
-    text = Path(write_tenant("x")).read_text()
+    text = Path(write_tenant("shop")).read_text()
     file = write_tenant(
-        "shop",
-        text.replace("tenant: x", "tenant: shop").replace(
-            "env: SHOP_SOURCE_URL", "env: postgresql://app:hunter2@db/shop"
-        ),
+        "shop", text.replace("env: SHOP_SOURCE_URL", "env: postgresql://app:hunter2@db/shop")
     )
     [problem] = messages(warehouses, file)
     assert "hunter2" not in problem
@@ -132,7 +129,11 @@ def test_tenant_must_match_folder_and_have_a_dbt_project(
     warehouses: Path, write_tenant: WriteTenant
 ):
     file = write_tenant(
-        "shop", (Path(write_tenant("x")).read_text().replace("tenant: x", "tenant: other"))
+        "shop",
+        Path(write_tenant("x"))
+        .read_text()
+        .replace("tenant: x", "tenant: other")
+        .replace("X_", "OTHER_"),
     )
     (file.parent / "dbt" / "dbt_project.yml").unlink()
     assert messages(warehouses, file) == [

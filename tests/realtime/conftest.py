@@ -77,6 +77,10 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAir
         {
             "DEMO_SOURCE_URL": source_url,
             "DEMO_WAREHOUSE_URL": warehouse_url,
+            # the tenant test_scheduler adds reads the same data through its own env vars
+            # (a tenant may name only `<TENANT>_…` ones: dag_factory/isolation.py)
+            "NEWSHOP_SOURCE_URL": source_url,
+            "NEWSHOP_WAREHOUSE_URL": warehouse_url,
             **TRIGGERED_RUNS_ONLY,
         },
     )

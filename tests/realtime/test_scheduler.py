@@ -137,6 +137,7 @@ def _write_new_tenant(warehouses: Path, tenant: str, pool: str) -> Path:
             "    env: DEMO_WAREHOUSE_URL\n",
             f"    env: DEMO_WAREHOUSE_URL\n  schemas: {{{schemas}}}\n",
         )
+        .replace("env: DEMO_", f"env: {tenant.upper()}_")  # its own (conftest sets them)
     )
     assert replaced.count(tenant) >= 5, "the demo tenant file changed: update _write_new_tenant"
     file = warehouses / tenant / "warehouse.yaml"
