@@ -25,27 +25,34 @@ silently changed. Strict sources (PostgreSQL, MySQL/MariaDB) already return the 
 Python types, so only the columns that need it pay for a conversion.
 
 What cannot be carried exactly fails the load, naming the column and the value; nothing
-is rounded or clamped:
+is rounded, and only ±infinity is clamped (the table's `infinity` policy says so):
 
 | value | bronze | otherwise |
 |---|---|---|
 | integers of any width (MySQL `BIGINT UNSIGNED`: decimal(20, 0)) | int64 | — |
 | `NUMERIC(p, s)`, p ≤ 38, 0 ≤ s ≤ p | decimal(p, s), exact | NaN fails the load |
 | other numerics (no precision, p > 38, s < 0; MySQL `DECIMAL(65, 30)`) | text, exact | — |
-| float / double | float64, bit-exact | — |
+| float / double (PostgreSQL `real`: float32, bronze `real` / DuckDB `FLOAT`) | float64, bit-exact | — |
 | timestamp with / without time zone | timestamp(µs, UTC) / (µs) | past 294246 AD fails |
 | date | date32 | — |
 | ±infinity (PostgreSQL timestamps, dates) | the table's `infinity`: clamp / NULL / fail | — |
 | time of day (MySQL `TIME` outside 00:00 to 24:00 fails: it is a duration) | time64(µs) | — |
 | boolean (MySQL `BOOLEAN` is `TINYINT(1)`: stays an integer, it may hold 2) | bool | — |
-| json / jsonb, uuid, interval, arrays (as JSON), enums, unknown types | text | — |
-| bytea / blob / binary (MySQL `BIT(n)`: int64) | binary | — |
+| MySQL zero date / datetime `0000-00-00` (also as SQLite text) | NULL | `2024-00-00` fails |
+| MySQL `BIT(n)`, n ≤ 63 / `BIT(64)`; `YEAR` | int64 / decimal(20, 0); int64 | — |
+| SQLite `BIGINT UNSIGNED` (SQLite has none: values past 2^63 are stored as REAL) | int64 | fails |
+| SQLite `YEAR`, `BIT(n)` (NUMERIC affinity) | text / decimal(n, 0) | — |
+| json / jsonb, uuid, interval, enums, char(n) (as `::text`: no padding), unknown types | text | — |
+| PostgreSQL arrays of bool/int/float/numeric/text/bytea (others: items as text) | list (DuckDB `T[]`, PostgreSQL `T[]`) | several dimensions, lower bound ≠ 1 fail |
+| PostgreSQL `money` | decimal(19, 2) | more than 2 fraction digits fail |
+| bytea / blob / binary | binary | — |
 
 The PostgreSQL COPY path (`datakits.sources.postgres`) reaches the same Arrow types
 through the driver's binary decoding (`arrow_to_mapping`): text columns are cast to text
 by the server (its own exact output: `0.00000001`, not `1E-8`; jsonb in its canonical
-form; arrays as JSON), and years before 1 AD, which Python's `datetime` cannot hold and
-the cursor path therefore refuses, load exactly.
+form). Its cursor fallback selects the same expressions, with timestamps, dates and
+times as exact integers computed by the server, so years before 1 AD, `24:00` and
+intervals with months load the same on both paths.
 """
 
 from __future__ import annotations
@@ -177,6 +184,21 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
+def _zero_date(value: Any) -> bool:
+    """MySQL's "no date" (`0000-00-00`, also as text in a SQLite copy of MySQL data).
+
+    It is not a date (there is no year 0, month 0 or day 0) and MySQL itself treats it as
+    NULL (`WHERE d IS NULL` finds it): bronze stores NULL. A partial zero date
+    (`2024-00-00`) is not a NULL stand-in: it fails the load, naming the value.
+    """
+    return isinstance(value, str) and value.strip() in _ZERO_DATES
+
+
+_ZERO_DATES = frozenset(
+    {"0000-00-00", "0000-00-00 00:00:00"} | {f"0000-00-00 00:00:00.{'0' * n}" for n in range(1, 7)}
+)
+
+
 def _parse_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value
@@ -190,7 +212,9 @@ def _parse_datetime(value: Any) -> dt.datetime:
 
 
 def _timestamp_converter(with_tz: bool) -> Converter:
-    def convert(value: Any) -> dt.datetime:
+    def convert(value: Any) -> dt.datetime | None:
+        if _zero_date(value):
+            return None
         moment = _parse_datetime(value)
         if with_tz:
             # A naive value in a `with time zone` column is taken as UTC.
@@ -202,11 +226,13 @@ def _timestamp_converter(with_tz: bool) -> Converter:
     return convert
 
 
-def _to_date(value: Any) -> dt.date:
+def _to_date(value: Any) -> dt.date | None:
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
+    if _zero_date(value):
+        return None
     if isinstance(value, str):
         text = value.strip()
         return dt.date.fromisoformat(text) if len(text) == 10 else _parse_datetime(text).date()
@@ -228,6 +254,10 @@ def _bits_to_int(value: Any) -> int:
     if isinstance(value, bytes | bytearray):
         return int.from_bytes(value, "big")
     return _to_int(value)
+
+
+def _bits_to_decimal(value: Any) -> decimal.Decimal:
+    return decimal.Decimal(_bits_to_int(value))
 
 
 def _duration_to_time(value: Any) -> dt.time:
@@ -293,8 +323,8 @@ def map_column(
         with_tz = bool(getattr(t, "timezone", False))
         arrow = pa.timestamp("us", tz="UTC" if with_tz else None)
         return mapped(arrow, _timestamp_converter(with_tz), None)
-    if isinstance(t, sat.Date):
-        return mapped(pa.date32(), _to_date, None)
+    if isinstance(t, sat.Date):  # strict too: MySQL's zero date arrives as text
+        return mapped(pa.date32(), _to_date, _to_date)
     if isinstance(t, sat.Time):
         if getattr(t, "timezone", False):  # Arrow's time has no offset: keep the text
             return ColumnMapping(name, pa.string(), _to_text)
@@ -354,7 +384,12 @@ def _mysql_mapping(name: str, t: sat.TypeEngine[Any]) -> ColumnMapping | None:
     from sqlalchemy.dialects import mysql
 
     if isinstance(t, mysql.BIT):
+        if (t.length or 1) > 63:  # BIT(64) with the top bit set is beyond int64
+            return ColumnMapping(name, pa.decimal128(20, 0), _bits_to_decimal)
         return ColumnMapping(name, pa.int64(), _bits_to_int)
+    if isinstance(t, mysql.DATETIME):
+        # pymysql hands a zero date over as text: NULL (see `_zero_date`).
+        return ColumnMapping(name, pa.timestamp("us"), _timestamp_converter(False))
     if isinstance(t, mysql.YEAR):
         return ColumnMapping(name, pa.int64(), _to_int)
     if isinstance(t, mysql.BIGINT) and t.unsigned:

@@ -27,6 +27,12 @@ from datakits.load import load_table
 from devtools.mariadb import MariaDBServer
 from devtools.postgres import PostgresCluster
 from tests.datakits.conftest import make_spec, normalize, pg_table, query, table_names
+from tests.datakits.conftest import sqlite_table as _sqlite_table
+
+
+def sqlite_table_url(tmp_path: Path, ddl: str, rows: list[tuple[Any, ...]]) -> str:
+    return _sqlite_table(tmp_path / "edges.db", ddl, rows)
+
 
 UTC = dt.UTC
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -309,13 +315,12 @@ def test_postgres_infinity_is_clamped_or_nulled_as_the_table_says(
     load_table(spec, spec.tables[0], pg_source, warehouse_url)
 
     clamped = CLAMPED[warehouse]
-    tz = "+00" if warehouse == "postgres" else "+00"
     if policy == "clamp":
         infinite = [tuple(clamped[c][0] for c in ("ts", "tstz", "day")),
                     tuple(clamped[c][1] for c in ("ts", "tstz", "day"))]  # fmt: skip
     else:
         infinite = [(None, None, None), (None, None, None)]
-    finite = ("2024-01-02 03:04:05.000006", f"2024-01-02 03:04:05.000006{tz}", "2024-01-02")
+    finite = ("2024-01-02 03:04:05.000006", "2024-01-02 03:04:05.000006+00", "2024-01-02")
     expected = [*infinite, finite, (None, None, None)]
     got = _as_text(warehouse_url, ["ts", "tstz", "day"])
     assert got == expected
@@ -340,13 +345,15 @@ EDGE_ROWS = (
     "(1, '1 year 2 mons 3 days 04:05:06.789', '0044-03-15 BC', '4713-01-01 12:00:00.000001 BC',"
     " '0001-01-01 00:00:00+00 BC', '24:00', '24:00:00+05:30', '{1,NULL,3}', '{-32768,32767}',"
     " '{\"a b\",NULL,\"\",\"ü\"}', '{1.50,NULL,-0.01}', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}',"
-    " '{\"2024-01-02 03:04:05\",infinity}', '{0.1,3.4028235e38}', '{t,f,NULL}', '-92233720368547758.08',"
+    " '{\"2024-01-02 03:04:05\",infinity}', '{0.1,3.4028235e38}', '{t,f,NULL}',"
+    " '-92233720368547758.08',"
     " 'ab', '{x,yz}', 0.1, 0.1, 0.00000001, 'pad  ', '{\"b\": 1, \"a\": [1.10]}'),"
     "(2, '-178000000 years', '5874897-12-31', '294246-12-31 23:59:59.999999', 'infinity',"
     " '00:00', '00:00+00', '{}', NULL, '{}', '{}', '{}', '{}', '{}', '{}', '92233720368547758.07',"
     " '', '{}', 1.17549435e-38, 5e-324, 'NaN', '', 'null'),"
     "(3, '-1 mons -1 days +00:00:00.000001', '-infinity', '-infinity', '-infinity', NULL, NULL,"
-    " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+    " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+    " NULL)"
 )
 EDGE_COLUMNS = ["id", "iv", "day", "ts", "tstz", "tod", "todz", "ints", "smalls", "texts", "nums",
                 "uuids", "stamps", "reals", "flags", "cash", "code", "code_arr", "f4", "f8", "n",
@@ -572,6 +579,41 @@ def test_mariadb_time_beyond_a_day_fails_the_load(
         _load("mysql", url, make_warehouse("duckdb"))
 
 
+def test_mariadb_zero_dates_and_bit64(
+    mariadb_server: MariaDBServer,
+    make_warehouse: Callable[[str], str],
+    request: pytest.FixtureRequest,
+) -> None:
+    """Zero dates are MySQL's "no date": NULL in bronze; BIT(64) is beyond int64."""
+    url = mariadb_server.create_database(_db_name(request))
+    _execute(url, "SET SESSION sql_mode = ''",
+             "CREATE TABLE fidelity (id INT PRIMARY KEY, day DATE, moment DATETIME(6), "
+             "stamp TIMESTAMP(3) NULL, bits BIT(64))",
+             "INSERT INTO fidelity VALUES (1, '0000-00-00', '0000-00-00 00:00:00', "
+             f"'0000-00-00 00:00:00', b'{'1' * 64}'), "
+             "(2, '2024-02-29', '2024-02-29 12:00:00.5', '2024-02-29 12:00:00.5', "
+             "b'0')")  # fmt: skip
+    warehouse_url = make_warehouse("duckdb")
+    _load("mysql", url, warehouse_url)
+    assert _bronze(warehouse_url, ["id", "day", "moment", "stamp", "bits"]) == [
+        (1, None, None, None, Decimal(2**64 - 1)),
+        (2, dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 12, 0, 0, 500000),
+         dt.datetime(2024, 2, 29, 12, 0, 0, 500000), Decimal(0)),
+    ]  # fmt: skip
+
+
+def test_mariadb_partial_zero_date_fails_the_load(
+    mariadb_server: MariaDBServer,
+    make_warehouse: Callable[[str], str],
+    request: pytest.FixtureRequest,
+) -> None:
+    url = mariadb_server.create_database(_db_name(request))
+    _execute(url, "SET SESSION sql_mode = ''", "CREATE TABLE fidelity (id INT, day DATE)",
+             "INSERT INTO fidelity VALUES (1, '2024-00-00')")  # fmt: skip
+    with pytest.raises(LoadFailed, match=r"column 'day' .*'2024-00-00'"):
+        _load("mysql", url, make_warehouse("duckdb"))
+
+
 # --- SQLite -------------------------------------------------------------------------------
 
 SQ_COLUMNS = ["id", "d12", "d18", "ts", "day", "flag", "doc", "uid", "raw", "txt", "big", "f8"]
@@ -649,3 +691,44 @@ def test_postgres_writer_without_pgpq_writes_the_same_values(
     _load("postgres", source_url, warehouse_url)
 
     assert _bronze(warehouse_url, PG_COLUMNS) == _pg_expected(source_url)
+
+
+@pytest.mark.parametrize("warehouse", WAREHOUSES)
+def test_sqlite_mysql_style_columns_load_as_documented(
+    warehouse: str, tmp_path: Path, make_warehouse: Callable[[str], str]
+) -> None:
+    """The MySQL edge matrix on SQLite, whose declared types are affinities only."""
+    path = tmp_path / "edges.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE fidelity (id INTEGER PRIMARY KEY, ubig BIGINT UNSIGNED, d65 DECIMAL(65, "
+            "30), bits BIT(8), doc JSON, yr YEAR, day DATE, moment DATETIME)"
+        )
+        conn.executemany(
+            "INSERT INTO fidelity VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (1, BIG, "12345678901234567890123456789012345.123456789012345678901234567891",
+                 255, JSON_TEXT, 2024, "0000-00-00", "0000-00-00 00:00:00"),
+                (2, 0, 0.5, 0, "[]", 1901, "2024-02-29", "2024-02-29 12:00:00.5"),
+            ],
+        )  # fmt: skip
+    conn.close()
+    warehouse_url = make_warehouse(warehouse)
+    _load("sqlite", f"sqlite:///{path}", warehouse_url)
+    got = _bronze(warehouse_url, ["id", "ubig", "d65", "bits", "doc", "yr", "day", "moment"])
+    assert got == [  # SQLite's NUMERIC affinity stored the 65-digit text as a REAL
+        (1, BIG, "1.234567890123457e+34",
+         Decimal(255), JSON_TEXT, "2024", None, None),
+        (2, 0, "0.5", Decimal(0), "[]", "1901", dt.date(2024, 2, 29),
+         dt.datetime(2024, 2, 29, 12, 0, 0, 500000)),
+    ]  # fmt: skip
+
+
+def test_sqlite_unsigned_beyond_int64_fails_the_load(
+    tmp_path: Path, make_warehouse: Callable[[str], str]
+) -> None:
+    """SQLite keeps 2^64 - 1 only as a float: refused, never rounded into an integer."""
+    url = sqlite_table_url(tmp_path, "CREATE TABLE fidelity (id INTEGER, ubig BIGINT UNSIGNED)",
+                           [(1, 18_446_744_073_709_551_615.0)])  # what SQLite stores  # fmt: skip
+    with pytest.raises(LoadFailed, match=r"column 'ubig'"):
+        _load("sqlite", url, make_warehouse("duckdb"))
