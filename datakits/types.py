@@ -32,7 +32,7 @@ is rounded, and only ±infinity is clamped (the table's `infinity` policy says s
 | integers of any width (MySQL `BIGINT UNSIGNED`: decimal(20, 0)) | int64 | — |
 | `NUMERIC(p, s)`, p ≤ 38, 0 ≤ s ≤ p | decimal(p, s), exact | NaN fails the load |
 | other numerics (no precision, p > 38, s < 0; MySQL `DECIMAL(65, 30)`) | text, exact | — |
-| float / double (PostgreSQL `real`: float32, bronze `real` / DuckDB `FLOAT`) | float64, bit-exact | — |
+| float / double (PostgreSQL `real`: float32, bronze `real`) | float64, bit-exact | — |
 | timestamp with / without time zone | timestamp(µs, UTC) / (µs) | past 294246 AD fails |
 | date | date32 | — |
 | ±infinity (PostgreSQL timestamps, dates) | the table's `infinity`: clamp / NULL / fail | — |
@@ -43,9 +43,12 @@ is rounded, and only ±infinity is clamped (the table's `infinity` policy says s
 | SQLite `BIGINT UNSIGNED` (SQLite has none: values past 2^63 are stored as REAL) | int64 | fails |
 | SQLite `YEAR`, `BIT(n)` (NUMERIC affinity) | text / decimal(n, 0) | — |
 | json / jsonb, uuid, interval, enums, char(n) (as `::text`: no padding), unknown types | text | — |
-| PostgreSQL arrays of bool/int/float/numeric/text/bytea (others: items as text) | list (DuckDB `T[]`, PostgreSQL `T[]`) | several dimensions, lower bound ≠ 1 fail |
+| PostgreSQL arrays (bool/int/float/numeric/text/bytea items; others as text) | list | † |
 | PostgreSQL `money` | decimal(19, 2) | more than 2 fraction digits fail |
 | bytea / blob / binary | binary | — |
+
+† An array with several dimensions or a lower bound other than 1 fails the load. Lists
+are `T[]` columns in DuckDB and in PostgreSQL bronze.
 
 The PostgreSQL COPY path (`datakits.sources.postgres`) reaches the same Arrow types
 through the driver's binary decoding (`arrow_to_mapping`): text columns are cast to text
