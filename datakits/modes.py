@@ -23,8 +23,17 @@ Why these bounds guarantee "no row lost, none doubled", including ties and batch
 * `>=` re-reads the rows sitting exactly on the watermark, so a row committed later
   with the same cursor value (a tie) is still picked up; the merge by key makes the
   re-read rows replace themselves instead of doubling.
-* A row that commits late with a cursor *below* the watermark is picked up while it
-  is within `lookback` of it: size the window to the longest commit delay.
+* A row that commits late with a cursor *below* the watermark: the source bounds it.
+  Before the read, the reader gives a *commit horizon* (`commit_horizon`): PostgreSQL,
+  the start of the oldest transaction open in the source database (or now). Every row
+  the read cannot see belongs to a transaction open then or started later, so (if its
+  cursor is set at write time, see README) its cursor is at or past the horizon; the
+  watermark never passes it (`with_horizon`), and such rows are re-read and merged.
+  Append without a key reads only rows below the horizon (a re-read would double).
+  MySQL/MariaDB have no horizon: a default window (`default_lookback`, 1 h) re-reads
+  behind the watermark. SQLite has one writer at a time: none is needed.
+* `lookback` widens the re-read window on top of that, e.g. for a cursor set to an
+  older value by the application.
 * NULL cursors never satisfy a comparison: `null_cursor` decides (`NullCursor`).
   `include` re-reads them every run (OR cursor IS NULL) and merges them by key.
 
