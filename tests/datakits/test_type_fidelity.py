@@ -732,3 +732,23 @@ def test_sqlite_unsigned_beyond_int64_fails_the_load(
                            [(1, 18_446_744_073_709_551_615.0)])  # what SQLite stores  # fmt: skip
     with pytest.raises(LoadFailed, match=r"column 'ubig'"):
         _load("sqlite", url, make_warehouse("duckdb"))
+
+
+def test_postgres_writer_without_pgpq_writes_arrays_money_and_real(
+    pg_source: str, make_warehouse: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback writer knows the list and float4 columns too."""
+    import datakits.writers.postgres as pg_writer
+
+    monkeypatch.setattr(pg_writer, "_encoder", lambda: None)
+    _execute(pg_source, "CREATE TABLE edges (id integer, ints int[], texts text[], "
+             "nums numeric(12, 2)[], reals real[], cash money, f4 real, code char(4))",
+             "INSERT INTO edges VALUES (1, '{1,NULL}', '{a,NULL}', '{1.50}', '{0.1}', 1.25, "
+             "0.1, 'x'), (2, NULL, '{}', NULL, NULL, NULL, NULL, NULL)")  # fmt: skip
+    warehouse_url = make_warehouse("postgres")
+    _edge_load(pg_source, warehouse_url, "postgres")
+    got = _as_text(warehouse_url, ["ints", "texts", "nums", "reals", "cash", "f4", "code"], "edges")
+    assert got == [
+        ("{1,NULL}", "{a,NULL}", "{1.50}", "{0.1}", "1.25", "0.1", "x"),
+        (None, "{}", None, None, None, None, None),
+    ]
