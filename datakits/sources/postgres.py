@@ -22,7 +22,13 @@ client-side literal quoting (`ClientCursor.mogrify`), never with string formatti
 
 Fallback: without the `adbc-driver-postgresql` package, with a `postgresql+psycopg2://` URL,
 or with `DATAKITS_POSTGRES_COPY=0`, the reader uses the shared server-side-cursor path
-(`SqlTableReader.batches`), with json/jsonb taken as the server's text as COPY does.
+(`SqlTableReader.batches`) with the same SELECT expressions (`cursor_statement`), except
+that timestamps, dates and times travel as exact integers the server computes (Python's
+`datetime` holds no BC date, no year past 9999, no `24:00`) and ±infinity as the values
+the driver produces. Both paths then share `arrow_to_mapping`, so the bronze they write
+is the same, value for value (`tests/datakits/test_type_fidelity.py`).
+
+Commit horizon (`commit_horizon`): see `datakits.modes` and README "Load modes".
 """
 
 from __future__ import annotations
