@@ -31,6 +31,7 @@ from datakits.modes import Cursor, LoadPlan, plan_load
 from datakits.progress import LoadProgress, NullProgress
 from datakits.sources import SourceReader, reader_for
 from datakits.spec import LoadMode, LoadSpec, TableSpec
+from datakits.types import bounds_for
 from datakits.watermarks import CursorMax, check_cursor_type, encode, to_json
 from datakits.writers import (
     BATCH_ID,
@@ -162,6 +163,7 @@ def load_table(
     target = writer.target(table.name)
     watermark: Any = None
     with reader_for(spec.source, table, source_url) as reader:
+        reader.bounds = bounds_for(str(spec.warehouse.kind))
         cursor = _check_source(table, reader)
         filters = filter_conditions(reader.source_table, table.filter, reader.cursor_order)
         with writer.session(table.name, stamp) as session:
@@ -173,8 +175,11 @@ def load_table(
                 stored=session.watermark() if cursor else None,
                 target=target,
                 full_reload=full_reload,
+                default_lookback=reader.default_lookback,
             )
             _refuse_null_cursors(plan, reader, filters, target)
+            if cursor is not None:  # before the read: see `SourceReader.commit_horizon`
+                plan = plan.with_horizon(reader.commit_horizon(cursor.column, cursor.arrow_type))
             cursor_range = plan.conditions(reader.source_table, reader.cursor_order)
             reader.where = (*filters, *cursor_range)
             sink = session.stage(reader.schema)

@@ -23,8 +23,17 @@ Why these bounds guarantee "no row lost, none doubled", including ties and batch
 * `>=` re-reads the rows sitting exactly on the watermark, so a row committed later
   with the same cursor value (a tie) is still picked up; the merge by key makes the
   re-read rows replace themselves instead of doubling.
-* A row that commits late with a cursor *below* the watermark is picked up while it
-  is within `lookback` of it: size the window to the longest commit delay.
+* A row that commits late with a cursor *below* the watermark: the source bounds it.
+  Before the read, the reader gives a *commit horizon* (`commit_horizon`): PostgreSQL,
+  the start of the oldest transaction open in the source database (or now). Every row
+  the read cannot see belongs to a transaction open then or started later, so (if its
+  cursor is set at write time, see README) its cursor is at or past the horizon; the
+  watermark never passes it (`with_horizon`), and such rows are re-read and merged.
+  Append without a key reads only rows below the horizon (a re-read would double).
+  MySQL/MariaDB have no horizon: a default window (`default_lookback`, 1 h) re-reads
+  behind the watermark. SQLite has one writer at a time: none is needed.
+* `lookback` widens the re-read window on top of that, e.g. for a cursor set to an
+  older value by the application.
 * NULL cursors never satisfy a comparison: `null_cursor` decides (`NullCursor`).
   `include` re-reads them every run (OR cursor IS NULL) and merges them by key.
 
@@ -37,7 +46,7 @@ import datetime as dt
 import decimal
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -80,6 +89,24 @@ class LoadPlan:
     strict: bool = False
     #: Why this plan, in words, for the progress line.
     why: str = ""
+    #: Rows whose cursor is below this are final at the source (`with_horizon`): the
+    #: watermark never passes it. None: no bound known, or none needed.
+    horizon: Any = None
+    #: Read only rows with cursor < upper (append without a key, `with_horizon`).
+    upper: Any = None
+
+    def with_horizon(self, horizon: Any) -> LoadPlan:
+        """This plan, kept below the source's commit horizon (see the module docstring).
+
+        With a key, rows at or past the horizon are loaded now and the watermark stops
+        at the horizon, so they are read again (and merged) next time. Without a key a
+        re-read would double rows: the load reads only rows below the horizon instead.
+        """
+        if horizon is None or self.cursor is None:
+            return self
+        if self.mode is LoadMode.append and not self.keys:
+            return replace(self, upper=horizon)
+        return replace(self, horizon=horizon)
 
     def conditions(
         self, source: Table, order: CursorOrder | None = None
@@ -92,15 +119,19 @@ class LoadPlan:
         if self.cursor is None:
             return []
         col = source.columns[self.cursor.column]
+        below: list[ColumnElement[bool]] = []
+        if self.upper is not None:
+            key, upper = (order or _plain)(col, self.upper)
+            below = [key < upper]
         if self.lower is None:
             if self.null_cursor is NullCursor.include:
-                return []
-            return [col.is_not(None)]
+                return below
+            return [col.is_not(None), *below]
         key, lower = (order or _plain)(col, self.lower)
         bound = key > lower if self.strict else key >= lower
         if self.null_cursor is NullCursor.include:
-            return [or_(bound, col.is_(None))]
-        return [bound]
+            return [or_(bound, col.is_(None)), *below]
+        return [bound, *below]
 
     def null_rows(self, source: Table) -> ColumnElement[bool] | None:
         """The condition for rows the `fail` policy must refuse; None if nothing to check."""
@@ -114,13 +145,16 @@ class LoadPlan:
         if self.cursor is None:
             return str(self.mode)
         name = self.cursor.column
+        below = f" below {encode(self.upper)}" if self.upper is not None else ""
         if self.lower is None:
-            return f"{self.mode}, {self.why}"
+            return f"{self.mode}, {self.why}{below}"
         op = ">" if self.strict else ">="
-        return f"{self.mode}, rows with {name} {op} {encode(self.lower)}"
+        return f"{self.mode}, rows with {name} {op} {encode(self.lower)}{below}"
 
     def next_watermark(self, read_max: Any) -> Any:
-        """The watermark to commit: never behind the stored one."""
+        """The watermark to commit: never behind the stored one, never past the horizon."""
+        if read_max is not None and self.horizon is not None:
+            read_max = min(read_max, self.horizon)
         if self.previous is None:
             return read_max
         if read_max is None:
@@ -161,6 +195,17 @@ def _back(value: Any, lookback: int | dt.timedelta, arrow_type: pa.DataType) -> 
     return value - lookback
 
 
+def _effective_lookback(
+    lookback: int | dt.timedelta, default: dt.timedelta, arrow_type: pa.DataType
+) -> int | dt.timedelta:
+    """The spec's window, or the source's default one for a temporal cursor if larger."""
+    temporal = pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)
+    if not default or not temporal:
+        return lookback
+    spec = lookback if isinstance(lookback, dt.timedelta) else dt.timedelta(seconds=lookback)
+    return max(spec, default)
+
+
 def plan_load(
     spec: TableSpec,
     cursor: Cursor | None,
@@ -169,12 +214,15 @@ def plan_load(
     stored: StoredWatermark | None,
     target: str,
     full_reload: bool = False,
+    default_lookback: dt.timedelta = dt.timedelta(0),
 ) -> LoadPlan:
     """What this load reads and how it writes; see the module docstring.
 
     `full_reload` (an operator's request, e.g. from the DAG's trigger form) rebuilds an
     append or incremental table as on its first load: every row, swapped in, and the
     watermark replaced in the same transaction by the largest cursor read.
+    `default_lookback`: the source's own re-read window for timestamp and date cursors
+    (MySQL/MariaDB: `datakits.sources.mysql`); the spec's `lookback`, when larger, wins.
     """
     keys = spec.primary_key or ()
     base = {"mode": spec.mode, "null_cursor": spec.null_cursor, "keys": keys}
@@ -202,7 +250,8 @@ def plan_load(
     if previous is None:
         return LoadPlan(rebuild=False, cursor=cursor, why="no cursor value yet", **base)
     strict = spec.mode is LoadMode.append and not keys
-    lower = previous if strict else _back(previous, spec.lookback, cursor.arrow_type)
+    lookback = _effective_lookback(spec.lookback, default_lookback, cursor.arrow_type)
+    lower = previous if strict else _back(previous, lookback, cursor.arrow_type)
     why = "window reaches the start" if lower is None else ""
     return LoadPlan(
         rebuild=False,

@@ -108,6 +108,24 @@ class LoadMode(StrEnum):
     incremental = "incremental"
 
 
+class Infinity(StrEnum):
+    """What a load does with PostgreSQL's `'infinity'` / `'-infinity'` timestamps and dates.
+
+    Arrow (and so bronze) has no infinity: the value must become something else, or stop
+    the load. Common in an open-ended `valid_to`.
+    """
+
+    #: The warehouse's largest (smallest) storable timestamp or date: DuckDB
+    #: 294247-01-10 04:00:54.775806 / 290309-12-22 BC, dates 5881580-07-10 /
+    #: 5877642-06-25 BC; PostgreSQL 294247-01-10 04:00:54.775807 (Arrow's end) /
+    #: 4714-11-24 BC, dates 5874897-12-31 / 4714-11-24 BC. Still sorts last (first).
+    clamp = "clamp"
+    #: NULL.
+    null = "null"
+    #: The load fails, naming the column (bronze unchanged).
+    fail = "fail"
+
+
 class SourceSpec(Strict):
     kind: SourceKind
     connection: ConnectionRef
@@ -290,6 +308,8 @@ class TableSpec(Strict):
     schema_drift: SchemaDrift = SchemaDrift.evolve
     #: Only rows matching every condition are read (structured, never SQL text).
     filter: tuple[RowFilter, ...] = ()
+    #: PostgreSQL `'infinity'` / `'-infinity'` timestamps and dates (see `Infinity`).
+    infinity: Infinity = Infinity.clamp
 
     @model_validator(mode="after")
     def _no_duplicate_columns(self) -> Self:

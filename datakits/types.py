@@ -25,26 +25,37 @@ silently changed. Strict sources (PostgreSQL, MySQL/MariaDB) already return the 
 Python types, so only the columns that need it pay for a conversion.
 
 What cannot be carried exactly fails the load, naming the column and the value; nothing
-is rounded or clamped:
+is rounded, and only ±infinity is clamped (the table's `infinity` policy says so):
 
 | value | bronze | otherwise |
 |---|---|---|
 | integers of any width (MySQL `BIGINT UNSIGNED`: decimal(20, 0)) | int64 | — |
 | `NUMERIC(p, s)`, p ≤ 38, 0 ≤ s ≤ p | decimal(p, s), exact | NaN fails the load |
 | other numerics (no precision, p > 38, s < 0; MySQL `DECIMAL(65, 30)`) | text, exact | — |
-| float / double | float64, bit-exact | — |
-| timestamp with / without time zone | timestamp(µs, UTC) / (µs) | ±infinity fails |
-| date | date32 | ±infinity fails |
+| float / double (PostgreSQL `real`: float32, bronze `real`) | float64, bit-exact | — |
+| timestamp with / without time zone | timestamp(µs, UTC) / (µs) | past 294246 AD fails |
+| date | date32 | — |
+| ±infinity (PostgreSQL timestamps, dates) | the table's `infinity`: clamp / NULL / fail | — |
 | time of day (MySQL `TIME` outside 00:00 to 24:00 fails: it is a duration) | time64(µs) | — |
 | boolean (MySQL `BOOLEAN` is `TINYINT(1)`: stays an integer, it may hold 2) | bool | — |
-| json / jsonb, uuid, interval, arrays (as JSON), enums, unknown types | text | — |
-| bytea / blob / binary (MySQL `BIT(n)`: int64) | binary | — |
+| MySQL zero date / datetime `0000-00-00` (also as SQLite text) | NULL | `2024-00-00` fails |
+| MySQL `BIT(n)`, n ≤ 63 / `BIT(64)`; `YEAR` | int64 / decimal(20, 0); int64 | — |
+| SQLite `BIGINT UNSIGNED` (SQLite has none: values past 2^63 are stored as REAL) | int64 | fails |
+| SQLite `YEAR`, `BIT(n)` (NUMERIC affinity) | text / decimal(n, 0) | — |
+| json / jsonb, uuid, interval, enums, char(n) (as `::text`: no padding), unknown types | text | — |
+| PostgreSQL arrays (bool/int/float/numeric/text/bytea items; others as text) | list | † |
+| PostgreSQL `money` | decimal(19, 2) | more than 2 fraction digits fail |
+| bytea / blob / binary | binary | — |
+
+† An array with several dimensions or a lower bound other than 1 fails the load. Lists
+are `T[]` columns in DuckDB and in PostgreSQL bronze.
 
 The PostgreSQL COPY path (`datakits.sources.postgres`) reaches the same Arrow types
 through the driver's binary decoding (`arrow_to_mapping`): text columns are cast to text
 by the server (its own exact output: `0.00000001`, not `1E-8`; jsonb in its canonical
-form; arrays as JSON), and years before 1 AD, which Python's `datetime` cannot hold and
-the cursor path therefore refuses, load exactly.
+form). Its cursor fallback selects the same expressions, with timestamps, dates and
+times as exact integers computed by the server, so years before 1 AD, `24:00` and
+intervals with months load the same on both paths.
 """
 
 from __future__ import annotations
@@ -176,6 +187,21 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a boolean")
 
 
+def _zero_date(value: Any) -> bool:
+    """MySQL's "no date" (`0000-00-00`, also as text in a SQLite copy of MySQL data).
+
+    It is not a date (there is no year 0, month 0 or day 0) and MySQL itself treats it as
+    NULL (`WHERE d IS NULL` finds it): bronze stores NULL. A partial zero date
+    (`2024-00-00`) is not a NULL stand-in: it fails the load, naming the value.
+    """
+    return isinstance(value, str) and value.strip() in _ZERO_DATES
+
+
+_ZERO_DATES = frozenset(
+    {"0000-00-00", "0000-00-00 00:00:00"} | {f"0000-00-00 00:00:00.{'0' * n}" for n in range(1, 7)}
+)
+
+
 def _parse_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value
@@ -189,7 +215,9 @@ def _parse_datetime(value: Any) -> dt.datetime:
 
 
 def _timestamp_converter(with_tz: bool) -> Converter:
-    def convert(value: Any) -> dt.datetime:
+    def convert(value: Any) -> dt.datetime | None:
+        if _zero_date(value):
+            return None
         moment = _parse_datetime(value)
         if with_tz:
             # A naive value in a `with time zone` column is taken as UTC.
@@ -201,11 +229,13 @@ def _timestamp_converter(with_tz: bool) -> Converter:
     return convert
 
 
-def _to_date(value: Any) -> dt.date:
+def _to_date(value: Any) -> dt.date | None:
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
+    if _zero_date(value):
+        return None
     if isinstance(value, str):
         text = value.strip()
         return dt.date.fromisoformat(text) if len(text) == 10 else _parse_datetime(text).date()
@@ -227,6 +257,10 @@ def _bits_to_int(value: Any) -> int:
     if isinstance(value, bytes | bytearray):
         return int.from_bytes(value, "big")
     return _to_int(value)
+
+
+def _bits_to_decimal(value: Any) -> decimal.Decimal:
+    return decimal.Decimal(_bits_to_int(value))
 
 
 def _duration_to_time(value: Any) -> dt.time:
@@ -251,8 +285,14 @@ def _to_bytes(value: Any) -> bytes:
 # --- mapping ------------------------------------------------------------------------------
 
 
-def map_column(name: str, source_type: sat.TypeEngine[Any], *, loose: bool) -> ColumnMapping:
-    """Map one reflected column type. `loose`: convert every value (SQLite), see module doc."""
+def map_column(
+    name: str, source_type: sat.TypeEngine[Any], *, loose: bool, float4: bool = False
+) -> ColumnMapping:
+    """Map one reflected column type. `loose`: convert every value (SQLite), see module doc.
+
+    `float4`: the source's `REAL` is a 4-byte float (PostgreSQL) and stays one; SQLite's
+    REAL is an 8-byte double, and reflects as the same SQLAlchemy type.
+    """
 
     def mapped(arrow_type: pa.DataType, tolerant: Converter | None, strict: Converter | None):
         return ColumnMapping(name, arrow_type, tolerant if loose else strict)
@@ -263,11 +303,19 @@ def map_column(name: str, source_type: sat.TypeEngine[Any], *, loose: bool) -> C
         return special
     if isinstance(t, sat.NullType):
         return ColumnMapping(name, pa.string(), _to_text)
+    if isinstance(t, sat.ARRAY):
+        return _array_mapping(name, t, float4=float4)
+    if _is_money(t):
+        # PostgreSQL's money is an int64 count of cents: decimal(19, 2) holds every value
+        # (a locale with more than 2 fraction digits fails the checked cast, never rounds).
+        return ColumnMapping(name, MONEY_TYPE, _decimal_converter(2))
     if isinstance(t, sat.Boolean):
         return mapped(pa.bool_(), _to_bool, None)
     if isinstance(t, sat.Integer):
         return mapped(pa.int64(), _to_int, None)
     if isinstance(t, sat.Float):  # before Numeric: Float is a Numeric subclass
+        if float4 and not loose and type(t) is sat.REAL:
+            return ColumnMapping(name, pa.float32(), None)
         return mapped(pa.float64(), _to_float, None)
     if isinstance(t, sat.Numeric):
         precision, scale = t.precision, t.scale if t.scale is not None else 0
@@ -278,8 +326,8 @@ def map_column(name: str, source_type: sat.TypeEngine[Any], *, loose: bool) -> C
         with_tz = bool(getattr(t, "timezone", False))
         arrow = pa.timestamp("us", tz="UTC" if with_tz else None)
         return mapped(arrow, _timestamp_converter(with_tz), None)
-    if isinstance(t, sat.Date):
-        return mapped(pa.date32(), _to_date, None)
+    if isinstance(t, sat.Date):  # strict too: MySQL's zero date arrives as text
+        return mapped(pa.date32(), _to_date, _to_date)
     if isinstance(t, sat.Time):
         if getattr(t, "timezone", False):  # Arrow's time has no offset: keep the text
             return ColumnMapping(name, pa.string(), _to_text)
@@ -295,6 +343,39 @@ def map_column(name: str, source_type: sat.TypeEngine[Any], *, loose: bool) -> C
     return ColumnMapping(name, pa.string(), _to_text)
 
 
+#: Arrow type of PostgreSQL's `money` (see `map_column`).
+MONEY_TYPE = pa.decimal128(19, 2)
+#: Array items kept as their own Arrow type inside a list; any other item type (dates,
+#: timestamps, intervals, ...) travels as the server's text of each item.
+_NATIVE_ITEMS = (pa.types.is_boolean, pa.types.is_integer, pa.types.is_floating,
+                 pa.types.is_decimal, pa.types.is_string, pa.types.is_binary)  # fmt: skip
+
+
+def _is_money(t: sat.TypeEngine[Any]) -> bool:
+    return type(t).__module__.startswith("sqlalchemy.dialects.postgresql") and (
+        type(t).__name__ == "MONEY"
+    )
+
+
+def _array_mapping(name: str, t: sat.ARRAY[Any], *, float4: bool) -> ColumnMapping:
+    """A PostgreSQL array as an Arrow list: native items where exact, else their text.
+
+    Only one-dimensional arrays with the default lower bound 1 are loaded; the reader
+    refuses others (a list cannot say `[0:2]` or `{{1,2},{3,4}}`, see the PG reader).
+    """
+    item = map_column(name, t.item_type, loose=False, float4=float4)
+    if any(test(item.arrow_type) for test in _NATIVE_ITEMS):
+        return ColumnMapping(name, pa.list_(item.arrow_type), None)
+    return ColumnMapping(name, pa.list_(pa.string()), None)
+
+
+def array_items_as_text(mapping: ColumnMapping, item_type: sat.TypeEngine[Any]) -> bool:
+    """Whether an array column's items must be cast to text by the server (not plain text)."""
+    value_type = mapping.arrow_type.value_type
+    plain = type(item_type) in (sat.String, sat.Text, sat.VARCHAR, sat.TEXT)
+    return pa.types.is_string(value_type) and not plain
+
+
 def _mysql_mapping(name: str, t: sat.TypeEngine[Any]) -> ColumnMapping | None:
     """MySQL/MariaDB types whose driver values need their own rule (None: the generic one).
 
@@ -306,7 +387,12 @@ def _mysql_mapping(name: str, t: sat.TypeEngine[Any]) -> ColumnMapping | None:
     from sqlalchemy.dialects import mysql
 
     if isinstance(t, mysql.BIT):
+        if (t.length or 1) > 63:  # BIT(64) with the top bit set is beyond int64
+            return ColumnMapping(name, pa.decimal128(20, 0), _bits_to_decimal)
         return ColumnMapping(name, pa.int64(), _bits_to_int)
+    if isinstance(t, mysql.DATETIME):
+        # pymysql hands a zero date over as text: NULL (see `_zero_date`).
+        return ColumnMapping(name, pa.timestamp("us"), _timestamp_converter(False))
     if isinstance(t, mysql.YEAR):
         return ColumnMapping(name, pa.int64(), _to_int)
     if isinstance(t, mysql.BIGINT) and t.unsigned:
@@ -326,8 +412,12 @@ def bronze_type(arrow_type: pa.DataType) -> sat.TypeEngine[Any]:
         return sat.Boolean(create_constraint=False)
     if pa.types.is_integer(arrow_type):
         return sat.BigInteger()
+    if pa.types.is_float32(arrow_type):
+        return sat.REAL()
     if pa.types.is_floating(arrow_type):
         return sat.Double()
+    if pa.types.is_list(arrow_type):
+        return sat.ARRAY(bronze_type(arrow_type.value_type))
     if pa.types.is_decimal(arrow_type):
         return sat.Numeric(arrow_type.precision, arrow_type.scale)
     if pa.types.is_timestamp(arrow_type):
@@ -396,36 +486,32 @@ PG_MIN_TIMESTAMP_US = -210_866_803_200_000_000
 PG_MIN_DATE_DAYS = -2_440_588
 
 
-def check_temporal_range(array: pa.Array, mapping: ColumnMapping, where: str) -> None:
-    """Fail the load when a decoded timestamp or date column holds an impossible value."""
-    if pa.types.is_timestamp(array.type):
-        floor, raw = PG_MIN_TIMESTAMP_US, array.cast(pa.int64())
-    elif pa.types.is_date32(array.type):
-        floor, raw = PG_MIN_DATE_DAYS, array.cast(pa.int32())
-    else:
-        return
-    if array.null_count == len(array):
-        return
-    low = pc.min(raw).as_py()
-    if low is not None and low < floor:
-        raise LoadFailed(
-            one_line(
-                f"{where}: column {mapping.name!r} holds infinity or a value beyond year "
-                f"294246, which {mapping.arrow_type} cannot carry: refusing to load it "
-                "(filter those rows out, or map them to NULL in a view)"
-            )
+def _beyond(mapping: ColumnMapping, where: str) -> LoadFailed:
+    return LoadFailed(
+        one_line(
+            f"{where}: column {mapping.name!r} holds a value beyond year 294246, which "
+            f"{mapping.arrow_type} cannot carry: refusing to load it (filter those rows out, "
+            "or map them to NULL in a view)"
         )
+    )
 
 
-def arrow_to_mapping(array: pa.Array, mapping: ColumnMapping, where: str) -> pa.Array:
+def arrow_to_mapping(
+    array: pa.Array,
+    mapping: ColumnMapping,
+    where: str,
+    infinity: str = "fail",
+    bounds: TemporalBounds | None = None,
+) -> pa.Array:
     """A driver-decoded Arrow column as `mapping`'s type: checked casts only, never rounding.
 
-    Extension types (ADBC's opaque numeric, json, uuid) are read through their storage;
-    narrower integers and floats widen; a decimal's exact text becomes decimal(p, s), and
-    any digit the scale cannot hold (or NaN) fails the load instead of rounding.
+    Extension types (ADBC's opaque numeric, json, uuid) are read through their storage,
+    inside lists too; narrower integers and floats widen; a decimal's exact text becomes
+    decimal(p, s), and any digit the scale cannot hold (or NaN) fails the load instead
+    of rounding. ±infinity (PostgreSQL's sentinels, `PG_INFINITY_*`) becomes what the
+    table's `infinity` policy says, within `bounds` (`resolve_infinity`).
     """
-    if isinstance(array.type, pa.ExtensionType):
-        array = array.storage
+    array = _storage(array)
     target = mapping.arrow_type
     if not array.type.equals(target):
         try:
@@ -434,5 +520,118 @@ def arrow_to_mapping(array: pa.Array, mapping: ColumnMapping, where: str) -> pa.
             raise LoadFailed(
                 one_line(f"{where}: column {mapping.name!r} cannot be loaded as {target}: {exc}")
             ) from None
-    check_temporal_range(array, mapping, where)
+    return resolve_infinity(array, mapping, where, infinity, bounds or bounds_for(""))
+
+
+def _storage(array: pa.Array) -> pa.Array:
+    """An array without extension types (ADBC's opaque numeric, also as list items)."""
+    if isinstance(array.type, pa.ExtensionType):
+        return array.storage
+    if pa.types.is_list(array.type) and isinstance(array.type.value_type, pa.ExtensionType):
+        mask = array.is_null() if array.null_count else None
+        return pa.ListArray.from_arrays(array.offsets, array.values.storage, mask=mask)
     return array
+
+
+# --- ±infinity (PostgreSQL timestamps and dates) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class TemporalBounds:
+    """The finite range a warehouse stores through Arrow: µs since 1970 and days since 1970.
+
+    `infinity: clamp` loads `'infinity'` as the max and `'-infinity'` as the min of the
+    warehouse the load writes to (`bounds_for`).
+    """
+
+    min_us: int
+    max_us: int
+    min_days: int
+    max_days: int
+
+
+#: DuckDB keeps int64/int32 max and -max for its own ±infinity: one step inside them.
+DUCKDB_BOUNDS = TemporalBounds(
+    min_us=-9_223_372_022_400_000_000,  # 290309-12-22 BC 00:00:00
+    max_us=9_223_372_036_854_775_806,  # 294247-01-10 04:00:54.775806
+    min_days=-2_147_483_646,  # 5877642-06-25 BC
+    max_days=2_147_483_646,  # 5881580-07-10
+)
+#: PostgreSQL: 4714-11-24 BC to 294276 AD for timestamps (Arrow's int64 µs ends first, at
+#: 294247-01-10 04:00:54.775807) and to 5874897-12-31 for dates.
+POSTGRES_BOUNDS = TemporalBounds(
+    min_us=-210_866_803_200_000_000,
+    max_us=9_223_372_036_854_775_807,
+    min_days=-2_440_588,
+    max_days=2_145_042_905,
+)
+_BOUNDS = {"duckdb": DUCKDB_BOUNDS, "postgres": POSTGRES_BOUNDS}
+
+
+def bounds_for(warehouse_kind: str) -> TemporalBounds:
+    """The clamp range of a warehouse kind; the range every warehouse stores if unknown."""
+    if warehouse_kind in _BOUNDS:
+        return _BOUNDS[warehouse_kind]
+    return TemporalBounds(
+        min_us=max(b.min_us for b in _BOUNDS.values()),
+        max_us=min(b.max_us for b in _BOUNDS.values()),
+        min_days=max(b.min_days for b in _BOUNDS.values()),
+        max_days=min(b.max_days for b in _BOUNDS.values()),
+    )
+
+
+#: How PostgreSQL's ±infinity arrive as Arrow values: the ADBC driver adds the 2000→1970
+#: epoch offset to PostgreSQL's int64/int32 sentinels, and the sum wraps around. No real
+#: value decodes to these (real ones stay above `PG_MIN_*`, or wrap to below these).
+#: The cursor path selects the same values for ±infinity (`datakits.sources.postgres`).
+PG_INFINITY_US = -9_222_425_352_054_775_809
+PG_NEG_INFINITY_US = -9_222_425_352_054_775_808
+PG_INFINITY_DAYS = -2_147_472_692
+PG_NEG_INFINITY_DAYS = -2_147_472_691
+
+
+def resolve_infinity(
+    array: pa.Array, mapping: ColumnMapping, where: str, policy: str, bounds: TemporalBounds
+) -> pa.Array:
+    """±infinity as the `infinity` policy says: the warehouse's max/min, NULL, or a failure.
+
+    Any other value below PostgreSQL's first day is a year past Arrow's range that the
+    driver wrapped around: the load fails. Costs one `min` per timestamp/date column and
+    batch when neither is present.
+    """
+    if pa.types.is_timestamp(array.type):
+        raw = array.cast(pa.int64())
+        pos, neg, high, low = PG_INFINITY_US, PG_NEG_INFINITY_US, bounds.max_us, bounds.min_us
+        floor = PG_MIN_TIMESTAMP_US
+    elif pa.types.is_date32(array.type):
+        raw = array.cast(pa.int32())
+        pos, neg, high, low = (
+            PG_INFINITY_DAYS,
+            PG_NEG_INFINITY_DAYS,
+            bounds.max_days,
+            bounds.min_days,
+        )
+        floor = PG_MIN_DATE_DAYS
+    else:
+        return array
+    if array.null_count == len(array) or pc.min(raw).as_py() >= floor:
+        return array
+    is_pos, is_neg = pc.equal(raw, pos), pc.equal(raw, neg)
+    infinite = pc.or_(is_pos, is_neg)
+    rest = pc.min(pc.if_else(infinite, pa.scalar(None, raw.type), raw)).as_py()
+    if rest is not None and rest < floor:
+        raise _beyond(mapping, where)
+    if policy == "fail":
+        raise LoadFailed(
+            one_line(
+                f"{where}: column {mapping.name!r} holds infinity and the table's `infinity` "
+                "policy is fail (bronze unchanged): set infinity to clamp or null"
+            )
+        )
+    if policy == "null":
+        resolved = pc.if_else(infinite, pa.scalar(None, raw.type), raw)
+    else:
+        resolved = pc.if_else(
+            is_pos, pa.scalar(high, raw.type), pc.if_else(is_neg, pa.scalar(low, raw.type), raw)
+        )
+    return resolved.cast(array.type)

@@ -6,9 +6,10 @@ in `cursor >= :watermark`. It is written by `save_watermark` in the load's own
 transaction: data and watermark commit together or not at all (DESIGN.md, contract 5).
 
 The value saved is the maximum cursor of the rows *actually read* (`CursorMax`), never
-"now" or a value computed by the source after the read: a row the read did not see can
-then never sit below a watermark that claims to include it, except by committing late,
-which the lookback window is for (`datakits.modes`).
+"now" or a value computed by the source after the read, and never past the source's
+commit horizon taken before the read: a row the read did not see can then never sit
+below a watermark that claims to include it, even when it commits late
+(`datakits.modes`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ runner holds one batch at a time whatever the table's size.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
 
@@ -36,7 +37,7 @@ from sqlalchemy.types import NullType
 from datakits.errors import ConfigError, LoadFailed, SourceUnavailable
 from datakits.messages import one_line, reason
 from datakits.spec import TableSpec
-from datakits.types import ColumnMapping, map_column, rows_to_batch
+from datakits.types import ColumnMapping, TemporalBounds, bounds_for, map_column, rows_to_batch
 from datakits.urls import make_engine, parse_url, require_backend, safe
 
 #: Driver codes of "this database does not exist": PostgreSQL's SQLSTATE, MySQL's errno.
@@ -58,6 +59,8 @@ class SourceReader(Protocol):
     schema: pa.Schema
     mappings: list[ColumnMapping]
     where: tuple[ColumnElement[bool], ...]
+    bounds: TemporalBounds
+    default_lookback: dt.timedelta
 
     @property
     def source_table(self) -> Table: ...
@@ -69,6 +72,8 @@ class SourceReader(Protocol):
     def exists(self, *conditions: ColumnElement[bool]) -> bool: ...
 
     def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]: ...
+
+    def commit_horizon(self, cursor: str, arrow_type: pa.DataType) -> Any: ...
 
     def batches(self) -> Iterator[pa.RecordBatch]: ...
 
@@ -98,6 +103,13 @@ class SqlTableReader:
     backend: ClassVar[str]
     #: True when the database does not enforce declared types (see `datakits.types`).
     loose_types: ClassVar[bool] = False
+    #: True when the source's REAL is a 4-byte float (PostgreSQL): bronze keeps float4.
+    real_is_float4: ClassVar[bool] = False
+    #: The re-read window behind the watermark for timestamp/date cursors when the spec
+    #: sets a smaller `lookback` (see `datakits.modes`; MySQL/MariaDB set one).
+    default_lookback: ClassVar[dt.timedelta] = dt.timedelta(0)
+    #: The clamp range of `infinity: clamp` (PostgreSQL): the warehouse's; the load sets it.
+    bounds: TemporalBounds = bounds_for("")
 
     def __init__(self, url: str | URL, table: TableSpec, schema: str | None = None) -> None:
         self.url = parse_url(url)
@@ -141,7 +153,10 @@ class SqlTableReader:
             self._conn = self._connect(self._engine)
             self._table = self._reflect(self._conn)
             columns = self._select_columns(self._table)
-            self.mappings = [map_column(c.name, c.type, loose=self.loose_types) for c in columns]
+            self.mappings = [
+                map_column(c.name, c.type, loose=self.loose_types, float4=self.real_is_float4)
+                for c in columns
+            ]
             self.schema = pa.schema([m.field for m in self.mappings])
         except BaseException:
             self.close()
@@ -253,6 +268,24 @@ class SqlTableReader:
         )
         return stmt.where(*self.where) if self.where else stmt
 
+    def commit_horizon(self, cursor: str, arrow_type: pa.DataType) -> Any:
+        """A cursor value below which no transaction still open can add or change a row.
+
+        Called by the load before the rows are read; the watermark never passes it
+        (`LoadPlan.with_horizon`). None: no bound is needed (SQLite: one writer at a
+        time, so no commit can land behind a read) or none is known (MySQL/MariaDB: the
+        `default_lookback` window covers late commits instead).
+        """
+        return None
+
+    def cursor_statement(self) -> Select[Any]:
+        """The statement the server-side cursor path runs (a reader may refine it)."""
+        return self.statement()
+
+    def rows_to_batch(self, rows: Sequence[Any], where: str) -> pa.RecordBatch:
+        """Rows of `cursor_statement()` as a batch of `self.schema`."""
+        return rows_to_batch(rows, self.mappings, self.schema, where)
+
     def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]:
         """(expression, bound) to compare a cursor column with a watermark value in SQL.
 
@@ -280,7 +313,7 @@ class SqlTableReader:
         """Stream the selected columns, `batch_size` rows per Arrow batch."""
         if self._conn is None or self._table is None:
             raise RuntimeError("use the reader as a context manager before reading batches")
-        stmt = self.statement()
+        stmt = self.cursor_statement()
         size = self.table_spec.batch_size
         conn = self._conn.execution_options(stream_results=True, yield_per=size)
         where = f"source table {self.qualified_name}"
@@ -289,7 +322,7 @@ class SqlTableReader:
             result = conn.execute(stmt)
             try:
                 for rows in result.partitions(size):
-                    batch = rows_to_batch(rows, self.mappings, self.schema, where)
+                    batch = self.rows_to_batch(rows, where)
                     read += batch.num_rows
                     yield batch
             finally:

@@ -13,6 +13,7 @@ session's character set is utf8mb4, so every Unicode character (emoji too) round
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
@@ -36,6 +37,11 @@ _TABLE_ROWS = text(
 class MySqlReader(SqlTableReader):
     backend = "mysql"
     loose_types = False
+    #: InnoDB commits out of cursor order like any MVCC database, and reading its open
+    #: transactions (`information_schema.innodb_trx`) needs the PROCESS privilege: a
+    #: timestamp or date cursor is re-read one hour behind the watermark by default, so
+    #: a row whose transaction commits up to an hour after its cursor value is not lost.
+    default_lookback = dt.timedelta(hours=1)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -17,36 +17,67 @@ without interpretation (`_select_expression`): types bronze keeps as text are ca
 text *by the server* (its own exact text output), numerics are checked casts from the
 driver's exact decimal text, and timestamps/dates are range-checked because the driver
 wraps ±infinity and years past 294,246 into garbage instead of failing
-(`datakits.types.check_temporal_range`). The statement is rendered with psycopg's own
+(`datakits.types.resolve_infinity`). The statement is rendered with psycopg's own
 client-side literal quoting (`ClientCursor.mogrify`), never with string formatting.
 
 Fallback: without the `adbc-driver-postgresql` package, with a `postgresql+psycopg2://` URL,
 or with `DATAKITS_POSTGRES_COPY=0`, the reader uses the shared server-side-cursor path
-(`SqlTableReader.batches`), with json/jsonb taken as the server's text as COPY does.
+(`SqlTableReader.batches`) with the same SELECT expressions (`cursor_statement`), except
+that timestamps, dates and times travel as exact integers the server computes (Python's
+`datetime` holds no BC date, no year past 9999, no `24:00`) and ±infinity as the values
+the driver produces. Both paths then share `arrow_to_mapping`, so the bronze they write
+is the same, value for value (`tests/datakits/test_type_fidelity.py`).
+
+Commit horizon (`commit_horizon`): see `datakits.modes` and README "Load modes".
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import import_module
 from types import ModuleType
 from typing import Any, ClassVar, Self
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg.types.string import TextLoader
-from sqlalchemy import Column, ColumnElement, Connection, Select, Text, cast, func, text
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Select,
+    Text,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    text,
+)
 from sqlalchemy import types as sat
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 
-from datakits.errors import LoadFailed, SourceUnavailable
-from datakits.messages import one_line, redact
+from datakits.errors import ConfigError, LoadFailed, SourceUnavailable
+from datakits.messages import one_line, reason, redact
 from datakits.sources.arrowstream import prefetch, rebatch
 from datakits.sources.base import SqlTableReader
-from datakits.types import ColumnMapping, arrow_to_mapping
+from datakits.types import (
+    PG_INFINITY_DAYS,
+    PG_INFINITY_US,
+    PG_NEG_INFINITY_DAYS,
+    PG_NEG_INFINITY_US,
+    ColumnMapping,
+    array_items_as_text,
+    arrow_to_mapping,
+    rows_to_batch,
+)
 from datakits.urls import CONNECT_TIMEOUT, safe
 
 #: Set to 0 to read through the server-side cursor instead of COPY (e.g. to compare).
@@ -60,6 +91,30 @@ _BATCH_BYTES = 4 * 1024 * 1024
 _BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
 #: What libpq says when the session is gone (see `_connection_lost`).
 _LOST_MARKS = ("FATAL:", "server closed the connection", "could not receive data", "no connection")
+#: When the oldest transaction still open in this database began (or now): its own role
+#: is visible only with `pg_read_all_stats` (superusers have it); `hidden` counts the
+#: sessions this role cannot see. Autovacuum writes no rows; this session is the reader.
+_HORIZON = text(
+    """
+    SELECT h.at, h.at AT TIME ZONE current_setting('TimeZone') AS local,
+           (h.at AT TIME ZONE current_setting('TimeZone'))::date AS day,
+           h.hidden, current_user AS role, current_database() AS db
+    FROM (
+        SELECT least(now(), min(a.xact_start)) AS at,
+               count(*) FILTER (WHERE a.backend_type IS NULL) AS hidden
+        FROM pg_stat_activity AS a
+        WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND a.pid <> pg_backend_pid()
+          AND a.backend_type IS DISTINCT FROM 'autovacuum worker'
+    ) AS h
+    """
+)
+#: The last timestamp Arrow's int64 µs holds; later PostgreSQL values are refused.
+_ARROW_END = "294247-01-10 04:00:54.775807"
+#: What the cursor path selects for a timestamp past `_ARROW_END` (below every real one).
+_BEYOND_US = -(2**63)
+#: The name of the extra column that flags arrays a list cannot carry (`_array_check`).
+_ARRAY_CHECK = "_datakits_array_check"
 #: Source types the driver decodes to exactly our Arrow type (or a checked cast of it).
 _NATIVE = (
     sat.Boolean,
@@ -169,26 +224,86 @@ def _connection_lost(exc: BaseException) -> bool:
 def _select_expression(column: Column[Any], mapping: ColumnMapping) -> ColumnElement[Any]:
     """What to SELECT for `column` so COPY's binary value is exactly `mapping`'s type.
 
-    Columns bronze keeps as text (JSON, UUID, intervals, unconstrained numerics, …) are
-    cast to text by PostgreSQL itself: its text output is the exact value, and the same
-    for every client. Arrays become JSON text, as the cursor path writes them.
+    Columns bronze keeps as text (JSON, UUID, intervals, unconstrained numerics, char(n)
+    without its padding, ...) are cast to text by PostgreSQL itself: its text output is
+    the exact value, and the same for every client. `money` is cast to numeric (exact),
+    arrays keep their items (cast to text[] when the items are kept as text).
     """
     source = column.type
+    if isinstance(source, sat.ARRAY):
+        if array_items_as_text(mapping, source.item_type):
+            return cast(column, postgresql.ARRAY(Text)).label(mapping.name)
+        return column.label(mapping.name)
     if pa.types.is_string(mapping.arrow_type):
-        plain = isinstance(source, sat.String) and not isinstance(source, sat.Enum)
+        plain = isinstance(source, sat.String) and not isinstance(source, sat.Enum | sat.CHAR)
         if plain:
             return column.label(mapping.name)
-        if isinstance(source, sat.ARRAY):
-            return cast(func.to_json(column), Text).label(mapping.name)
         return cast(column, Text).label(mapping.name)
     if isinstance(source, _NATIVE):
         return column.label(mapping.name)
+    if pa.types.is_decimal(mapping.arrow_type):  # money
+        return cast(column, sat.Numeric()).label(mapping.name)
     return cast(column, Text).label(mapping.name)  # not reached with today's mapping
+
+
+def _epoch_units(column: ColumnElement[Any], factor: int) -> ColumnElement[Any]:
+    return cast(extract("epoch", column) * literal(factor), sat.BigInteger)
+
+
+def _cursor_expression(
+    column: Column[Any], mapping: ColumnMapping
+) -> tuple[ColumnElement[Any], pa.DataType]:
+    """The cursor path's SELECT for `column`, and the Arrow type of what it returns.
+
+    Python's `datetime` holds neither BC dates, years past 9999, `24:00` nor ±infinity,
+    so temporal values travel as the integers Arrow stores (µs or days since 1970, µs
+    since midnight), computed exactly by the server; ±infinity as the values the COPY
+    path's driver produces, so both paths share `arrow_to_mapping`. `real` travels as
+    float8 (exact) rather than as text parsed into a double. Everything else is the
+    COPY path's expression.
+    """
+    target = mapping.arrow_type
+    if pa.types.is_timestamp(target):
+        kind = postgresql.TIMESTAMP(timezone=target.tz is not None)
+        value = case(
+            (column == cast(literal("infinity"), kind), literal(PG_INFINITY_US)),
+            (column == cast(literal("-infinity"), kind), literal(PG_NEG_INFINITY_US)),
+            (column > cast(literal(_ARROW_END), kind), literal(_BEYOND_US)),
+            else_=_epoch_units(column, 1_000_000),
+        )
+        return cast(value, sat.BigInteger).label(mapping.name), pa.int64()
+    if pa.types.is_date32(target):
+        value = case(
+            (column == cast(literal("infinity"), sat.Date), literal(PG_INFINITY_DAYS)),
+            (column == cast(literal("-infinity"), sat.Date), literal(PG_NEG_INFINITY_DAYS)),
+            else_=column - cast(literal("1970-01-01"), sat.Date),
+        )
+        return cast(value, sat.Integer).label(mapping.name), pa.int32()
+    if pa.types.is_time64(target):
+        return _epoch_units(column, 1_000_000).label(mapping.name), pa.int64()
+    if pa.types.is_float32(target):
+        return cast(column, postgresql.DOUBLE_PRECISION).label(mapping.name), pa.float64()
+    if pa.types.is_list(target) and pa.types.is_float32(target.value_type):
+        doubles = postgresql.ARRAY(postgresql.DOUBLE_PRECISION)
+        return cast(column, doubles).label(mapping.name), pa.list_(pa.float64())
+    return _select_expression(column, mapping), target
+
+
+def _array_check(table: Any, mappings: list[ColumnMapping]) -> ColumnElement[bool] | None:
+    """True for a row holding an array a list cannot carry: several dimensions, or a lower
+    bound other than 1 (`'[0:1]={5,6}'`). The driver would flatten them silently."""
+    arrays = [table.columns[m.name] for m in mappings if pa.types.is_list(m.arrow_type)]
+    if not arrays:
+        return None
+    tests = [or_(func.array_ndims(c) > 1, func.array_lower(c, 1) != 1).is_(True) for c in arrays]
+    return or_(*tests).label(_ARRAY_CHECK)
 
 
 class PostgresReader(SqlTableReader):
     backend = "postgresql"
     loose_types = False
+    real_is_float4 = True
+    _cursor_mappings: list[ColumnMapping]
     #: Read through COPY when the driver is installed (see the module docstring).
     use_copy: ClassVar[bool] = True
 
@@ -206,6 +321,39 @@ class PostgresReader(SqlTableReader):
             self._opening.discard()
             self._opening = None
         super().close()
+
+    def commit_horizon(self, cursor: str, arrow_type: pa.DataType) -> Any:
+        """The start of the oldest transaction open now (or now), in the cursor's type.
+
+        Sound because it is taken *before* the read's snapshot: a row the read cannot
+        see comes from a transaction open now or started later, and (the assumption,
+        see README "Load modes") its cursor is at least that transaction's start. Rows
+        below the horizon are therefore all visible to the read. Only timestamp and date
+        cursors: an integer from a sequence has no such bound (None).
+        """
+        temporal = pa.types.is_timestamp(arrow_type) or pa.types.is_date32(arrow_type)
+        if not temporal:
+            return None
+        assert self._conn is not None, "use the reader as a context manager first"
+        self._conn.rollback()  # a fresh transaction: pg_stat_activity is read anew
+        try:
+            row = self._conn.execute(_HORIZON).one()
+        except DBAPIError as exc:
+            raise LoadFailed(
+                one_line(f"reading open transactions failed: {reason(exc, self.url.password)}")
+            ) from None
+        if row.hidden:
+            raise ConfigError(
+                f"source role {row.role} cannot see {row.hidden} other session(s) of database "
+                f"{row.db} in pg_stat_activity, so the load cannot keep its watermark below "
+                f"transactions still open: GRANT pg_read_all_stats TO {row.role} (it shows "
+                "activity, no table data)"
+            )
+        if pa.types.is_date32(arrow_type):
+            return row.day
+        if arrow_type.tz is None:
+            return row.local
+        return row.at.astimezone(dt.UTC)
 
     def _copy_driver(self) -> tuple[ModuleType, ModuleType] | None:
         """The ADBC modules when this read goes through COPY; None for the cursor path.
@@ -231,7 +379,7 @@ class PostgresReader(SqlTableReader):
         driver = self._copy_driver()
         if driver is None:
             self._json_as_text()
-            yield from super().batches()
+            yield from super().batches()  # `cursor_statement` + `rows_to_batch` below
             return
         query = self._copy_query()
         opening, self._opening = self._opening, None
@@ -267,7 +415,56 @@ class PostgresReader(SqlTableReader):
         """`statement()` (the rows the load selected) with the COPY-exact column expressions."""
         table = self.source_table
         columns = [_select_expression(table.columns[m.name], m) for m in self.mappings]
+        return self._with_columns(columns)
+
+    def cursor_statement(self) -> Select[Any]:
+        """The same rows and values as `copy_statement`, in types psycopg returns exactly."""
+        table = self.source_table
+        pairs = [_cursor_expression(table.columns[m.name], m) for m in self.mappings]
+        self._cursor_mappings = [
+            ColumnMapping(m.name, arrow, None if arrow != m.arrow_type else m.convert)
+            for m, (_, arrow) in zip(self.mappings, pairs, strict=True)
+        ]
+        if _array_check(self.source_table, self.mappings) is not None:
+            self._cursor_mappings.append(ColumnMapping(_ARRAY_CHECK, pa.bool_()))
+        return self._with_columns([expression for expression, _ in pairs])
+
+    def _with_columns(self, columns: list[ColumnElement[Any]]) -> Select[Any]:
+        check = _array_check(self.source_table, self.mappings)
+        if check is not None:
+            columns = [*columns, check]
         return self.statement().with_only_columns(*columns, maintain_column_froms=True)
+
+    def rows_to_batch(self, rows: Sequence[Any], where: str) -> pa.RecordBatch:
+        """Cursor-path rows → the batch the COPY path would produce from the same rows."""
+        mappings = self._cursor_mappings
+        if len(mappings) > len(self.mappings) and any(row[-1] for row in rows):
+            raise self._bad_arrays(where)  # before the items are converted
+        raw = rows_to_batch(rows, mappings, pa.schema([m.field for m in mappings]), where)
+        return self._final_batch(raw, where)
+
+    def _bad_arrays(self, where: str) -> LoadFailed:
+        names = [m.name for m in self.mappings if pa.types.is_list(m.arrow_type)]
+        return LoadFailed(
+            one_line(
+                f"{where}: an array in column(s) {', '.join(names)} has several dimensions "
+                "or a lower bound other than 1, which a list cannot carry: refusing to load "
+                "it (convert it in a view, e.g. to jsonb)"
+            )
+        )
+
+    def _final_batch(self, batch: pa.RecordBatch, where: str) -> pa.RecordBatch:
+        """Decoded columns → `self.schema`: checked casts, ±infinity, refused arrays."""
+        if batch.num_columns > len(self.mappings):
+            flags = batch.column(len(self.mappings))
+            if pc.any(flags).as_py():
+                raise self._bad_arrays(where)
+        policy = str(self.table_spec.infinity)
+        arrays = [
+            arrow_to_mapping(batch.column(i), m, where, policy, self.bounds)
+            for i, m in enumerate(self.mappings)
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
     def _copy_query(self) -> str:
         """The SELECT as text, literals quoted by psycopg (the driver takes no parameters).
@@ -329,11 +526,7 @@ class PostgresReader(SqlTableReader):
                             one_line(f"reading {where} failed: {self._reason(exc)}")
                         ) from None
                     read += batch.num_rows
-                    arrays = [
-                        arrow_to_mapping(batch.column(i), m, where)
-                        for i, m in enumerate(self.mappings)
-                    ]
-                    yield pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+                    yield self._final_batch(batch, where)
         finally:
             with contextlib.suppress(Exception):  # a dead connection must not hide why
                 statement.close()

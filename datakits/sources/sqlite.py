@@ -9,6 +9,11 @@ Text timestamps also compare as text: `'2024-01-01T10:00:01'` sorts after
 on both sides (`cursor_order`), which reads every ISO-8601 spelling (`T` or space, `Z`
 or an offset, fractions) and unix times alike. Its resolution is ~25 microseconds:
 rows of the same 25 µs may be re-read (harmless with a primary key).
+
+Late commits: SQLite has one writer at a time, and a writer holds the lock from its
+first write to its commit, so no row can commit behind a read with a cursor the writing
+statement set (`CURRENT_TIMESTAMP`, a trigger): no commit horizon and no default
+lookback (`SqlTableReader.commit_horizon` stays None).
 """
 
 from __future__ import annotations

@@ -199,7 +199,8 @@ def _row_writer(
 def _pg_type_name(type_: Any) -> str:
     """The PostgreSQL type name psycopg knows for a staging column (for `set_types`)."""
     rendered = type_.compile(dialect=postgresql.dialect()).lower()
-    base = rendered.split("(")[0].strip()
+    array = "[]" if rendered.endswith("[]") else ""  # lists: `numeric(12, 2)[]`
+    base = rendered.removesuffix("[]").split("(")[0].strip()
     return {
         "timestamp with time zone": "timestamptz",
         "timestamp without time zone": "timestamp",
@@ -207,4 +208,5 @@ def _pg_type_name(type_: Any) -> str:
         "double precision": "float8",
         "bigint": "int8",
         "boolean": "bool",
-    }.get(base, base)
+        "real": "float4",
+    }.get(base, base) + array

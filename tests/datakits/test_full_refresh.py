@@ -210,4 +210,5 @@ def test_postgres_specific_types_load_losslessly(
     assert row[2] == "12345678901234567890123456789012345678901234.56"
     assert row[3].isoformat() == "2024-05-06T07:08:09.500000"
     assert row[4] == b"\x00\xff"
-    assert json.loads(row[5]) == ["a", "b"]
+    assert row[5] == ["a", "b"]  # a native list (VARCHAR[]), no longer JSON text
+    assert types["tags"] == "VARCHAR[]"
