@@ -34,7 +34,14 @@ from pathlib import Path
 
 from dag_factory.adapters.container import quantity
 from dag_factory.k8s_objects import egress_problem, secret_refs
-from dag_factory.spec import Executor, K8sName, ResourceAmounts, TenantSpec
+from dag_factory.spec import (
+    Alerting,
+    Executor,
+    K8sName,
+    KubernetesSettings,
+    ResourceAmounts,
+    TenantSpec,
+)
 from dag_factory.yaml_source import FieldPath
 from datakits.kinds import source_kind, warehouse_kind
 from datakits.spec import ConnectionRef, ConnId, EnvVarName, Strict
@@ -90,8 +97,17 @@ def prefix(kind: str, tenant: str) -> str:
     return _KINDS[kind][1](tenant)
 
 
+#: What the spec's own defaults name — the platform's SMTP connection, the registry's pull
+#: Secret: shared by construction, since a tenant that sets nothing names them.
+BUILT_IN_SHARED: dict[str, tuple[str, ...]] = {
+    "airflow_conn": (Alerting.model_fields["smtp_connection"].default,),
+    "env": (),
+    "secret": (KubernetesSettings.model_fields["image_pull_secret"].default,),
+}
+
+
 def _shared(shared: SharedRefs, kind: str) -> tuple[str, ...]:
-    return getattr(shared, _KINDS[kind][2])  # type: ignore[no-any-return]
+    return (*getattr(shared, _KINDS[kind][2]), *BUILT_IN_SHARED[kind])
 
 
 def _connection(ref: ConnectionRef, path: FieldPath, role: str) -> Reference:

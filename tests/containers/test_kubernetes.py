@@ -268,8 +268,9 @@ def test_quota_and_limits_follow_the_resources():
 
 def test_network_policy_denies_by_default_and_allows_source_and_warehouse():
     acme = next(t for t in TENANTS if t.spec.tenant == "acme").spec
+    nowhere = _with(acme, source_egress={}, warehouse_egress={})
     with pytest.raises(EgressUndefined, match=r"source_egress: .*set `cidrs`.*5432"):
-        tenant_objects(acme)  # no destination given: never TCP 5432 to every address
+        tenant_objects(nowhere)  # no destination given: never TCP 5432 to every address
     same = {"cidrs": ["10.20.0.0/16"]}
     policy = {
         o["kind"]: o for o in tenant_objects(_with(acme, source_egress=same, warehouse_egress=same))

@@ -26,7 +26,7 @@ def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 def test_validate_repository_tenants():
     done = run("validate")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 valid, 0 invalid tenant file(s)" in done.stdout
+    assert "3 valid, 0 invalid tenant file(s)" in done.stdout
 
 
 def test_validate_reports_every_problem_as_json(warehouses: Path, write_tenant: WriteTenant):
@@ -73,7 +73,11 @@ def test_unknown_tenant_fails_with_one_line():
 
 
 def test_k8s_writes_a_kustomize_folder(tmp_path: Path):
-    refused = run("k8s", "acme", "--out", str(tmp_path / "refused"))
+    bare = tmp_path / "bare"
+    shutil.copytree(REPO / "warehouses", bare)
+    acme_file = bare / "acme" / "warehouse.yaml"
+    acme_file.write_text(acme_file.read_text().split("\nplatform:\n")[0] + "\n")
+    refused = run("k8s", "acme", "--out", str(tmp_path / "refused"), "-w", str(bare))
     assert refused.returncode == 1
     assert "source_egress: the postgres source needs a NetworkPolicy destination" in (
         " ".join(refused.stderr.split())
@@ -82,7 +86,9 @@ def test_k8s_writes_a_kustomize_folder(tmp_path: Path):
 
     warehouses = tmp_path / "warehouses"
     shutil.copytree(REPO / "warehouses", warehouses)
-    with (warehouses / "acme" / "warehouse.yaml").open("a") as file:
+    acme_file = warehouses / "acme" / "warehouse.yaml"
+    acme_file.write_text(acme_file.read_text().split("\nplatform:\n")[0] + "\n")
+    with acme_file.open("a") as file:
         file.write(
             "platform:\n  kubernetes:\n"
             "    source_egress: {cidrs: [10.20.0.0/16]}\n"

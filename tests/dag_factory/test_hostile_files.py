@@ -21,7 +21,7 @@ from dag_factory.errors import TenantFileError
 from dag_factory.loader import Loader
 from tests.dag_factory.conftest import REPO
 
-VALID = {"tenant_acme": "0 3 * * *", "tenant_demo": "@daily"}
+VALID = {"tenant_acme": "0 3 * * *", "tenant_demo": "@daily", "tenant_lake": "@daily"}
 HEAD = """\
 tenant: evil
 source: {kind: sqlite, connection: {env: EVIL_SOURCE_URL}}

@@ -40,6 +40,10 @@ _PROBE = textwrap.dedent(
         "source": {"kind": "fakedb", "connection": {"env": "SRC"}},
         "warehouse": {"kind": "postgres", "connection": {"env": "WH"}},
         "tables": [{"name": "orders"}],
+        "platform": {"kubernetes": {
+            "source_egress": {"cidrs": ["10.20.0.0/16"]},
+            "warehouse_egress": {"cidrs": ["10.30.0.0/16"]},
+        }},
     })
     egress = network_policy(spec)["spec"]["egress"]
     print(json.dumps({

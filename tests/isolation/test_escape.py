@@ -9,7 +9,7 @@ import pytest
 
 from tests.isolation.conftest import Validate, Write
 
-VALID = {"acme": [], "demo": []}
+VALID = {"acme": [], "demo": [], "lake": []}
 
 
 def test_the_repository_tenants_are_valid(validate: Validate):
@@ -213,13 +213,14 @@ def test_a_database_without_egress_destination_is_refused_on_kubernetes(
         "`namespace_selector`/`pod_selector` (an in-cluster database); without one, TCP "
         "5432 would be open to every address"
     ]
-    # the deployment's executor override counts too: acme on Kubernetes is refused
+    # the deployment's executor override counts too: a postgres tenant whose file says
+    # nothing of Kubernetes is refused once the deployment runs it there
+    write("quiet", source={"kind": "postgres", "connection": {"airflow_conn": "quiet_source"}})
+    assert validate()["quiet"] == []
     monkeypatch.setenv("DAG_FACTORY_EXECUTOR", "kubernetes")
     found = validate()
-    assert [p.split(":")[0] for p in found["acme"]] == [
-        "platform.kubernetes.source_egress",
-        "platform.kubernetes.warehouse_egress",
-    ]
+    assert [p.split(":")[0] for p in found["quiet"]] == ["platform.kubernetes.source_egress"]
+    assert found["acme"] == []  # its file names its databases' network
     assert found["demo"] == []  # SQLite and DuckDB are files: nothing to reach
 
 

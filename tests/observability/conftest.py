@@ -19,11 +19,11 @@ tenant: {name}
 source:
   kind: {source}
   connection:
-    env: OBS_SOURCE_URL
+    env: {upper}_SOURCE_URL
 {schema}warehouse:
   kind: {warehouse}
   connection:
-    env: OBS_WAREHOUSE_URL
+    env: {upper}_WAREHOUSE_URL
 tables:
   - name: customers
   - name: orders
@@ -61,7 +61,13 @@ def make_tenant(warehouses: Path) -> MakeTenant:
         schema_line = f"  schema: {schema}\n" if schema else ""
         body = textwrap.dedent(text) if text else SHOP_TENANT
         (folder / "warehouse.yaml").write_text(
-            body.format(name=name, source=source, warehouse=warehouse, schema=schema_line)
+            body.format(
+                name=name,
+                upper=name.upper(),
+                source=source,
+                warehouse=warehouse,
+                schema=schema_line,
+            )
         )
         return Loader(warehouses).load(folder / "warehouse.yaml")
 

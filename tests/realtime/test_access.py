@@ -175,7 +175,7 @@ def _load(tmp_path: Path, access: str, defaults_access: str = "") -> Tenant:
     defaults = (REPO / "warehouses" / "defaults.yaml").read_text() + defaults_access
     (folder / "defaults.yaml").write_text(defaults)
     file = folder / "shop" / "warehouse.yaml"
-    file.write_text(VALID_TENANT.format(name="shop") + access)
+    file.write_text(VALID_TENANT.format(name="shop", env="SHOP") + access)
     return Loader(folder).load(file)
 
 

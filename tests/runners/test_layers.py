@@ -277,8 +277,8 @@ def test_plan_runs_one_task_per_layer_in_order(tmp_path: Path) -> None:
     _write_project(folder / "dbt")
     (folder / "warehouse.yaml").write_text(
         "tenant: jaffle\n"
-        "source: {kind: sqlite, connection: {env: SRC}}\n"
-        "warehouse: {kind: duckdb, connection: {env: WH}}\n"
+        "source: {kind: sqlite, connection: {env: JAFFLE_SRC}}\n"
+        "warehouse: {kind: duckdb, connection: {env: JAFFLE_WH}}\n"
         "tables: [{name: customers}, {name: orders}]\n"
         "dbt:\n  layers:\n"
         + "".join(f"    {layer}: {selector}\n" for layer, selector in LAYERS.items())
@@ -322,8 +322,8 @@ def test_bad_layers_are_refused_with_words(tmp_path: Path, layers: str, words: s
     _write_project(folder / "dbt")
     (folder / "warehouse.yaml").write_text(
         "tenant: jaffle\n"
-        "source: {kind: sqlite, connection: {env: SRC}}\n"
-        "warehouse: {kind: duckdb, connection: {env: WH}}\n"
+        "source: {kind: sqlite, connection: {env: JAFFLE_SRC}}\n"
+        "warehouse: {kind: duckdb, connection: {env: JAFFLE_WH}}\n"
         "tables: [{name: orders}]\n"
         f"dbt: {{layers: {layers}}}\n"
     )
