@@ -117,7 +117,9 @@ def test_on_kill_ends_the_whole_process_group(tmp_path: Path) -> None:
     op.on_kill()  # SIGTERM is ignored by all three: SIGKILL after the grace period
     thread.join(60)
     assert not thread.is_alive()
-    assert _group(group) == []
+    # SIGKILL was sent to the whole group; the kernel ends its members asynchronously (a
+    # busy machine may still show one for some milliseconds)
+    _wait_for(lambda: _group(group) == [], "every process of the group to be gone")
     assert op._proc.returncode == -signal.SIGKILL
     assert isinstance(outcome["error"], AirflowException)
     assert not isinstance(outcome["error"], AirflowFailException)  # a retry may succeed
