@@ -38,6 +38,8 @@ class Kind:
     conn_types: tuple[str, ...]
     #: The TCP port a runner connects to; None for a file database (nothing to reach).
     default_port: int | None
+    #: A URL of this kind to show in a fix (`export X=<this>`), without real credentials.
+    example_url: str = ""
 
     @property
     def backend(self) -> str:
@@ -72,6 +74,16 @@ class WarehouseKindEntry(Kind):
     #: One writer at a time per warehouse (DuckDB locks its file): a tenant's tasks run
     #: one at a time.
     serial_loads: bool = False
+    #: "module:object" of the `TemporalBounds` the warehouse stores (where ±infinity is
+    #: clamped); empty: the range every warehouse stores.
+    temporal_bounds: str = ""
+
+    def bounds(self) -> Any:
+        if not self.temporal_bounds:
+            from datakits.types import common_bounds
+
+            return common_bounds()
+        return resolve_name(self.temporal_bounds)
 
     def writer_class(self) -> Any:
         return resolve_name(self.writer)
@@ -86,6 +98,7 @@ _POSTGRES = {
     "schemes": ("postgres", "postgresql"),
     "conn_types": ("postgres", "postgresql"),
     "default_port": 5432,
+    "example_url": "postgres://user:password@host:5432/dbname",
 }
 
 #: Source kinds by name, in the order error messages list them.
@@ -98,6 +111,7 @@ SOURCES: dict[str, SourceKindEntry] = {
             schemes=("sqlite",),
             conn_types=("sqlite",),
             default_port=None,
+            example_url="sqlite:////path/to/source.sqlite",
             reader="datakits.sources.sqlite:SqliteReader",
         ),
         SourceKindEntry(**_POSTGRES, reader="datakits.sources.postgres:PostgresReader"),
@@ -108,6 +122,7 @@ SOURCES: dict[str, SourceKindEntry] = {
             schemes=("mysql", "mariadb"),
             conn_types=("mysql", "mariadb"),
             default_port=3306,
+            example_url="mysql://user:password@host:3306/dbname",
             reader="datakits.sources.mysql:MySqlReader",
         ),
     )
@@ -123,13 +138,16 @@ WAREHOUSES: dict[str, WarehouseKindEntry] = {
             schemes=("duckdb",),
             conn_types=("duckdb",),
             default_port=None,
+            example_url="duckdb:////path/to/warehouse.duckdb",
             writer="datakits.writers.duckdb:DuckDBWriter",
             dbt_profile="runners.dbt_profile:DUCKDB",
             serial_loads=True,
+            temporal_bounds="datakits.types:DUCKDB_BOUNDS",
         ),
         WarehouseKindEntry(
             **_POSTGRES,
             writer="datakits.writers.postgres:PostgresWriter",
+            temporal_bounds="datakits.types:POSTGRES_BOUNDS",
             dbt_profile="runners.dbt_profile:POSTGRES",
         ),
         WarehouseKindEntry(
@@ -140,6 +158,7 @@ WAREHOUSES: dict[str, WarehouseKindEntry] = {
             schemes=("s3",),
             conn_types=("aws", "s3"),
             default_port=443,
+            example_url="s3://KEY:SECRET@host:9000/bucket?duckdb=/path/to/lake.duckdb",
             writer="datakits.writers.lakehouse:LakehouseWriter",
             dbt_profile="runners.dbt_profile:LAKEHOUSE",
         ),

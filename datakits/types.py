@@ -565,19 +565,26 @@ POSTGRES_BOUNDS = TemporalBounds(
     min_days=-2_440_588,
     max_days=2_145_042_905,
 )
-_BOUNDS = {"duckdb": DUCKDB_BOUNDS, "postgres": POSTGRES_BOUNDS}
+_KNOWN_BOUNDS = (DUCKDB_BOUNDS, POSTGRES_BOUNDS)
+
+
+def common_bounds() -> TemporalBounds:
+    """The range every warehouse stores: the clamp range of a kind that declares none."""
+    return TemporalBounds(
+        min_us=max(b.min_us for b in _KNOWN_BOUNDS),
+        max_us=min(b.max_us for b in _KNOWN_BOUNDS),
+        min_days=max(b.min_days for b in _KNOWN_BOUNDS),
+        max_days=min(b.max_days for b in _KNOWN_BOUNDS),
+    )
 
 
 def bounds_for(warehouse_kind: str) -> TemporalBounds:
-    """The clamp range of a warehouse kind; the range every warehouse stores if unknown."""
-    if warehouse_kind in _BOUNDS:
-        return _BOUNDS[warehouse_kind]
-    return TemporalBounds(
-        min_us=max(b.min_us for b in _BOUNDS.values()),
-        max_us=min(b.max_us for b in _BOUNDS.values()),
-        min_days=max(b.min_days for b in _BOUNDS.values()),
-        max_days=min(b.max_days for b in _BOUNDS.values()),
-    )
+    """The clamp range of a warehouse kind (its registry entry, `datakits.kinds`); the
+    range every warehouse stores when the kind is unknown or declares none."""
+    from datakits.kinds import WAREHOUSES
+
+    entry = WAREHOUSES.get(warehouse_kind)
+    return entry.bounds() if entry is not None else common_bounds()
 
 
 #: How PostgreSQL's ±infinity arrive as Arrow values: the ADBC driver adds the 2000→1970

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from dag_factory.doctor.findings import Finding, Status, finding
 from dag_factory.secrets import SecretResolutionError, resolve
+from datakits import kinds
 from datakits.messages import reason
 from datakits.spec import ConnectionRef
 
-#: A URL to show in a fix, per source or warehouse kind (`export X=<this>`).
-EXAMPLE_URLS = {
-    "sqlite": "sqlite:////path/to/source.sqlite",
-    "duckdb": "duckdb:////path/to/warehouse.duckdb",
-    "postgres": "postgres://user:password@host:5432/dbname",
-    "mysql": "mysql://user:password@host:3306/dbname",
-}
+
+def _example_url(kind: str) -> str:
+    """A URL of `kind` to show in a fix (`export X=<this>`), from the kind's registry entry."""
+    entry = kinds.SOURCES.get(kind) or kinds.WAREHOUSES.get(kind)
+    return (entry.example_url if entry else "") or "<SQLAlchemy URL>"
 
 
 def airflow_conn_env(conn_id: str) -> str:
@@ -32,7 +31,7 @@ def resolve_ref(
     """The URL of `ref` (None if it does not resolve) and the finding that says so.
 
     `field` is the tenant file's field (`source.connection`), so the fix names it."""
-    example = EXAMPLE_URLS[kind]
+    example = _example_url(kind)
     try:
         url = resolve(ref)
     except SecretResolutionError as exc:

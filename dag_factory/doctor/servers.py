@@ -16,8 +16,8 @@ from sqlalchemy import URL
 from dag_factory.doctor.findings import Finding, Status
 from dag_factory.spec import TenantSpec, TenantTable
 from datakits.errors import DatakitsError, SourceUnavailable
+from datakits.kinds import warehouse_kind
 from datakits.sources import reader_for
-from datakits.spec import WarehouseKind
 from datakits.urls import connect, make_engine, parse_url, require_backend, safe
 from datakits.writers import writer_class
 
@@ -128,10 +128,18 @@ def _duckdb_folder_problem(database: str | None) -> str | None:
 def check_warehouse(tenant: str, spec: TenantSpec, raw_url: str) -> Finding:
     """A server warehouse accepts a connection; a DuckDB file's folder is writable."""
     kind = spec.warehouse.kind
+    backend = getattr(writer_class(kind), "backend", None)
+    if backend is None:  # not an SQLAlchemy database (e.g. a lakehouse's object store)
+        return Finding(
+            tenant,
+            "warehouse",
+            Status.skipped,
+            f"no reachability check for a {kind.value} warehouse yet: its first load will tell",
+        )
     try:
         url = timeboxed(raw_url)
-        require_backend(url, writer_class(kind).backend, "warehouse")
-        if kind is WarehouseKind.duckdb:
+        require_backend(url, backend, "warehouse")
+        if warehouse_kind(kind.value).file_based:
             problem = _duckdb_folder_problem(url.database)
             if problem:
                 return Finding(
