@@ -107,10 +107,6 @@ class BronzeWriter(Protocol):
 
     def session(self, table: str, stamp: LoadStamp) -> AbstractContextManager[BronzeSession]: ...
 
-    def full_refresh(
-        self, table: str, schema: pa.Schema, stamp: LoadStamp
-    ) -> AbstractContextManager[BatchSink]: ...
-
 
 class _Sink:
     """Counts what goes through; refuses batches whose schema differs from the table's.
@@ -469,13 +465,3 @@ class SqlBronzeWriter:
                 conn.close()
         finally:
             engine.dispose()
-
-    @contextmanager
-    def full_refresh(self, table: str, schema: pa.Schema, stamp: LoadStamp) -> Iterator[BatchSink]:
-        """A plain staging + swap of `table` (no drift policy): `datakits.load` does more."""
-        with self.session(table, stamp) as session:
-            sink = session.stage(schema)
-            yield sink
-            sink.close()
-            session.replace(keep={}, keys=())
-            session.audit(sink.rows)

@@ -541,13 +541,3 @@ class LakehouseWriter:
                 ) from None
             finally:
                 session.abort()
-
-    @contextmanager
-    def full_refresh(self, table: str, schema: pa.Schema, stamp: Any) -> Iterator[_StagedSink]:
-        """A plain overwrite of `table` (no drift policy): `datakits.load` does more."""
-        with self.session(table, stamp) as session:
-            sink = session.stage(schema)
-            yield sink
-            sink.close()
-            session.replace(keep={}, keys=())
-            session.audit(sink.rows)

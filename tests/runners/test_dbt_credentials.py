@@ -24,7 +24,7 @@ import datakits.contract as contract
 from datakits.errors import ConfigError
 from datakits.spec import LoadSpec
 from devtools.postgres import PostgresCluster
-from runners.dbt import run_dbt
+from runners.dbt import _scoped_env, run_dbt
 from runners.dbt_profile import PASSWORD_ENV, PROFILE_ENV_VARS
 
 PASSWORD = "Leak-Canary-7d41e"
@@ -97,21 +97,11 @@ def warehouse_url(pg_cluster: PostgresCluster) -> Iterator[str]:
     yield f"postgresql+psycopg://{ROLE}:{PASSWORD}@127.0.0.1:{pg_cluster.port}/{DATABASE}"
 
 
-@contextlib.contextmanager
-def _runner_env(url: str) -> Iterator[None]:
+def _runner_env(url: str) -> contextlib.AbstractContextManager[None]:
     """The env a runner process has: the contract's URL variables, and one more copy of
     the URL under a name the runner does not know (as a careless deployment might)."""
     names = {"RUNNER_WAREHOUSE_URL": url, "RUNNER_SOURCE_URL": url, "LEAKY_COPY_OF_THE_URL": url}
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update(names)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return _scoped_env(names)
 
 
 def test_a_model_reading_every_runner_variable_finds_no_credential(
