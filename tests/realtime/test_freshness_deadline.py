@@ -77,6 +77,12 @@ def smtp_sink() -> Iterator[SmtpSink]:
         sink.server_close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Airflow 3.3.2 runs the deadline callback (kwargs + context as handle_miss builds "
+    "them), but the callback's Execution API token is denied connection reads "
+    "(AirflowSecretsBackendAccessDenied for the SMTP connection), so no notifier can send",
+)
 def test_late_gold_fires_its_deadline_alert(
     airflow_server: RealAirflow, smtp_sink: SmtpSink
 ) -> None:
