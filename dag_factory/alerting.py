@@ -9,9 +9,19 @@ from typing import Any
 from dag_factory.spec import Alerting, AlertTargets
 
 
-def _notifiers(targets: AlertTargets, alerting: Alerting, event: str, dag_id: str) -> list[Any]:
+def _notifiers(
+    targets: AlertTargets,
+    alerting: Alerting,
+    event: str,
+    dag_id: str,
+    *,
+    subject: str | None = None,
+    body: str | None = None,
+) -> list[Any]:
+    """One notifier per target; `subject`/`body` replace the task-level texts (which name
+    `ti`, absent from a deadline callback's context)."""
     notifiers: list[Any] = []
-    subject = f"[{dag_id}] task {{{{ ti.task_id }}}} {event}"
+    subject = subject or f"[{dag_id}] task {{{{ ti.task_id }}}} {event}"
     if targets.email:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
@@ -20,7 +30,8 @@ def _notifiers(targets: AlertTargets, alerting: Alerting, event: str, dag_id: st
                 to=list(targets.email),
                 smtp_conn_id=alerting.smtp_connection,
                 subject=subject,
-                html_content=(
+                html_content=body
+                or (
                     f"Task {{{{ ti.task_id }}}} of {dag_id} {event} "
                     "(try {{ ti.try_number }}). Log: {{ ti.log_url }}"
                 ),
@@ -33,7 +44,7 @@ def _notifiers(targets: AlertTargets, alerting: Alerting, event: str, dag_id: st
             SlackNotifier(
                 slack_conn_id=targets.slack.connection,
                 channel=targets.slack.channel,
-                text=f":red_circle: {subject} — {{{{ ti.log_url }}}}",
+                text=f":red_circle: {subject}" + ("" if body else " — {{ ti.log_url }}"),
             )
         )
     return notifiers
@@ -58,11 +69,22 @@ def freshness_missed(
 ) -> None:
     """The deadline callback of `freshness`: the tenant's on-failure notifiers, told that
     `layer` is late. Runs where Airflow runs deadline callbacks (a `SyncCallback`: the
-    executor); the notifiers read their connections only now."""
+    executor); the notifiers read their connections only now.
+
+    Airflow calls it with the alert's kwargs plus `context`: `{"dag_run": {...},
+    "deadline": {"id", "deadline_time"}}` (`Deadline.handle_miss`), no task instance —
+    so the texts name the DAG run, not a task."""
     spec = Alerting.model_validate(alerting)
+    simple = context.get("context", context)
+    run_id = (simple.get("dag_run") or {}).get("run_id", "?")
     event = f"missed its {layer} freshness of {freshness}"
-    for notifier in _notifiers(spec.on_failure, spec, event, dag_id):
-        notifier(context.get("context", context))
+    subject = f"[{dag_id}] {layer} is late: {event} (run {run_id})"
+    body = (
+        f"Run {run_id} of {dag_id} {event}: {layer} was not built within {freshness} of "
+        f"the run being queued (deadline {(simple.get('deadline') or {}).get('deadline_time')})."
+    )
+    for notifier in _notifiers(spec.on_failure, spec, event, dag_id, subject=subject, body=body):
+        notifier(dict(simple))
 
 
 def freshness_deadline(spec_freshness: Any, alerting: Alerting, dag_id: str) -> list[Any]:

@@ -48,6 +48,17 @@ DEBUG_ENV = "RUNNER_DEBUG"
 #: Optional: the Prometheus Pushgateway the runner pushes its metrics to when a task ends
 #: (`runners.metrics`); unset, nothing is pushed. A gateway that is down only warns.
 PUSHGATEWAY_URL_ENV = "RUNNER_PUSHGATEWAY_URL"
+#: Optional: the OpenLineage HTTP endpoint's base URL (Marquez, OpenMetadata, ...) the
+#: runner sends its run events to (`runners.lineage`); unset, no event is sent. The names
+#: are the `openlineage-python` client's own, so one env serves the client and us.
+OPENLINEAGE_URL_ENV = "OPENLINEAGE_URL"
+#: Optional: the path under `OPENLINEAGE_URL` (the client's default: `api/v1/lineage`).
+OPENLINEAGE_ENDPOINT_ENV = "OPENLINEAGE_ENDPOINT"
+#: Optional: a bearer API key for the lineage endpoint; a secret, never in an event.
+OPENLINEAGE_API_KEY_ENV = "OPENLINEAGE_API_KEY"
+#: Optional: the Airflow task instance's OpenLineage run id (a UUID) set by the adapter;
+#: the runner's events name it as their parent run.
+PARENT_RUN_ENV = "RUNNER_PARENT_RUN"
 
 #: The runner's uid and gid in the images; containers and pods run as this user.
 RUNNER_UID = 10001

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from datakits.drift import Evolution, compare, decide
@@ -60,6 +60,11 @@ class LoadResult:
     watermark: Any
     #: `<bronze schema>.<table>`.
     target: str
+    #: The table as the source names it (`schema.table`, or `table` where there is no
+    #: schema): the input dataset of the task's lineage (runners.lineage).
+    source_table: str = ""
+    #: The loaded columns, name → Arrow type as text: the lineage's schema facet.
+    columns: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,6 +188,7 @@ def load_table(
             cursor_range = plan.conditions(reader.source_table, reader.cursor_order)
             reader.where = (*filters, *cursor_range)
             sink = session.stage(reader.schema)
+            columns = {f.name: str(f.type) for f in reader.schema}
             evolution = Evolution()
             if bronze is not None:
                 drift = compare(bronze, session.staged_columns())
@@ -202,6 +208,9 @@ def load_table(
                 session.clear_watermark()  # a full refresh has none; a stale one would lie
             session.audit(sink.rows)
         rows = sink.rows
+        source_name = ".".join(
+            p for p in (reader.source_table.schema, reader.source_table.name) if p
+        )
     seconds = round(time.perf_counter() - started, 3)
     rate = rows / seconds if seconds else float(rows)
     shown = f", watermark {encode(watermark)}" if watermark is not None else ""
@@ -219,4 +228,6 @@ def load_table(
         batch_id=stamp.batch_id,
         watermark=to_json(watermark),
         target=target,
+        source_table=source_name,
+        columns=columns,
     )

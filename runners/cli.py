@@ -31,7 +31,7 @@ from datakits.contract import (
 )
 from datakits.errors import ConfigError, DatakitsError
 from datakits.spec import LoadSpec
-from runners import metrics
+from runners import lineage, metrics
 
 app = typer.Typer(
     name="runner",
@@ -70,8 +70,10 @@ def _emit(
     """Run `work`, print its result as the last stdout line, map failures to exit codes.
 
     Each run's outcome is pushed as metrics when a Pushgateway is configured
-    (`runners.metrics`; a no-op otherwise, and never a reason to fail)."""
+    (`runners.metrics`; a no-op otherwise, and never a reason to fail), and as
+    OpenLineage START/COMPLETE/FAIL events when a lineage backend is (`runners.lineage`)."""
     started = time.perf_counter()
+    run = lineage.start(command, table, args)
     result, code = None, int(ExitCode.unexpected)
     try:
         result = work()
@@ -87,6 +89,7 @@ def _emit(
         raise typer.Exit(ExitCode.unexpected) from None
     finally:
         metrics.push(command, table, result, code, time.perf_counter() - started, args)
+        lineage.finish(run, result, code)
     result = {"status": "ok", "command": command, **result}
     result.setdefault("seconds", round(time.perf_counter() - started, 3))
     RunnerResult.model_validate(result)  # the contract's shape (`parse_result` reads it)
