@@ -34,8 +34,8 @@ PostgreSQL), `speedup_vs_dlt` (fastest dlt configuration / ours, same path),
 DuckDB), `incremental_1pct_vs_full` (incremental / full refresh, both whole runner
 processes; the larger of the two paths), `key_scan_vs_full_refresh` (`keyscan`: an
 incremental run with `deletes: hard` minus the same run with `deletes: ignore`, over the
-full refresh `ours`; the larger of the two paths; target <= 1.0) and `peak_rss_mb` (our runner's, the larger of
-the two full-refresh paths). A key is null when its contenders did not run.
+full refresh `ours`; the larger of the two paths; target <= 1.0) and `peak_rss_mb` (our
+runner's, the larger of the two full-refresh paths). A key is null when its contenders did not run.
 """
 
 from __future__ import annotations
@@ -313,7 +313,6 @@ class Bench:
         inside = outcome.note.split("; ")[-1]
         outcome.note = f"{outcome.rows:,} rows read and merged; {inside}"
 
-
     def key_scan(self, path: str) -> None:
         """The key scan of `deletes: hard` (every source key staged, anti-joined with bronze).
 
@@ -444,7 +443,7 @@ def summary(bench: Bench) -> dict[str, float | None]:
 
 
 def _key_scan_ratio(out: dict[tuple[str, str], Outcome], path: str) -> float | None:
-    """(deletes: hard − deletes: ignore) / full refresh, all whole runner processes."""
+    """(deletes: hard - deletes: ignore) / full refresh, all whole runner processes."""
     scan, base, full = (out.get((path, n)) for n in ("keyscan", "keyscan-base", "ours"))
     if scan is None or base is None or full is None:
         return None
