@@ -42,6 +42,7 @@ from datakits.writers import (
     BatchSink,
     BronzeSession,
     LoadStamp,
+    SqlBronzeWriter,
     writer_for,
 )
 
@@ -189,6 +190,12 @@ def load_table(
     )
     writer = writer_for(spec.warehouse, warehouse_url, lock_timeout=lock_timeout)
     target = writer.target(table.name)
+    if table.deletes is not Deletes.ignore and not isinstance(writer, SqlBronzeWriter):
+        raise ConfigError(
+            f"table {table.name}: `deletes: {table.deletes}` needs a SQL warehouse (postgres, "
+            f"duckdb); a {spec.warehouse.kind} warehouse does not detect deletes yet: "
+            "remove `deletes` for this tenant"
+        )
     watermark: Any = None
     with reader_for(spec.source, table, source_url) as reader:
         reader.bounds = bounds_for(str(spec.warehouse.kind))
@@ -236,7 +243,10 @@ def load_table(
                 )
             else:
                 session.clear_watermark()  # a full refresh has none; a stale one would lie
-            session.audit(sink.rows, deleted)
+            if deleted is None:
+                session.audit(sink.rows)
+            else:
+                session.audit(sink.rows, deleted)
         rows = sink.rows
     seconds = round(time.perf_counter() - started, 3)
     rate = rows / seconds if seconds else float(rows)
