@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from datakits.errors import ConfigError
 from datakits.load import load_table
 from datakits.spec import TableSpec
 from devtools.postgres import PostgresCluster
@@ -285,3 +286,17 @@ def test_sigkill_during_the_key_scan_keeps_the_last_good_state(
     assert result.deleted == ROWS // 10
     assert checksum(warehouse, "big") == checksum(pg_source, "big", schema="public")
     assert table_names(warehouse, "bronze") == ["big"]
+
+
+def test_a_source_column_named_deleted_at_is_refused_by_name(
+    tmp_path: Path, make_warehouse: Callable[[str], str]
+) -> None:
+    path = tmp_path / "source.db"
+    execute(
+        f"sqlite:///{path}",
+        "CREATE TABLE orders (id integer, version integer, _deleted_at text)",
+        "INSERT INTO orders VALUES (1, 1, NULL)",
+    )
+    spec = make_spec("sqlite", "duckdb", _table("soft"))
+    with pytest.raises(ConfigError, match="_deleted_at, reserved"):
+        load_table(spec, spec.tables[0], f"sqlite:///{path}", make_warehouse("duckdb"))
