@@ -414,7 +414,9 @@ def summary(bench: Bench) -> dict[str, float | None]:
     limit = out.get((PG, "copy-limit"))
     dlt_names = [n for n in ALL if n.startswith("dlt-")]
     others = [
-        n for n in ALL if n not in ("ours", "incremental", "copy-limit", "startup", "lakehouse")
+        n
+        for n in ALL
+        if n not in ("ours", "incremental", "keyscan", "copy-limit", "startup", "lakehouse")
     ]
     ours_lake = out.get((LAKE, "lakehouse"))
     ratios = []
