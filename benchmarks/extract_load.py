@@ -19,6 +19,7 @@ PostgreSQL → DuckDB:
   streamed into DuckDB, and `COPY … (FORMAT CSV)` through a temporary file into
   DuckDB's CSV reader;
 * ours again in `mode: incremental` after 1% of the rows changed;
+* the key scan of `deletes: hard` (`keyscan`, see `Bench.key_scan`);
 * and, for scale, the floor under any runner process: Python starting and importing
   what `runner extract` imports (`startup`; in no ratio).
 
@@ -31,8 +32,10 @@ issue sets targets for: `throughput_vs_copy_limit` (limit seconds / ours, Postgr
 PostgreSQL), `speedup_vs_dlt` (fastest dlt configuration / ours, same path),
 `duckdb_throughput_vs_best_baseline` (fastest other contender / ours, PostgreSQL →
 DuckDB), `incremental_1pct_vs_full` (incremental / full refresh, both whole runner
-processes; the larger of the two paths) and `peak_rss_mb` (our runner's, the larger of
-the two full-refresh paths). A key is null when its contenders did not run.
+processes; the larger of the two paths), `key_scan_vs_full_refresh` (`keyscan`: an
+incremental run with `deletes: hard` minus the same run with `deletes: ignore`, over the
+full refresh `ours`; the larger of the two paths; target <= 1.0) and `peak_rss_mb` (our
+runner's, the larger of the two full-refresh paths). A key is null when its contenders did not run.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ ALL = (
     "lakehouse",
     "adbc-parquet-s3",
     "incremental",
+    "keyscan",
     "startup",
 )
 #: Seconds any one contender may take before it is killed and reported as timed out.
@@ -309,6 +313,35 @@ class Bench:
         inside = outcome.note.split("; ")[-1]
         outcome.note = f"{outcome.rows:,} rows read and merged; {inside}"
 
+    def key_scan(self, path: str) -> None:
+        """The key scan of `deletes: hard` (every source key staged, anti-joined with bronze).
+
+        After an initial incremental load, the same table runs incremental with
+        `deletes: hard`, then with `deletes: ignore`: both read the same (few) new rows, so
+        the difference of the two whole runner processes is the key scan and anti-join
+        of every row. The source is not changed (other contenders use it): the anti-join
+        does its full work whether it finds 0 or 1,000 rows gone.
+        """
+        scan = self.record(path, "keyscan", "ours, incremental + deletes: hard")
+        base = self.record(path, "keyscan-base", "ours, same run with deletes: ignore")
+        table = {
+            "name": TABLE,
+            "mode": "incremental",
+            "cursor": "updated_at",
+            "primary_key": ["id"],
+            "deletes": "hard",
+        }
+        if path == PG:
+            self.fresh_warehouse()
+            kind, url = "postgres", self.wh
+        else:
+            kind, url = "duckdb", f"duckdb:///{self.duck_path()}"
+        self._runner_process(scan, kind, url, table, timed=False)  # the initial load
+        if scan.failure:
+            return
+        self._runner_process(scan, kind, url, table)
+        self._runner_process(base, kind, url, {**table, "deletes": "ignore"})
+
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -381,7 +414,9 @@ def summary(bench: Bench) -> dict[str, float | None]:
     limit = out.get((PG, "copy-limit"))
     dlt_names = [n for n in ALL if n.startswith("dlt-")]
     others = [
-        n for n in ALL if n not in ("ours", "incremental", "copy-limit", "startup", "lakehouse")
+        n
+        for n in ALL
+        if n not in ("ours", "incremental", "keyscan", "copy-limit", "startup", "lakehouse")
     ]
     ours_lake = out.get((LAKE, "lakehouse"))
     ratios = []
@@ -391,6 +426,7 @@ def summary(bench: Bench) -> dict[str, float | None]:
         if ratio is not None:
             ratios.append(ratio)
     rss = [o.rss_mb for o in (ours_pg, ours_duck) if o is not None and o.best is not None]
+    scans = [r for path in (PG, DUCK) if (r := _key_scan_ratio(out, path)) is not None]
     return {
         "throughput_vs_copy_limit": _ratio(
             limit.best if limit else None, ours_pg.best if ours_pg else None
@@ -404,7 +440,18 @@ def summary(bench: Bench) -> dict[str, float | None]:
         ),
         "incremental_1pct_vs_full": max(ratios) if ratios else None,
         "peak_rss_mb": round(max(rss), 1) if rss else None,
+        "key_scan_vs_full_refresh": max(scans) if scans else None,
     }
+
+
+def _key_scan_ratio(out: dict[tuple[str, str], Outcome], path: str) -> float | None:
+    """(deletes: hard - deletes: ignore) / full refresh, all whole runner processes."""
+    scan, base, full = (out.get((path, n)) for n in ("keyscan", "keyscan-base", "ours"))
+    if scan is None or base is None or full is None:
+        return None
+    if scan.best is None or base.best is None:
+        return None
+    return _ratio(max(scan.best - base.best, 0.0), full.best)
 
 
 def print_table(bench: Bench) -> None:
@@ -484,6 +531,14 @@ def run(bench: Bench, wanted: set[str]) -> None:
                 bench.runner(path, name, label, {"name": TABLE})
             else:
                 bench.baseline(path, name, label, contender, note)
+    if "keyscan" in wanted:
+        for round_ in range(bench.repeat):
+            for path in (PG, DUCK):
+                print(f"[{round_ + 1}/{bench.repeat}] {path}: key scan …", file=sys.stderr)
+                bench.key_scan(path)
+        for path in (PG, DUCK):
+            ratio = _key_scan_ratio(bench.outcomes, path)
+            print(f"{path}: key scan of {bench.rows:,} rows / full refresh = {ratio}")
     if "startup" in wanted:
         for round_ in range(bench.repeat):
             print(f"[{round_ + 1}/{bench.repeat}] runner start-up floor …", file=sys.stderr)

@@ -35,10 +35,13 @@ from sqlalchemy import types as sat
 
 from datakits.types import bronze_type
 
-#: The load columns every bronze table carries (DESIGN.md, contract 5).
+#: The columns a load adds to bronze (DESIGN.md, contract 5): every table has the first
+#: two; `catalog_columns` leaves all of them out (they are not source columns).
 LOADED_AT = "_loaded_at"
 BATCH_ID = "_batch_id"
-LOAD_COLUMNS = (LOADED_AT, BATCH_ID)
+#: `deletes: soft`: when a load found the row's key gone from the source (NULL: present).
+DELETED_AT = "_deleted_at"
+LOAD_COLUMNS = (LOADED_AT, BATCH_ID, DELETED_AT)
 
 #: PostgreSQL's identifier limit; longer names are silently truncated, so we never make one.
 MAX_IDENTIFIER = 63
@@ -57,6 +60,11 @@ def _short_name(prefix: str, name: str, suffix: str = "") -> str:
 def staging_name(table: str) -> str:
     """`__stg_<table>`, shortened with a hash when it would exceed 63 characters."""
     return _short_name("__stg_", table)
+
+
+def keys_name(table: str) -> str:
+    """`__keys_<table>`: the source's keys of one load (`deletes`), shortened like staging."""
+    return _short_name("__keys_", table)
 
 
 def key_index_name(table: str) -> str:
@@ -134,6 +142,15 @@ def catalog_columns(conn: Connection, schema: str, name: str) -> dict[str, Catal
         for row in rows
         if row.column_name not in LOAD_COLUMNS
     }
+
+
+def has_column(conn: Connection, schema: str, name: str, col: str) -> bool:
+    """Whether the table has column `col` (load columns included)."""
+    c = _INFO_COLUMNS.c
+    found = select(c.column_name).where(
+        c.table_schema == schema, c.table_name == name, c.column_name == col
+    )
+    return conn.execute(found).first() is not None
 
 
 def sql_type(catalog: CatalogType) -> sat.TypeEngine[Any]:

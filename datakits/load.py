@@ -24,21 +24,25 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from datakits.drift import Evolution, compare, decide
 from datakits.errors import ConfigError, LoadFailed
 from datakits.filters import filter_conditions
 from datakits.modes import Cursor, LoadPlan, plan_load
 from datakits.progress import LoadProgress, NullProgress
 from datakits.sources import SourceReader, reader_for
-from datakits.spec import LoadMode, LoadSpec, TableSpec
+from datakits.spec import Deletes, LoadMode, LoadSpec, TableSpec
 from datakits.types import bounds_for
 from datakits.watermarks import CursorMax, check_cursor_type, encode, to_json
 from datakits.writers import (
     BATCH_ID,
+    DELETED_AT,
     LOADED_AT,
     BatchSink,
     BronzeSession,
     LoadStamp,
+    SqlBronzeWriter,
     writer_for,
 )
 
@@ -65,6 +69,9 @@ class LoadResult:
     source_table: str = ""
     #: The loaded columns, name → Arrow type as text: the lineage's schema facet.
     columns: dict[str, str] = field(default_factory=dict)
+    #: Bronze rows deleted (`deletes: hard`) or newly marked `_deleted_at` (`soft`) because
+    #: their key is gone from the source; None when the load does not look (`ignore`).
+    deleted: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +80,7 @@ class LoadResult:
 def _check_source(table: TableSpec, reader: SourceReader) -> Cursor | None:
     """The spec against the source's columns; returns the cursor (None for full refresh)."""
     names = reader.schema.names
-    clashing = sorted({LOADED_AT, BATCH_ID}.intersection(names))
+    clashing = sorted({LOADED_AT, BATCH_ID, DELETED_AT}.intersection(names))
     if clashing:
         raise ConfigError(
             f"source table {table.name} has column(s) {', '.join(clashing)}, reserved "
@@ -122,6 +129,28 @@ def _stream(
     return nbytes
 
 
+def _remove_deleted(
+    session: BronzeSession,
+    reader: SourceReader,
+    table: TableSpec,
+    filters: list[Any],
+    progress: LoadProgress,
+) -> int:
+    """The key scan of `deletes`: every source key into `__keys_<table>`, then the
+    anti-join with bronze, in the load's transaction; returns the rows deleted/marked.
+
+    Streamed batch by batch (no key set in Python), so a 100M-row table costs the
+    warehouse a table of keys, not the runner memory. Each batch is reported as bytes
+    without rows: a long scan shows the load is alive without changing its row count.
+    """
+    keys = table.primary_key or ()
+    sink = session.stage_keys(pa.schema([reader.schema.field(k) for k in keys]))
+    for batch in reader.key_batches(keys, filters):
+        sink.write(batch)
+        progress.advance(0, batch.nbytes)
+    return session.remove_missing(table.deletes, keys)
+
+
 def _into_bronze(session: BronzeSession, plan: LoadPlan, evolution: Evolution) -> None:
     """Move the staged rows into bronze as the plan says (inside the transaction)."""
     if plan.keys:
@@ -166,6 +195,12 @@ def load_table(
     )
     writer = writer_for(spec.warehouse, warehouse_url, lock_timeout=lock_timeout)
     target = writer.target(table.name)
+    if table.deletes is not Deletes.ignore and not isinstance(writer, SqlBronzeWriter):
+        raise ConfigError(
+            f"table {table.name}: `deletes: {table.deletes}` needs a SQL warehouse (postgres, "
+            f"duckdb); a {spec.warehouse.kind} warehouse does not detect deletes yet: "
+            "remove `deletes` for this tenant"
+        )
     watermark: Any = None
     with reader_for(spec.source, table, source_url) as reader:
         reader.bounds = bounds_for(str(spec.warehouse.kind))
@@ -199,6 +234,14 @@ def load_table(
             tracker = CursorMax(cursor.column) if cursor else None
             nbytes = _stream(reader, sink, tracker, progress)
             _into_bronze(session, plan, evolution)
+            deleted: int | None = None
+            if table.deletes is not Deletes.ignore:
+                # A rebuild made bronze the source's rows: nothing in it can be gone.
+                deleted = 0
+                if not plan.rebuild:
+                    deleted = _remove_deleted(session, reader, table, filters, progress)
+                elif table.deletes is Deletes.soft:
+                    session.ensure_deleted_at()
             if cursor is not None and tracker is not None:
                 watermark = plan.next_watermark(tracker.value)
                 session.save_watermark(
@@ -206,7 +249,10 @@ def load_table(
                 )
             else:
                 session.clear_watermark()  # a full refresh has none; a stale one would lie
-            session.audit(sink.rows)
+            if deleted is None:
+                session.audit(sink.rows)
+            else:
+                session.audit(sink.rows, deleted)
         rows = sink.rows
         source_name = ".".join(
             p for p in (reader.source_table.schema, reader.source_table.name) if p
@@ -214,6 +260,9 @@ def load_table(
     seconds = round(time.perf_counter() - started, 3)
     rate = rows / seconds if seconds else float(rows)
     shown = f", watermark {encode(watermark)}" if watermark is not None else ""
+    if deleted is not None:
+        done = "deleted" if table.deletes is Deletes.hard else "marked _deleted_at"
+        shown += f", {deleted:,} gone from the source {done}"
     progress.finish(
         f"loaded {rows:,} rows ({nbytes / 1e6:,.1f} MB) from {table.name} into {target} "
         f"in {seconds:.2f} s ({rate:,.0f} rows/s), batch {stamp.batch_id}{shown}"
@@ -230,4 +279,5 @@ def load_table(
         target=target,
         source_table=source_name,
         columns=columns,
+        deleted=deleted,
     )

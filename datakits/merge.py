@@ -11,27 +11,39 @@ a staging table, then runs one of these, then drops the staging table:
   in bronze yet; bronze rows are never updated.
 * `insert_all` (append without a key): insert every staged row.
 
+With `deletes` (incremental), after the merge, the source's keys (staged by the key scan)
+are anti-joined with bronze: `delete_missing` removes the bronze rows whose key the
+source no longer has, `mark_missing` stamps them `_deleted_at` instead. Both are one
+`NOT EXISTS` statement: the warehouse plans it as a hash anti-join (DuckDB; PostgreSQL
+with the keys table analysed), never a Python set of keys.
+
 `key_problem` runs first: a NULL or duplicated key would make a merge drop or double
 rows, so the load fails instead, naming the key.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    CursorResult,
+    DateTime,
     Table,
     and_,
     column,
     delete,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
     table,
+    update,
 )
 from sqlalchemy.sql.expression import TableClause
 
@@ -98,3 +110,42 @@ def insert_all(conn: Connection, schema: str, name: str, staging: Table) -> None
     names = [c.name for c in staging.columns]
     bronze = _target(schema, name, names)
     conn.execute(insert(bronze).from_select(names, select(*staging.columns)))
+
+
+def _gone(bronze: TableClause, keys_table: Table, keys: Sequence[str]) -> ColumnElement[bool]:
+    """Bronze rows whose key is not among the source's keys."""
+    present = select(literal_column("1")).select_from(keys_table)
+    return ~present.where(_match(bronze, keys_table, keys)).exists()
+
+
+def delete_missing(
+    conn: Connection, schema: str, name: str, keys_table: Table, keys: Sequence[str]
+) -> int:
+    """Delete the bronze rows whose key the source no longer has; returns how many."""
+    bronze = _target(schema, name, keys)
+    return _count(conn.execute(delete(bronze).where(_gone(bronze, keys_table, keys))))
+
+
+def mark_missing(
+    conn: Connection,
+    schema: str,
+    name: str,
+    keys_table: Table,
+    keys: Sequence[str],
+    *,
+    deleted_at: str,
+    when: dt.datetime,
+) -> int:
+    """Set `deleted_at` on bronze rows whose key the source no longer has (and that are not
+    marked yet: the first load that missed them dates the deletion); returns how many."""
+    bronze = _target(schema, name, [*keys, deleted_at])
+    gone = and_(_gone(bronze, keys_table, keys), bronze.c[deleted_at].is_(None))
+    stamp = literal(when, DateTime(timezone=True))
+    return _count(conn.execute(update(bronze).where(gone).values({deleted_at: stamp})))
+
+
+def _count(result: CursorResult[Any]) -> int:
+    """Rows a DELETE/UPDATE changed (DuckDB reports them as its statement's result row)."""
+    if result.rowcount is not None and result.rowcount >= 0:
+        return int(result.rowcount)
+    return int(result.scalar_one())

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Column, Connection, DateTime, MetaData, Table, Text, insert
 from sqlalchemy.schema import CreateSchema, CreateTable
 
+from datakits.bronze import add_column, has_column
+
 LOAD_AUDIT = "load_audit"
 WATERMARKS = "watermarks"
 
@@ -40,6 +42,9 @@ def meta_tables(schema: str) -> MetaTables:
         Column("table_name", Text, nullable=False),
         Column("mode", Text, nullable=False),
         Column("rows", BigInteger, nullable=False),
+        # Bronze rows deleted or marked `_deleted_at` (`deletes`); NULL: not looked for.
+        # Added by the first such load to an audit table made before it (`record_load`).
+        Column("deleted", BigInteger),
         Column("started_at", DateTime(timezone=True), nullable=False),
         Column("finished_at", DateTime(timezone=True), nullable=False),
         Column("status", Text, nullable=False),
@@ -92,12 +97,26 @@ class AuditRecord:
     started_at: dt.datetime
     finished_at: dt.datetime
     status: str = STATUS_SUCCESS
+    deleted: int | None = None
 
 
 def record_load(conn: Connection, tables: MetaTables, record: AuditRecord) -> None:
-    """Insert the audit row of one load (in the caller's transaction)."""
+    """Insert the audit row of one load (in the caller's transaction).
+
+    `deleted` is written only when set, so loads without `deletes` never need the column
+    an older audit table lacks; the first load with it adds the column (once).
+    """
+    audit = tables.load_audit
+    extra: dict[str, int] = {}
+    if record.deleted is not None:
+        extra["deleted"] = record.deleted
+        schema = audit.schema
+        assert schema is not None
+        if not has_column(conn, schema, audit.name, "deleted"):
+            add_column(conn, schema, audit.name, "deleted", BigInteger())
     conn.execute(
-        insert(tables.load_audit).values(
+        insert(audit).values(
+            **extra,
             batch_id=record.batch_id,
             tenant=record.tenant,
             table_name=record.table_name,

@@ -206,6 +206,21 @@ class SchemaDrift(StrEnum):
     evolve = "evolve"
 
 
+class Deletes(StrEnum):
+    """What an incremental load does with bronze rows whose key is gone from the source.
+
+    A cursor only finds rows that were added or changed, never rows that were deleted:
+    detecting those takes a scan of every source key (`datakits.deletes`).
+    """
+
+    #: Nothing: bronze keeps rows deleted at the source (no key scan).
+    ignore = "ignore"
+    #: They stay, with `_deleted_at` set to the load's time; cleared if the key returns.
+    soft = "soft"
+    #: They are deleted from bronze.
+    hard = "hard"
+
+
 class FilterOp(StrEnum):
     """The comparisons a row filter may use: a fixed set, never SQL text."""
 
@@ -310,6 +325,23 @@ class TableSpec(Strict):
     filter: tuple[RowFilter, ...] = ()
     #: PostgreSQL `'infinity'` / `'-infinity'` timestamps and dates (see `Infinity`).
     infinity: Infinity = Infinity.clamp
+    #: Rows deleted at the source (see `Deletes`): incremental with `primary_key` only.
+    deletes: Deletes = Deletes.ignore
+
+    @model_validator(mode="after")
+    def _deletes_need_incremental(self) -> Self:
+        if self.deletes is not Deletes.ignore and self.mode is not LoadMode.incremental:
+            raise ValueError(
+                f"`deletes: {self.deletes}` is for mode incremental (with primary_key); "
+                f"mode {self.mode} already "
+                + (
+                    "copies the whole table every run"
+                    if self.mode is LoadMode.full_refresh
+                    else "never changes loaded rows"
+                )
+                + ": remove `deletes` or use mode incremental"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_duplicate_columns(self) -> Self:

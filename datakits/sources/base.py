@@ -11,6 +11,7 @@ runner holds one batch at a time whatever the table's size.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from types import TracebackType
@@ -76,6 +77,10 @@ class SourceReader(Protocol):
     def commit_horizon(self, cursor: str, arrow_type: pa.DataType) -> Any: ...
 
     def batches(self) -> Iterator[pa.RecordBatch]: ...
+
+    def key_batches(
+        self, keys: Sequence[str], where: Sequence[ColumnElement[bool]]
+    ) -> Iterator[pa.RecordBatch]: ...
 
 
 def _missing_database(exc: DBAPIError, database: str | None) -> bool:
@@ -308,6 +313,26 @@ class SqlTableReader:
                     f"{reason(exc, self.url.password)}"
                 )
             ) from None
+
+    def key_batches(
+        self, keys: Sequence[str], where: Sequence[ColumnElement[bool]]
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream only the `keys` columns of the rows matching `where` (the key scan of
+        `deletes`): a copy of this reader narrowed to them reads through the very path
+        `batches` takes (PostgreSQL: COPY via ADBC, else the server-side cursor), so the
+        keys have exactly the types and values the data read gives bronze.
+
+        Called after the data read, as its own statement: a snapshot at or after the
+        data read's is what makes the anti-join safe (a row added in between is in the
+        keys, so never taken for deleted; one deleted in between is merged, then
+        removed). An earlier snapshot would not be, so it is never taken before.
+        """
+        narrowed = copy.copy(self)
+        by_name = {m.name: m for m in self.mappings}
+        narrowed.mappings = [by_name[name] for name in keys]
+        narrowed.schema = pa.schema([m.field for m in narrowed.mappings])
+        narrowed.where = tuple(where)
+        return narrowed.batches()
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Stream the selected columns, `batch_size` rows per Arrow batch."""

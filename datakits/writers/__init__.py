@@ -13,6 +13,7 @@ from datakits.spec import WarehouseKind, WarehouseSpec
 from datakits.writers.base import (
     BATCH_ID,
     DEFAULT_LOCK_TIMEOUT,
+    DELETED_AT,
     LOADED_AT,
     BatchSink,
     BronzeSession,
@@ -41,6 +42,7 @@ def writer_for(
 __all__ = [
     "BATCH_ID",
     "DEFAULT_LOCK_TIMEOUT",
+    "DELETED_AT",
     "LOADED_AT",
     "BatchSink",
     "BronzeSession",

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import pyarrow as pa
-from sqlalchemy import URL, Connection, Engine, MetaData, Table
+from sqlalchemy import URL, Column, Connection, DateTime, Engine, MetaData, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import DropTable
 
 from datakits import merge
 from datakits.bronze import (
     BATCH_ID,
+    DELETED_AT,
     LOADED_AT,
     MAX_IDENTIFIER,
     CatalogType,
@@ -46,6 +47,8 @@ from datakits.bronze import (
     catalog_columns,
     create_key_index,
     drop_key_index,
+    has_column,
+    keys_name,
     rename_table,
     sql_type,
     staging_name,
@@ -55,7 +58,8 @@ from datakits.drift import Evolution
 from datakits.errors import DependentObjects, LoadFailed
 from datakits.messages import one_line, reason
 from datakits.metadata import AuditRecord, MetaTables, ensure_meta, ensure_schema, record_load
-from datakits.spec import Schemas
+from datakits.spec import Deletes, Schemas
+from datakits.types import bronze_type
 from datakits.urls import connect, make_engine, parse_url, require_backend
 from datakits.watermarks import StoredWatermark, clear_watermark, read_watermark, save_watermark
 
@@ -68,6 +72,7 @@ BatchWriter = Callable[[pa.RecordBatch], None]
 __all__ = [
     "BATCH_ID",
     "DEFAULT_LOCK_TIMEOUT",
+    "DELETED_AT",
     "LOADED_AT",
     "MAX_IDENTIFIER",
     "BatchSink",
@@ -208,6 +213,8 @@ class BronzeSession:
         self._staging: Table | None = None
         self._sink: _Sink | None = None
         self._analyzed = False
+        self._keys: Table | None = None
+        self._keys_sink: _Sink | None = None
 
     # --- what the warehouse holds -------------------------------------------------------
 
@@ -254,8 +261,9 @@ class BronzeSession:
 
     def abort(self) -> None:
         """Stop a streaming writer before the transaction rolls back (never raises)."""
-        if self._sink is not None:
-            self._sink.abort()
+        for sink in (self._sink, self._keys_sink):
+            if sink is not None:
+                sink.abort()
 
     def staged_columns(self) -> dict[str, CatalogType]:
         """The staging table's columns as the catalog stores them (compare with bronze's)."""
@@ -349,6 +357,57 @@ class BronzeSession:
         self.staging.drop(self.conn)
         self._staging = None
 
+    # --- deletes at the source (`datakits.deletes`) ----------------------------------------
+
+    def stage_keys(self, schema: pa.Schema) -> BatchSink:
+        """Create `__keys_<table>` for the source's key columns (`schema`); the sink
+        appends the key scan's batches through the same bulk path as the rows (COPY,
+        DuckDB's streamed INSERT), without load columns. After the merge: the bronze
+        table's staging is gone, so the connection is free for this stream."""
+        columns = [Column(f.name, bronze_type(f.type), nullable=True) for f in schema]
+        keys = Table(keys_name(self.table), MetaData(), *columns, schema=self.schema)
+        self.conn.execute(DropTable(keys, if_exists=True))  # never left by us; be safe
+        keys.create(self.conn)
+        self._keys = keys
+        self._keys_sink = _Sink(schema, self.writer._batch_writer(self.conn, keys, None))
+        return self._keys_sink
+
+    def remove_missing(self, deletes: Deletes, keys: Sequence[str]) -> int:
+        """Apply `deletes` to the bronze rows whose key is not in `__keys_<table>`, drop
+        that table; returns the rows deleted (`hard`) or newly marked (`soft`).
+
+        The keys table is analysed first on PostgreSQL: without statistics the planner
+        takes it for empty and anti-joins by a nested loop over bronze's key index.
+        """
+        if self._keys is None or self._keys_sink is None:
+            raise RuntimeError("call stage_keys() first")
+        self._keys_sink.close()
+        if self.writer.analyze_staging:
+            analyze_table(self.conn, self.schema, self._keys.name)
+        if deletes is Deletes.hard:
+            count = merge.delete_missing(self.conn, self.schema, self.table, self._keys, keys)
+        else:
+            self.ensure_deleted_at()
+            count = merge.mark_missing(
+                self.conn,
+                self.schema,
+                self.table,
+                self._keys,
+                keys,
+                deleted_at=DELETED_AT,
+                when=self.stamp.loaded_at,
+            )
+        self._keys.drop(self.conn)
+        self._keys, self._keys_sink = None, None
+        return count
+
+    def ensure_deleted_at(self) -> None:
+        """`deletes: soft`: bronze has a nullable `_deleted_at` (a timestamp, like
+        `_loaded_at`) from its first load on, so models can filter on it at once. Rows
+        the merge (re-)inserts get NULL: a key that comes back is no longer deleted."""
+        if not has_column(self.conn, self.schema, self.table, DELETED_AT):
+            add_column(self.conn, self.schema, self.table, DELETED_AT, DateTime(timezone=True))
+
     # --- metadata -------------------------------------------------------------------------
 
     def save_watermark(self, cursor_column: str, value: str | None) -> None:
@@ -365,7 +424,8 @@ class BronzeSession:
     def clear_watermark(self) -> None:
         clear_watermark(self.conn, self.meta, self.stamp.tenant, self.table)
 
-    def audit(self, rows: int) -> None:
+    def audit(self, rows: int, deleted: int | None = None) -> None:
+        """The audit row; `deleted` None when the load does not look for deletes."""
         record_load(
             self.conn,
             self.meta,
@@ -375,6 +435,7 @@ class BronzeSession:
                 table_name=self.table,
                 mode=self.stamp.mode,
                 rows=rows,
+                deleted=deleted,
                 started_at=self.stamp.loaded_at,
                 finished_at=dt.datetime.now(dt.UTC),
             ),
@@ -411,7 +472,11 @@ class SqlBronzeWriter:
         """Hold `lock_name` until the transaction ends, waiting at most `lock_timeout`
         seconds (then `WarehouseBusy`). Default: nothing (see subclasses)."""
 
-    def _batch_writer(self, conn: Connection, staging: Table, stamp: LoadStamp) -> BatchWriter:
+    def _batch_writer(
+        self, conn: Connection, staging: Table, stamp: LoadStamp | None
+    ) -> BatchWriter:
+        """Appends batches to `staging`, adding the load columns from `stamp` (None: the
+        table has none, as the key scan's `__keys_<table>`)."""
         raise NotImplementedError
 
     def _drop_unless_depended_on(self, conn: Connection, table: Table) -> bool:

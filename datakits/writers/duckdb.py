@@ -149,17 +149,29 @@ class DuckDBWriter(SqlBronzeWriter):
         conn.execute(DropTable(table, if_exists=True))
         return True
 
-    def _batch_writer(self, conn: Connection, staging: Table, stamp: LoadStamp) -> BatchWriter:
-        """One INSERT reading every batch as a stream: see `datakits.writers.duckstream`."""
+    def _batch_writer(
+        self, conn: Connection, staging: Table, stamp: LoadStamp | None
+    ) -> BatchWriter:
+        """One INSERT reading every batch as a stream: see `datakits.writers.duckstream`.
+
+        `stamp` None: the table has no load columns (the key scan's `__keys_<table>`).
+        """
         raw = conn.connection.driver_connection
         source_columns = [c.name for c in staging.columns if c.name not in (LOADED_AT, BATCH_ID)]
-        stmt = insert(staging).from_select(
-            [*source_columns, LOADED_AT, BATCH_ID],
-            select(
-                *(column(name) for name in source_columns),
+        load_columns = [] if stamp is None else [LOADED_AT, BATCH_ID]
+        load_values = (
+            []
+            if stamp is None
+            else [
                 literal(stamp.loaded_at, DateTime(timezone=True)),
                 literal(stamp.batch_id, Text()),
-            ).select_from(table_clause(_BATCH_VIEW)),
+            ]
+        )
+        stmt = insert(staging).from_select(
+            [*source_columns, *load_columns],
+            select(*(column(name) for name in source_columns), *load_values).select_from(
+                table_clause(_BATCH_VIEW)
+            ),
         )
 
         def execute(reader: pa.RecordBatchReader) -> None:

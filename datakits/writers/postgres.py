@@ -46,10 +46,13 @@ class PostgresWriter(SqlBronzeWriter):
         # A transaction-scoped advisory lock: released by commit, rollback or a dead session.
         advisory_xact_lock(conn, lock_name, self.lock_timeout)
 
-    def _batch_writer(self, conn: Connection, staging: Table, stamp: LoadStamp) -> BatchWriter:
+    def _batch_writer(
+        self, conn: Connection, staging: Table, stamp: LoadStamp | None
+    ) -> BatchWriter:
+        """`stamp` None: the table has no load columns (the key scan's `__keys_<table>`)."""
         raw = conn.connection.driver_connection
         names = [c.name for c in staging.columns]
-        assert names[-2:] == [LOADED_AT, BATCH_ID]
+        assert stamp is None or names[-2:] == [LOADED_AT, BATCH_ID]
         query = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(staging.schema, staging.name),
             sql.SQL(", ").join(sql.Identifier(name) for name in names),
@@ -57,7 +60,7 @@ class PostgresWriter(SqlBronzeWriter):
         encoder = _encoder()
         if encoder is None:
             return _row_writer(raw, staging, query, stamp)
-        return _CopyStream(raw, query, encoder, _StampColumns(stamp))
+        return _CopyStream(raw, query, encoder, None if stamp is None else _StampColumns(stamp))
 
 
 class _CopyStream:
@@ -78,7 +81,7 @@ class _CopyStream:
         raw: psycopg.Connection[Any],
         query: sql.Composed,
         encoder: Callable[[pa.Schema], Any],
-        stamps: _StampColumns,
+        stamps: _StampColumns | None,
     ) -> None:
         self._raw = raw
         self._query = query
@@ -90,11 +93,13 @@ class _CopyStream:
         self._encoder: Any = None
 
     def __call__(self, batch: pa.RecordBatch) -> None:
-        loaded_at, batch_id = self._stamps.take(batch.num_rows)
-        full = pa.RecordBatch.from_arrays(
-            [*batch.columns, loaded_at, batch_id],
-            names=[*batch.schema.names, LOADED_AT, BATCH_ID],
-        )
+        full = batch
+        if self._stamps is not None:
+            loaded_at, batch_id = self._stamps.take(batch.num_rows)
+            full = pa.RecordBatch.from_arrays(
+                [*batch.columns, loaded_at, batch_id],
+                names=[*batch.schema.names, LOADED_AT, BATCH_ID],
+            )
         if self._copy is None:
             self._encoder = self._make_encoder(full.schema)
             self._cursor = self._raw.cursor()
@@ -180,11 +185,11 @@ def _offsets(width: int, rows: int) -> pa.Buffer:
 
 
 def _row_writer(
-    raw: psycopg.Connection[Any], staging: Table, query: sql.Composed, stamp: LoadStamp
+    raw: psycopg.Connection[Any], staging: Table, query: sql.Composed, stamp: LoadStamp | None
 ) -> BatchWriter:
     """The slow path: psycopg adapts each value and writes binary rows one by one."""
     types = [_pg_type_name(c.type) for c in staging.columns]
-    stamp_values = (stamp.loaded_at, stamp.batch_id)
+    stamp_values = () if stamp is None else (stamp.loaded_at, stamp.batch_id)
 
     def write(batch: pa.RecordBatch) -> None:
         columns = [col.to_pylist() for col in batch.columns]
