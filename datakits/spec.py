@@ -21,8 +21,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 
@@ -301,6 +303,23 @@ class SourceColumn(Strict):
     #: The bronze column name; None derives it from `source`.
     name: Identifier | None = None
 
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """An entry without `name` dumps as its plain source name, as it was written (the
+        runner's JSON of every table that lists `columns` stays as it was)."""
+        return self.source if self.name is None else handler(self)
+
+
+def _column_entry(value: Any) -> Any:
+    return {"source": value} if isinstance(value, str) else value
+
+
+#: A `columns` entry: a source name (`"UnitPrice"`) or `{source: ..., name: ...}`. One
+#: model either way, so a bad entry gets one error, not one per union branch.
+ColumnEntry = Annotated[
+    SourceColumn, BeforeValidator(_column_entry, json_schema_input_type=SourceName | SourceColumn)
+]
+
 
 class TableSpec(Strict):
     """One source table to copy into bronze, and how (`mode`; see `datakits.modes`).
@@ -322,7 +341,7 @@ class TableSpec(Strict):
     mode: LoadMode = LoadMode.full_refresh
     #: Columns to copy (source names, or `{source, name}` entries); None copies every
     #: column the source has, each under its derived bronze name.
-    columns: tuple[SourceName | SourceColumn, ...] | None = None
+    columns: tuple[ColumnEntry, ...] | None = None
     #: Rows per batch streamed from source to warehouse: bounds the runner's memory.
     batch_size: int = Field(default=50_000, ge=100, le=1_000_000)
     #: append / incremental: the (source) column whose value grows when a row is added
@@ -371,16 +390,12 @@ class TableSpec(Strict):
         """The source names of `columns`, in order (None: every column)."""
         if self.columns is None:
             return None
-        return tuple(c if isinstance(c, str) else c.source for c in self.columns)
+        return tuple(c.source for c in self.columns)
 
     @property
     def given_names(self) -> dict[str, str]:
         """Bronze names given explicitly in `columns`, by source name."""
-        return {
-            c.source: c.name
-            for c in self.columns or ()
-            if isinstance(c, SourceColumn) and c.name is not None
-        }
+        return {c.source: c.name for c in self.columns or () if c.name is not None}
 
     @model_validator(mode="after")
     def _no_duplicate_columns(self) -> Self:
