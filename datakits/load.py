@@ -78,26 +78,32 @@ class LoadResult:
 
 
 def _check_source(table: TableSpec, reader: SourceReader) -> Cursor | None:
-    """The spec against the source's columns; returns the cursor (None for full refresh)."""
-    names = reader.schema.names
-    clashing = sorted({LOADED_AT, BATCH_ID, DELETED_AT}.intersection(names))
+    """The spec against the source's columns; returns the cursor (None for full refresh).
+
+    The spec names source columns (`cursor`, `primary_key`); the batches carry their
+    bronze names (`reader.bronze_names`, `datakits.naming`)."""
+    names = list(reader.bronze_names)
+    clashing = sorted({LOADED_AT, BATCH_ID, DELETED_AT}.intersection(reader.schema.names))
     if clashing:
         raise ConfigError(
-            f"source table {table.name} has column(s) {', '.join(clashing)}, reserved "
-            "for the load columns bronze adds: leave them out with `columns`"
+            f"source table {table.source_table} has column(s) loaded as {', '.join(clashing)}, "
+            "reserved for the load columns bronze adds: leave them out with `columns`, or "
+            "give them another name there ({source: ..., name: ...})"
         )
     for role, wanted in (("cursor", [table.cursor]), ("primary_key", table.primary_key)):
         missing = [name for name in wanted or () if name and name not in names]
         if missing:
             raise ConfigError(
-                f"source table {table.name} has no {role} column {', '.join(missing)} "
+                f"source table {table.source_table} has no {role} column {', '.join(missing)} "
                 f"(columns: {', '.join(names)})"
             )
     if table.mode is LoadMode.full_refresh or table.cursor is None:
         return None
-    arrow_type = reader.schema.field(table.cursor).type
+    bronze = reader.bronze_names[table.cursor]
+    arrow_type = reader.schema.field(bronze).type
     check_cursor_type(table.name, table.cursor, arrow_type)
-    return Cursor(table.cursor, arrow_type, bool(reader.source_table.c[table.cursor].nullable))
+    nullable = bool(reader.source_table.c[table.cursor].nullable)
+    return Cursor(table.cursor, arrow_type, nullable, bronze=bronze)
 
 
 def _refuse_null_cursors(
@@ -143,12 +149,13 @@ def _remove_deleted(
     warehouse a table of keys, not the runner memory. Each batch is reported as bytes
     without rows: a long scan shows the load is alive without changing its row count.
     """
-    keys = table.primary_key or ()
-    sink = session.stage_keys(pa.schema([reader.schema.field(k) for k in keys]))
+    keys = table.primary_key or ()  # source names; bronze has them under bronze names
+    bronze_keys = tuple(reader.bronze_names[k] for k in keys)
+    sink = session.stage_keys(pa.schema([reader.schema.field(k) for k in bronze_keys]))
     for batch in reader.key_batches(keys, filters):
         sink.write(batch)
         progress.advance(0, batch.nbytes)
-    return session.remove_missing(table.deletes, keys)
+    return session.remove_missing(table.deletes, bronze_keys)
 
 
 def _into_bronze(session: BronzeSession, plan: LoadPlan, evolution: Evolution) -> None:
@@ -216,6 +223,7 @@ def load_table(
                 target=target,
                 full_reload=full_reload,
                 default_lookback=reader.default_lookback,
+                keys=tuple(reader.bronze_names[k] for k in table.primary_key or ()),
             )
             _refuse_null_cursors(plan, reader, filters, target)
             if cursor is not None:  # before the read: see `SourceReader.commit_horizon`
@@ -231,7 +239,7 @@ def load_table(
                 if not plan.rebuild:
                     session.evolve(evolution)
             progress.start(f"{spec.tenant}: {table.name} → {target} ({plan.describe()})")
-            tracker = CursorMax(cursor.column) if cursor else None
+            tracker = CursorMax(cursor.bronze_column) if cursor else None
             nbytes = _stream(reader, sink, tracker, progress)
             _into_bronze(session, plan, evolution)
             deleted: int | None = None
@@ -245,7 +253,7 @@ def load_table(
             if cursor is not None and tracker is not None:
                 watermark = plan.next_watermark(tracker.value)
                 session.save_watermark(
-                    cursor.column, None if watermark is None else encode(watermark)
+                    cursor.bronze_column, None if watermark is None else encode(watermark)
                 )
             else:
                 session.clear_watermark()  # a full refresh has none; a stale one would lie

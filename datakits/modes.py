@@ -68,10 +68,22 @@ def _plain(column: Column[Any], value: Any) -> tuple[Any, Any]:
 class Cursor:
     """The cursor column as the source has it."""
 
+    #: The source column's name (what the WHERE compares).
     column: str
     arrow_type: pa.DataType
     #: False when the source declares the column NOT NULL (no NULL check needed).
     nullable: bool
+    #: Its bronze column name, when it differs from `column` (`datakits.naming`).
+    bronze: str | None = None
+
+    @property
+    def bronze_column(self) -> str:
+        """The bronze name: what the batches carry and the watermark row records.
+
+        Bronze, not source: the watermark describes bronze's content, and every table
+        loaded before source names existed has the same name on both sides, so its stored
+        watermark still matches."""
+        return self.bronze or self.column
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,7 @@ def plan_load(
     target: str,
     full_reload: bool = False,
     default_lookback: dt.timedelta = dt.timedelta(0),
+    keys: tuple[str, ...] | None = None,
 ) -> LoadPlan:
     """What this load reads and how it writes; see the module docstring.
 
@@ -223,8 +236,9 @@ def plan_load(
     watermark replaced in the same transaction by the largest cursor read.
     `default_lookback`: the source's own re-read window for timestamp and date cursors
     (MySQL/MariaDB: `datakits.sources.mysql`); the spec's `lookback`, when larger, wins.
+    `keys`: the primary key's bronze column names (default: the spec's, unrenamed).
     """
-    keys = spec.primary_key or ()
+    keys = keys if keys is not None else spec.primary_key or ()
     base = {"mode": spec.mode, "null_cursor": spec.null_cursor, "keys": keys}
     if spec.mode is LoadMode.full_refresh or cursor is None:
         return LoadPlan(rebuild=True, cursor=None, why="whole table", **base)
@@ -235,7 +249,7 @@ def plan_load(
         return LoadPlan(rebuild=True, cursor=cursor, why="first load (no bronze table)", **base)
     if stored is None:
         return LoadPlan(rebuild=True, cursor=cursor, why="first load (no watermark)", **base)
-    if stored.cursor_column != cursor.column:
+    if stored.cursor_column != cursor.bronze_column:
         if not keys:
             raise ConfigError(
                 f"the watermark of {target} follows column {stored.cursor_column}, the spec "

@@ -11,6 +11,7 @@ resolves at run time into the env var the runner reads (`RUNNER_SOURCE_URL`,
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -20,12 +21,14 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 
-from datakits import kinds
+from datakits import kinds, naming
 from datakits.contract import (  # noqa: F401 (the runner contract's env names, re-exported)
     DURATION_PATTERN,
     RUNNER_SPEC_ENV,
@@ -39,6 +42,10 @@ from datakits.contract import (  # noqa: F401 (the runner contract's env names, 
 #: underscore, at most 63 characters (PostgreSQL's limit). SQLAlchemy still quotes it.
 IDENTIFIER_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+#: A source table, schema or column name exactly as the source spells it: any characters
+#: but NUL (`"Order Details"`, `"OrderID"`, `"Café"`). Never formatted into SQL: the
+#: readers put it in SQLAlchemy `Table`/`Column` objects, which quote it per dialect.
+SourceName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
 
 #: A tenant id is also part of schema names, DAG ids, connection and env var prefixes and
 #: (with `_` → `-`) Kubernetes names: `tenant-<id>` must be a DNS-1123 label and `<id>` a
@@ -245,7 +252,8 @@ class RowFilter(Strict):
     `!=`, `<`, ... follow SQL: a NULL column value matches none of them (use `is_null`).
     """
 
-    column: Identifier
+    #: The source column, as the source spells it.
+    column: SourceName
     op: FilterOp
     #: A scalar for comparisons, a non-empty list for `in`, nothing for `is_null`/`not_null`.
     value: FilterScalar | tuple[FilterScalar, ...] | None = None
@@ -299,22 +307,65 @@ Lookback = Annotated[
 ]
 
 
-class TableSpec(Strict):
-    """One source table to copy into bronze, and how (`mode`; see `datakits.modes`)."""
+class SourceColumn(Strict):
+    """A `columns` entry naming its bronze column: `{source: "UnitPrice", name: unit_price}`.
 
-    name: Identifier
+    A plain string entry is the source name alone; its bronze name is derived
+    (`datakits.naming.bronze_name`), as is the bronze name of an entry without `name`.
+    """
+
+    source: SourceName
+    #: The bronze column name; None derives it from `source`.
+    name: Identifier | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """An entry without `name` dumps as its plain source name, as it was written (the
+        runner's JSON of every table that lists `columns` stays as it was)."""
+        return self.source if self.name is None else handler(self)
+
+
+def _column_entry(value: Any) -> Any:
+    return {"source": value} if isinstance(value, str) else value
+
+
+#: A `columns` entry: a source name (`"UnitPrice"`) or `{source: ..., name: ...}`. One
+#: model either way, so a bad entry gets one error, not one per union branch.
+ColumnEntry = Annotated[
+    SourceColumn, BeforeValidator(_column_entry, json_schema_input_type=SourceName | SourceColumn)
+]
+
+
+class TableSpec(Strict):
+    """One source table to copy into bronze, and how (`mode`; see `datakits.modes`).
+
+    Names: `name` is the bronze table (and task, asset, dbt source) name. The source table
+    is `source_name` when given (exact, any characters), else `name`; writing only
+    `name: "Order Details"` sets `source_name` to it and `name` to its derived bronze name
+    (`datakits.naming`). `columns`, `cursor`, `primary_key` and `filter` name *source*
+    columns; each loads under its given or derived bronze name.
+    """
+
+    #: The bronze table name; a name that is no bronze identifier is taken as the source
+    #: name, and the bronze name derived from it (`_derive_bronze_name`).
+    name: SourceName
+    #: The source table's exact name, when it differs from `name`.
+    source_name: SourceName | None = None
+    #: The source table's schema (database on MySQL), exact; None: `source.schema`.
+    source_schema: SourceName | None = None
     mode: LoadMode = LoadMode.full_refresh
-    #: Columns to copy; None copies every column the source has.
-    columns: tuple[Identifier, ...] | None = None
+    #: Columns to copy (source names, or `{source, name}` entries); None copies every
+    #: column the source has, each under its derived bronze name.
+    columns: tuple[ColumnEntry, ...] | None = None
     #: Rows per batch streamed from source to warehouse: bounds the runner's memory.
     batch_size: int = Field(default=50_000, ge=100, le=1_000_000)
-    #: append / incremental: the column whose value grows when a row is added (or
-    #: changed): an integer, decimal, float, timestamp or date column.
-    cursor: Identifier | None = None
-    #: The columns that identify a row: required by incremental (the merge key); with
-    #: append, rows whose key is already in bronze are skipped. Every load checks the
+    #: append / incremental: the (source) column whose value grows when a row is added
+    #: (or changed): an integer, decimal, float, timestamp or date column.
+    cursor: SourceName | None = None
+    #: The (source) columns that identify a row: required by incremental (the merge key);
+    #: with append, rows whose key is already in bronze are skipped. Every load checks the
     #: rows it read for NULL or duplicate keys; PostgreSQL bronze indexes the key.
-    primary_key: tuple[Identifier, ...] | None = Field(default=None, min_length=1)
+    primary_key: tuple[SourceName, ...] | None = Field(default=None, min_length=1)
     #: Re-read window behind the watermark (see `Lookback`); needs `primary_key`.
     lookback: Lookback = 0
     #: Rows whose cursor is NULL (see `NullCursor`); ignored by full_refresh.
@@ -344,9 +395,48 @@ class TableSpec(Strict):
         return self
 
     @model_validator(mode="after")
+    def _derive_bronze_name(self) -> Self:
+        """`name: "Order Details"` alone: the source name, loaded under its derived name.
+
+        An after validator that sets the two fields: a `before` one would make pydantic
+        validate the JSON of `RUNNER_SPEC` in Python mode (filter dates would stay text)."""
+        if re.match(IDENTIFIER_PATTERN, self.name):
+            return self
+        if self.source_name is not None:
+            raise ValueError(
+                f"`name` is the bronze table name when `source_name` is given: it must be a "
+                f"lower-case SQL identifier (a-z, 0-9, _; at most 63 characters), got "
+                f"{self.name!r}"
+            )
+        object.__setattr__(self, "source_name", self.name)
+        object.__setattr__(self, "name", naming.bronze_name(self.name))
+        return self
+
+    @property
+    def source_table(self) -> str:
+        """The source table's exact name."""
+        return self.source_name if self.source_name is not None else self.name
+
+    @property
+    def column_sources(self) -> tuple[str, ...] | None:
+        """The source names of `columns`, in order (None: every column)."""
+        if self.columns is None:
+            return None
+        return tuple(c.source for c in self.columns)
+
+    @property
+    def given_names(self) -> dict[str, str]:
+        """Bronze names given explicitly in `columns`, by source name."""
+        return {c.source: c.name for c in self.columns or () if c.name is not None}
+
+    @model_validator(mode="after")
     def _no_duplicate_columns(self) -> Self:
-        if self.columns is not None and len(set(self.columns)) != len(self.columns):
-            raise ValueError(f"columns are listed twice in {list(self.columns)}")
+        sources = self.column_sources
+        if sources is not None and len(set(sources)) != len(sources):
+            raise ValueError(f"columns are listed twice in {list(sources)}")
+        given = list(self.given_names.values())
+        if len(set(given)) != len(given):
+            raise ValueError(f"two columns are given the same bronze name: {given}")
         if self.primary_key is not None and len(set(self.primary_key)) != len(self.primary_key):
             raise ValueError(f"primary_key lists a column twice: {list(self.primary_key)}")
         return self
@@ -354,9 +444,10 @@ class TableSpec(Strict):
     @model_validator(mode="after")
     def _mode_settings(self) -> Self:
         mode, has_key = self.mode, self.primary_key is not None
-        if self.columns is not None:
+        sources = self.column_sources
+        if sources is not None:
             needed = [*([self.cursor] if self.cursor else []), *(self.primary_key or ())]
-            missing = [name for name in needed if name not in self.columns]
+            missing = [name for name in needed if name not in sources]
             if missing:
                 raise ValueError(
                     f"cursor and primary_key columns must be among `columns`: add "

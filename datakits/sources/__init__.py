@@ -34,10 +34,11 @@ def row_estimate(source: SourceSpec, table: TableSpec, url: str | URL) -> int | 
     real problem (unreachable, missing table) in its own words."""
     cls = reader_class(source.kind)
     try:
-        engine = cls(url, table, schema=source.schema_)._make_engine()
+        reader = cls(url, table, schema=source.schema_)
+        engine = reader._make_engine()
         try:
             with engine.connect() as conn:
-                return cls.estimate_rows(conn, table.name, source.schema_)
+                return cls.estimate_rows(conn, table.source_table, reader.source_schema)
         finally:
             engine.dispose()
     except Exception as exc:

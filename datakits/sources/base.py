@@ -37,6 +37,7 @@ from sqlalchemy.types import NullType
 
 from datakits.errors import ConfigError, LoadFailed, SourceUnavailable
 from datakits.messages import one_line, reason
+from datakits.naming import column_names
 from datakits.spec import TableSpec
 from datakits.types import ColumnMapping, TemporalBounds, bounds_for, map_column, rows_to_batch
 from datakits.urls import make_engine, parse_url, require_backend, safe
@@ -59,6 +60,8 @@ class SourceReader(Protocol):
 
     schema: pa.Schema
     mappings: list[ColumnMapping]
+    #: Bronze column name by source column name, for the selected columns.
+    bronze_names: dict[str, str]
     where: tuple[ColumnElement[bool], ...]
     bounds: TemporalBounds
     default_lookback: dt.timedelta
@@ -119,7 +122,11 @@ class SqlTableReader:
     def __init__(self, url: str | URL, table: TableSpec, schema: str | None = None) -> None:
         self.url = parse_url(url)
         self.table_spec = table
-        self.source_schema = schema
+        self.source_schema = table.source_schema if table.source_schema is not None else schema
+        #: The selected source columns, in the order of `mappings` (named as in the source).
+        self.columns: list[Column[Any]] = []
+        #: The bronze column name of each selected source column (`datakits.naming`).
+        self.bronze_names: dict[str, str] = {}
         self.mappings: list[ColumnMapping] = []
         self.schema = pa.schema([])
         #: Conditions on `source_table` the rows read must meet (set by the load).
@@ -137,7 +144,7 @@ class SqlTableReader:
 
     @property
     def qualified_name(self) -> str:
-        name = self.table_spec.name
+        name = self.table_spec.source_table
         return f"{self.source_schema}.{name}" if self.source_schema else name
 
     def _make_engine(self) -> Engine:
@@ -157,10 +164,18 @@ class SqlTableReader:
         try:
             self._conn = self._connect(self._engine)
             self._table = self._reflect(self._conn)
-            columns = self._select_columns(self._table)
+            self.columns = self._select_columns(self._table)
+            selected = {c.name for c in self.columns}
+            ordinal = [c.name for c in self._table.columns if c.name in selected]
+            self.bronze_names = column_names(ordinal, self.table_spec.given_names)
             self.mappings = [
-                map_column(c.name, c.type, loose=self.loose_types, float4=self.real_is_float4)
-                for c in columns
+                map_column(
+                    self.bronze_names[c.name],
+                    c.type,
+                    loose=self.loose_types,
+                    float4=self.real_is_float4,
+                )
+                for c in self.columns
             ]
             self.schema = pa.schema([m.field for m in self.mappings])
         except BaseException:
@@ -214,11 +229,16 @@ class SqlTableReader:
         retried, with what exists so the spec can be fixed.
         """
         try:
-            found = inspect(conn).get_columns(self.table_spec.name, schema=self.source_schema)
+            name = self.table_spec.source_table
+            found = inspect(conn).get_columns(name, schema=self.source_schema)
             if not found:  # some dialects answer an empty list for a missing table
-                raise NoSuchTableError(self.table_spec.name)
-            columns = [Column(c["name"], c["type"], nullable=c["nullable"]) for c in found]
-            return Table(self.table_spec.name, MetaData(), *columns, schema=self.source_schema)
+                raise NoSuchTableError(name)
+            # `quote=True`: the exact reflected spelling, also for a lower-case name a
+            # dialect would otherwise fold (Oracle-style) or a reserved word.
+            columns = [
+                Column(c["name"], c["type"], nullable=c["nullable"], quote=True) for c in found
+            ]
+            return Table(name, MetaData(), *columns, schema=self.source_schema, quote=True)
         except NoSuchTableError:
             self._check_schema(conn)
             existing = sorted(inspect(conn).get_table_names(schema=self.source_schema))
@@ -249,9 +269,9 @@ class SqlTableReader:
                 f"(schemas: {_names(schemas)}): fix `source.schema` in the tenant's spec"
             )
 
-    def _select_columns(self, table: Table) -> list[Any]:
+    def _select_columns(self, table: Table) -> list[Column[Any]]:
         available = [c.name for c in table.columns]
-        wanted = list(self.table_spec.columns) if self.table_spec.columns else available
+        wanted = list(self.table_spec.column_sources or available)
         missing = [name for name in wanted if name not in table.columns]
         if missing:
             raise ConfigError(
@@ -265,11 +285,13 @@ class SqlTableReader:
 
         A reader with another transport (e.g. COPY) must read exactly these rows.
         """
-        table = self.source_table
         # Raw driver values (no SQLAlchemy result processing): our converters handle every
         # representation, while SQLAlchemy's would reject e.g. SQLite timestamps with a `T`.
         stmt = select(
-            *(type_coerce(table.columns[m.name], NullType()).label(m.name) for m in self.mappings)
+            *(
+                type_coerce(column, NullType()).label(m.name)
+                for column, m in zip(self.columns, self.mappings, strict=True)
+            )
         )
         return stmt.where(*self.where) if self.where else stmt
 
@@ -328,8 +350,10 @@ class SqlTableReader:
         removed). An earlier snapshot would not be, so it is never taken before.
         """
         narrowed = copy.copy(self)
-        by_name = {m.name: m for m in self.mappings}
-        narrowed.mappings = [by_name[name] for name in keys]
+        position = {column.name: i for i, column in enumerate(self.columns)}
+        chosen = [position[name] for name in keys]  # `keys` are source column names
+        narrowed.columns = [self.columns[i] for i in chosen]
+        narrowed.mappings = [self.mappings[i] for i in chosen]
         narrowed.schema = pa.schema([m.field for m in narrowed.mappings])
         narrowed.where = tuple(where)
         return narrowed.batches()

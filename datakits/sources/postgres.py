@@ -289,10 +289,12 @@ def _cursor_expression(
     return _select_expression(column, mapping), target
 
 
-def _array_check(table: Any, mappings: list[ColumnMapping]) -> ColumnElement[bool] | None:
+def _array_check(
+    columns: list[Column[Any]], mappings: list[ColumnMapping]
+) -> ColumnElement[bool] | None:
     """True for a row holding an array a list cannot carry: several dimensions, or a lower
     bound other than 1 (`'[0:1]={5,6}'`). The driver would flatten them silently."""
-    arrays = [table.columns[m.name] for m in mappings if pa.types.is_list(m.arrow_type)]
+    arrays = [c for c, m in zip(columns, mappings, strict=True) if pa.types.is_list(m.arrow_type)]
     if not arrays:
         return None
     tests = [or_(func.array_ndims(c) > 1, func.array_lower(c, 1) != 1).is_(True) for c in arrays]
@@ -413,24 +415,24 @@ class PostgresReader(SqlTableReader):
 
     def copy_statement(self) -> Select[Any]:
         """`statement()` (the rows the load selected) with the COPY-exact column expressions."""
-        table = self.source_table
-        columns = [_select_expression(table.columns[m.name], m) for m in self.mappings]
+        columns = [
+            _select_expression(c, m) for c, m in zip(self.columns, self.mappings, strict=True)
+        ]
         return self._with_columns(columns)
 
     def cursor_statement(self) -> Select[Any]:
         """The same rows and values as `copy_statement`, in types psycopg returns exactly."""
-        table = self.source_table
-        pairs = [_cursor_expression(table.columns[m.name], m) for m in self.mappings]
+        pairs = [_cursor_expression(c, m) for c, m in zip(self.columns, self.mappings, strict=True)]
         self._cursor_mappings = [
             ColumnMapping(m.name, arrow, None if arrow != m.arrow_type else m.convert)
             for m, (_, arrow) in zip(self.mappings, pairs, strict=True)
         ]
-        if _array_check(self.source_table, self.mappings) is not None:
+        if _array_check(self.columns, self.mappings) is not None:
             self._cursor_mappings.append(ColumnMapping(_ARRAY_CHECK, pa.bool_()))
         return self._with_columns([expression for expression, _ in pairs])
 
     def _with_columns(self, columns: list[ColumnElement[Any]]) -> Select[Any]:
-        check = _array_check(self.source_table, self.mappings)
+        check = _array_check(self.columns, self.mappings)
         if check is not None:
             columns = [*columns, check]
         return self.statement().with_only_columns(*columns, maintain_column_froms=True)
