@@ -40,6 +40,7 @@ def test_typo_enum_and_pattern_are_all_reported(warehouses: Path, write_tenant: 
           connection: {env: WH}
         tables:
           - name: Orders
+            source_name: Orders
         """,
     )
     assert messages(warehouses, file) == [
@@ -51,8 +52,9 @@ def test_typo_enum_and_pattern_are_all_reported(warehouses: Path, write_tenant: 
         "'mysql', got 'oracle'",
         "shop/warehouse.yaml:5:21: source.connection.env: must be an env var name "
         "(A-Z, 0-9, _), got 'shop_url'",
-        "shop/warehouse.yaml:10:11: tables[0].name: must be a lower-case SQL identifier "
-        "(a-z, 0-9, _; at most 63 characters), got 'Orders'",
+        "shop/warehouse.yaml:10:5: tables[0]: `name` is the bronze table name when "
+        "`source_name` is given: it must be a lower-case SQL identifier (a-z, 0-9, _; at most "
+        "63 characters), got 'Orders'",
     ]
 
 
