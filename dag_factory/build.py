@@ -21,13 +21,12 @@ from dag_factory.adapters import adapter_for
 from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks, freshness_deadline
 from dag_factory.errors import Problem, TenantFileError
+from dag_factory.isolation import effective_executor
 from dag_factory.loader import Fallback, Loader, Tenant
 from dag_factory.plan import PlannedTask, PlatformOverrides, TaskKind, plan_tenant
 from dag_factory.run_options import RunOptions, dag_params
 from dag_factory.spec import DAG_ID_PREFIX, AssetSchedule, Executor, TenantSpec
 
-#: Overrides every tenant's `platform.executor` (e.g. `local` on a laptop, CI).
-EXECUTOR_ENV = "DAG_FACTORY_EXECUTOR"
 #: Comma-separated tenant ids: a deployment that serves only some tenants loads only them.
 TENANTS_ENV = "DAG_FACTORY_TENANTS"
 INVALID_TAG = "invalid-tenant-file"
@@ -38,8 +37,8 @@ def tenant_tag(tenant_id: str) -> str:
 
 
 def executor_for(tenant: Tenant) -> Executor:
-    override = os.environ.get(EXECUTOR_ENV)
-    return Executor(override) if override else tenant.spec.platform.executor
+    """Where the tenant's tasks run (`$DAG_FACTORY_EXECUTOR` overrides the tenant file)."""
+    return effective_executor(tenant.spec)
 
 
 def _doc(tenant: Tenant, executor: Executor) -> str:

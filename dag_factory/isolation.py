@@ -224,9 +224,17 @@ def resource_problems(spec: TenantSpec) -> list[Found]:
 
 
 def effective_executor(spec: TenantSpec) -> Executor:
-    """`$DAG_FACTORY_EXECUTOR` when it names an executor, else the tenant's own."""
+    """`$DAG_FACTORY_EXECUTOR` when set, else the tenant's own `platform.executor`; one rule
+    for validation and DAG assembly. A value that names no executor is an error (loud in
+    every tenant), never silently ignored."""
     override = os.environ.get(EXECUTOR_ENV, "").strip()
-    return Executor(override) if override in Executor.__members__ else spec.platform.executor
+    if not override:
+        return spec.platform.executor
+    try:
+        return Executor(override)
+    except ValueError:
+        known = ", ".join(e.value for e in Executor)
+        raise ValueError(f"{EXECUTOR_ENV}={override!r} names no executor ({known})") from None
 
 
 def egress_problems(spec: TenantSpec, executor: Executor | None = None) -> list[Found]:

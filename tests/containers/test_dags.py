@@ -11,7 +11,8 @@ from airflow.serialization.serialized_objects import DagSerialization
 
 from dag_factory.adapters.docker import RunnerContainerOperator
 from dag_factory.adapters.kubernetes import RunnerPodOperator
-from dag_factory.build import EXECUTOR_ENV, build_dags
+from dag_factory.build import build_dags
+from dag_factory.isolation import EXECUTOR_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "n0-s3cret-in-dags"

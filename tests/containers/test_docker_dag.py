@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.build import EXECUTOR_ENV
+from dag_factory.isolation import EXECUTOR_ENV
 from dag_factory.plan import NETWORK_ENV, REGISTRY_ENV
 from devtools.docker import DockerEngine
 from devtools.postgres import PostgresCluster

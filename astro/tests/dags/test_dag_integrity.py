@@ -26,7 +26,8 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from airflow.dag_processing.dagbag import DagBag
 
 from dag_factory.adapters import adapter_for
-from dag_factory.build import EXECUTOR_ENV, INVALID_TAG, TENANTS_ENV, tenant_tag
+from dag_factory.build import INVALID_TAG, TENANTS_ENV, tenant_tag
+from dag_factory.isolation import EXECUTOR_ENV
 from dag_factory.spec import DAG_ID_PREFIX, Executor
 
 ASTRO = Path(__file__).resolve().parents[2]
