@@ -20,6 +20,7 @@ KEYS = {
     "duckdb_throughput_vs_best_baseline",
     "lakehouse_throughput_vs_best_baseline",
     "incremental_1pct_vs_full",
+    "key_scan_vs_full_refresh",
     "peak_rss_mb",
 }
 
