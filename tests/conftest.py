@@ -28,7 +28,7 @@ pytest_plugins = ["pytester"]
 
 # What a test needs is read off the fixtures it uses (directly or through other fixtures),
 # so a test that starts a server can't forget its mark, and `make test-fast` can leave out
-# every one of them: `-m "not (postgres or mariadb or docker or airflow or browser)"`.
+# every one of them (its FAST_MARKS: `not (postgres or mariadb or ... or s3)`).
 SERVER_MARKS: dict[str, tuple[frozenset[str], str]] = {
     "postgres": (
         frozenset({"pg_cluster", "pg_database"}),
@@ -49,6 +49,14 @@ SERVER_MARKS: dict[str, tuple[frozenset[str], str]] = {
     "browser": (
         frozenset({"browser"}),
         "drives a real headless Chromium (derived from its fixtures)",
+    ),
+    "prometheus": (
+        frozenset({"prometheus_stack"}),
+        "starts a real Prometheus and Pushgateway (derived from its fixtures)",
+    ),
+    "s3": (
+        frozenset({"s3_server"}),
+        "starts the S3-compatible server (moto) the test run owns (derived)",
     ),
 }
 

@@ -26,7 +26,7 @@ DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana" / "tenant-runner.json
 
 
 @pytest.fixture(scope="module")
-def prom() -> Iterator[PrometheusStack]:
+def prometheus_stack() -> Iterator[PrometheusStack]:
     with PrometheusStack() as stack:
         yield stack
 
@@ -37,11 +37,13 @@ def _value(series: list[dict], **labels: str) -> float:
     return float(found[0]["value"][1])
 
 
-def test_loads_and_a_failure_reach_prometheus(prom: PrometheusStack, tmp_path: Path) -> None:
+def test_loads_and_a_failure_reach_prometheus(
+    prometheus_stack: PrometheusStack, tmp_path: Path
+) -> None:
     source = sqlite_source(tmp_path / "src.db")
     warehouse = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     load_spec = spec("metrics_a")
-    push = {PUSHGATEWAY_URL_ENV: prom.gateway_url}
+    push = {PUSHGATEWAY_URL_ENV: prometheus_stack.gateway_url}
 
     events = result_of(run_extract(load_spec, "events", source, warehouse, **push))
     plain = result_of(run_extract(load_spec, "plain", source, warehouse, **push))
@@ -49,39 +51,43 @@ def test_loads_and_a_failure_reach_prometheus(prom: PrometheusStack, tmp_path: P
     assert failed.returncode == 2, failed.stderr
 
     tenant = '{tenant="metrics_a"}'
-    rows = prom.wait_for(f"tenant_runner_rows_loaded{tenant}", count=2)
+    rows = prometheus_stack.wait_for(f"tenant_runner_rows_loaded{tenant}", count=2)
     assert _value(rows, table="events", task="extract_events") == events["rows"] == 3
     assert _value(rows, table="plain", task="extract_plain") == plain["rows"] == 2
-    sizes = prom.wait_for(f"tenant_runner_bytes_loaded{tenant}", count=2)
+    sizes = prometheus_stack.wait_for(f"tenant_runner_bytes_loaded{tenant}", count=2)
     assert _value(sizes, table="events") == events["bytes"] > 0
     assert _value(sizes, table="plain") == plain["bytes"] > 0
 
     # the watermark of the timestamp cursor, and the lag behind it at the end of the load
     newest = dt.datetime.fromisoformat(NEWEST).replace(tzinfo=dt.UTC).timestamp()
-    marks = prom.wait_for(f"tenant_runner_watermark_timestamp_seconds{tenant}")
+    marks = prometheus_stack.wait_for(f"tenant_runner_watermark_timestamp_seconds{tenant}")
     assert [s["metric"]["table"] for s in marks] == ["events"]  # a full refresh has none
     assert _value(marks, table="events") == newest
-    lag = _value(prom.wait_for(f"tenant_runner_lag_seconds{tenant}"), table="events")
-    success = prom.wait_for(f"tenant_runner_last_success_timestamp_seconds{tenant}", count=2)
+    lag = _value(prometheus_stack.wait_for(f"tenant_runner_lag_seconds{tenant}"), table="events")
+    success = prometheus_stack.wait_for(
+        f"tenant_runner_last_success_timestamp_seconds{tenant}", count=2
+    )
     assert lag == pytest.approx(_value(success, table="events") - newest, abs=1)
 
     # the failed load: its exit code as a label, no rows, a load time
-    failures = prom.wait_for(f"tenant_runner_last_failure_timestamp_seconds{tenant}")
+    failures = prometheus_stack.wait_for(f"tenant_runner_last_failure_timestamp_seconds{tenant}")
     assert [(s["metric"]["table"], s["metric"]["exit_code"]) for s in failures] == [("absent", "2")]
-    status = prom.wait_for(f"tenant_runner_task_status{tenant}", count=3)
+    status = prometheus_stack.wait_for(f"tenant_runner_task_status{tenant}", count=3)
     codes = {s["metric"]["table"]: s["metric"]["exit_code"] for s in status}
     assert codes == {"events": "0", "plain": "0", "absent": "2"}
-    seconds = prom.wait_for(f"tenant_runner_load_seconds{tenant}", count=3)
+    seconds = prometheus_stack.wait_for(f"tenant_runner_load_seconds{tenant}", count=3)
     assert all(float(s["value"][1]) > 0 for s in seconds)
     assert {s["metric"]["job"] for s in seconds} == {"tenant_runner"}  # honor_labels kept ours
 
 
-def test_a_failure_keeps_the_last_good_load(prom: PrometheusStack, tmp_path: Path) -> None:
+def test_a_failure_keeps_the_last_good_load(
+    prometheus_stack: PrometheusStack, tmp_path: Path
+) -> None:
     """pushadd semantics: the failure replaces status and failure time, not the rows."""
     source = sqlite_source(tmp_path / "src.db")
     warehouse = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     load_spec = spec("metrics_b")
-    push = {PUSHGATEWAY_URL_ENV: prom.gateway_url}
+    push = {PUSHGATEWAY_URL_ENV: prometheus_stack.gateway_url}
     result_of(run_extract(load_spec, "plain", source, warehouse, **push))
     with sqlite3.connect(tmp_path / "src.db") as conn:
         conn.execute("DROP TABLE plain")
@@ -91,13 +97,19 @@ def test_a_failure_keeps_the_last_good_load(prom: PrometheusStack, tmp_path: Pat
 
     assert failed.returncode == 2, failed.stderr
     tenant = '{tenant="metrics_b"}'
-    failure = prom.wait_for(f"tenant_runner_last_failure_timestamp_seconds{tenant}")
-    success = prom.wait_for(f"tenant_runner_last_success_timestamp_seconds{tenant}")
+    failure = prometheus_stack.wait_for(f"tenant_runner_last_failure_timestamp_seconds{tenant}")
+    success = prometheus_stack.wait_for(f"tenant_runner_last_success_timestamp_seconds{tenant}")
     assert _value(failure, exit_code="2") > _value(success, table="plain")
-    assert _value(prom.wait_for(f"tenant_runner_rows_loaded{tenant}"), table="plain") == 2
-    status = prom.wait_for('tenant_runner_task_status{tenant="metrics_b",exit_code="2"}')
+    assert (
+        _value(prometheus_stack.wait_for(f"tenant_runner_rows_loaded{tenant}"), table="plain") == 2
+    )
+    status = prometheus_stack.wait_for(
+        'tenant_runner_task_status{tenant="metrics_b",exit_code="2"}'
+    )
     assert len(status) == 1
-    assert prom.query('tenant_runner_task_status{tenant="metrics_b",exit_code="0"}') == []
+    assert (
+        prometheus_stack.query('tenant_runner_task_status{tenant="metrics_b",exit_code="0"}') == []
+    )
 
 
 def test_a_gateway_that_is_down_never_fails_the_task(tmp_path: Path) -> None:
@@ -114,7 +126,9 @@ def test_a_gateway_that_is_down_never_fails_the_task(tmp_path: Path) -> None:
     assert warnings[0].startswith("runner extract: warning: metrics not pushed")
 
 
-def test_nothing_is_pushed_without_the_env(prom: PrometheusStack, tmp_path: Path) -> None:
+def test_nothing_is_pushed_without_the_env(
+    prometheus_stack: PrometheusStack, tmp_path: Path
+) -> None:
     source = sqlite_source(tmp_path / "src.db")
     warehouse = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     result_of(run_extract(spec("metrics_off"), "plain", source, warehouse))
@@ -125,11 +139,11 @@ def test_nothing_is_pushed_without_the_env(prom: PrometheusStack, tmp_path: Path
             "plain",
             source,
             warehouse,
-            **{PUSHGATEWAY_URL_ENV: prom.gateway_url},
+            **{PUSHGATEWAY_URL_ENV: prometheus_stack.gateway_url},
         )
     )
-    assert prom.wait_for('tenant_runner_rows_loaded{tenant="metrics_on"}')
-    assert prom.query('{tenant="metrics_off"}') == []
+    assert prometheus_stack.wait_for('tenant_runner_rows_loaded{tenant="metrics_on"}')
+    assert prometheus_stack.query('{tenant="metrics_off"}') == []
 
 
 def test_grafana_dashboard_queries_name_emitted_metrics() -> None:
@@ -160,14 +174,16 @@ def test_grafana_dashboard_queries_name_emitted_metrics() -> None:
         assert wanted in names_seen
 
 
-def test_grafana_queries_run_in_prometheus(prom: PrometheusStack, tmp_path: Path) -> None:
+def test_grafana_queries_run_in_prometheus(
+    prometheus_stack: PrometheusStack, tmp_path: Path
+) -> None:
     """Each panel query, with Grafana's variables filled in, is valid PromQL here, and the
     per-load panels show the load just pushed."""
     source = sqlite_source(tmp_path / "src.db")
     warehouse = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    push = {PUSHGATEWAY_URL_ENV: prom.gateway_url}
+    push = {PUSHGATEWAY_URL_ENV: prometheus_stack.gateway_url}
     result_of(run_extract(spec("metrics_g"), "events", source, warehouse, **push))
-    prom.wait_for('tenant_runner_watermark_timestamp_seconds{tenant="metrics_g"}')
+    prometheus_stack.wait_for('tenant_runner_watermark_timestamp_seconds{tenant="metrics_g"}')
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     filled = {"$tenant": "metrics_g", "$__rate_interval": "1m", "$__range": "1h"}
     for panel in dashboard["panels"]:
@@ -175,6 +191,6 @@ def test_grafana_queries_run_in_prometheus(prom: PrometheusStack, tmp_path: Path
             expr = target["expr"]
             for var, value in filled.items():
                 expr = expr.replace(var, value)
-            series = prom.query(expr)  # raises on a PromQL error
+            series = prometheus_stack.query(expr)  # raises on a PromQL error
             if panel["title"].startswith(("Rows", "Bytes", "Source lag", "Load seconds")):
                 assert series, f"panel {panel['title']!r} is empty after a load: {expr}"
