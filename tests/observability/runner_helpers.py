@@ -1,19 +1,17 @@
-"""Helpers of the observability tests: real `runner` runs, SQLite → DuckDB."""
+"""Helpers of the observability tests: real `runner` runs, SQLite → DuckDB (the runner
+itself is started by `tests.datakits.runner_proc.run_extract`, re-exported here)."""
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from datakits.contract import RUNNER_SPEC_ENV, SOURCE_URL_ENV, WAREHOUSE_URL_ENV
 from datakits.spec import LoadSpec
+from tests.datakits.runner_proc import run_extract
 
-RUNNER = str(Path(sys.executable).parent / "runner")
 #: The newest `updated_at` in the `events` source table.
 NEWEST = "2026-01-02 03:04:05"
 
@@ -52,28 +50,9 @@ def spec(tenant: str = "acme") -> LoadSpec:
     )
 
 
-def run_extract(
-    load_spec: LoadSpec, table: str, source: str, warehouse: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """The real console script, as the local adapter runs it."""
-    full_env = {
-        **os.environ,
-        RUNNER_SPEC_ENV: load_spec.to_env_json(),
-        SOURCE_URL_ENV: source,
-        WAREHOUSE_URL_ENV: warehouse,
-        **env,
-    }
-    full_env.pop("RUNNER_DEBUG", None)
-    return subprocess.run(
-        [RUNNER, "extract", "--table", table],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def result_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
+
+
+__all__ = ["NEWEST", "result_of", "run_extract", "spec", "sqlite_source"]
