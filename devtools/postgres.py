@@ -85,13 +85,27 @@ class PostgresCluster:
     def dsn(self, database: str) -> str:
         return f"host=127.0.0.1 port={self.port} user={self.user} dbname={database}"
 
-    def create_database(self, name: str) -> str:
-        """Create (or recreate) a database; returns its SQLAlchemy URL."""
+    def create_database(
+        self, name: str, *, owner: str | None = None, password: str | None = None
+    ) -> str:
+        """Create (or recreate) a database; returns its SQLAlchemy URL. With `owner`, a login
+        role of that name (and `password`) is (re)created, owns the database, and is the
+        URL's user: a warehouse as a tenant's runner would reach it."""
+        user = owner or self.user
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             ident = sql.Identifier(name)
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
-        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{name}"
+            if owner is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+            else:
+                role = sql.Identifier(owner)
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password))
+                )
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident, role))
+        secret = f":{password}" if owner is not None and password else ""
+        return f"postgresql+psycopg://{user}{secret}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
         try:

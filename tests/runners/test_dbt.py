@@ -146,22 +146,7 @@ def duck(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 def pg(pg_cluster: PostgresCluster) -> Iterator[SimpleNamespace]:
     """The acme project built over PostgreSQL as a role with a password."""
     database, role = "runners_acme", "acme_dbt"
-    with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
-        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(PASSWORD)
-            )
-        )
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(database), sql.Identifier(role)
-            )
-        )
-    url = f"postgresql+psycopg://{role}:{PASSWORD}@127.0.0.1:{pg_cluster.port}/{database}"
+    url = pg_cluster.create_database(database, owner=role, password=PASSWORD)
     counts = generate_shop(url, orders=ORDERS, schema=ACME_SCHEMAS["bronze"])
     spec = _spec("acme", "postgres", ACME_SCHEMAS)
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 import datakits.contract as contract
 from datakits.errors import ConfigError
@@ -79,22 +78,7 @@ def _spec() -> LoadSpec:
 
 @pytest.fixture(scope="module")
 def warehouse_url(pg_cluster: PostgresCluster) -> Iterator[str]:
-    with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE))
-        )
-        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
-        admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(ROLE), sql.Literal(PASSWORD)
-            )
-        )
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(DATABASE), sql.Identifier(ROLE)
-            )
-        )
-    yield f"postgresql+psycopg://{ROLE}:{PASSWORD}@127.0.0.1:{pg_cluster.port}/{DATABASE}"
+    yield pg_cluster.create_database(DATABASE, owner=ROLE, password=PASSWORD)
 
 
 def _runner_env(url: str) -> contextlib.AbstractContextManager[None]:
