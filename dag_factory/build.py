@@ -26,6 +26,7 @@ from dag_factory.loader import Fallback, Loader, Tenant
 from dag_factory.plan import PlannedTask, PlatformOverrides, TaskKind, plan_tenant
 from dag_factory.run_options import RunOptions, dag_params
 from dag_factory.spec import DAG_ID_PREFIX, AssetSchedule, Executor, TenantSpec
+from datakits.spec import LoadMode
 
 #: Comma-separated tenant ids: a deployment that serves only some tenants loads only them.
 TENANTS_ENV = "DAG_FACTORY_TENANTS"
@@ -106,7 +107,10 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
             "owner": ",".join(spec.owners),
             **alert_callbacks(spec.alerting, plan.dag_id),
         },
-        params=dag_params([t.table for t in plan.tasks if t.table is not None]),
+        params=dag_params(
+            [t.table for t in plan.tasks if t.table is not None],
+            [t.table for t in plan.tasks if t.table and t.load_mode is not LoadMode.full_refresh],
+        ),
         deadline=freshness_deadline(spec.freshness, spec.alerting, plan.dag_id) or None,
     ) as dag:
         operators: dict[str, BaseOperator] = {

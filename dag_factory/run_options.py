@@ -1,6 +1,6 @@
 """What a person may ask of one run from Airflow's trigger form: which tables, which reloads.
 
-Every tenant DAG carries two params (Airflow shows them in the "Trigger Dag" form; a
+Every tenant DAG carries these params (Airflow shows them in the "Trigger Dag" form; a
 scheduled run takes the defaults, which change nothing):
 
 * `tables`: the tables to load in this run; empty means every enabled table. An extract
@@ -8,8 +8,8 @@ scheduled run takes the defaults, which change nothing):
   rule accepts skipped extracts), on the bronze that the skipped tables already hold.
 * `full_refresh`: tables to reload from scratch. Their extract gets `--full-refresh`:
   an append or incremental table is rebuilt from every source row and its watermark is
-  replaced in the same transaction as the data (`datakits.modes.plan_load`); a
-  full-refresh table is rebuilt anyway.
+  replaced in the same transaction as the data (`datakits.modes.plan_load`). Offered
+  only for those tables: a full-refresh table is rebuilt on every run anyway.
 
 Backfills: a source table holds only its current state, so an append or incremental
 table cannot be loaded "as of" a past logical date. A backfill run loads such a table
@@ -47,30 +47,36 @@ class RunnerArgs(Protocol):
     def add_runner_args(self, args: Sequence[str]) -> None: ...
 
 
-def dag_params(tables: Sequence[str]) -> dict[str, Param]:
-    """The DAG's params: two multi-selects over the tenant's enabled tables."""
-    choices = {"type": "string", "enum": list(tables)}
-    return {
+def dag_params(tables: Sequence[str], reloadable: Sequence[str]) -> dict[str, Param]:
+    """The DAG's params: multi-selects over the tenant's enabled tables, and over those a
+    full reload changes (append and incremental ones: a full-refresh table is rebuilt on
+    every run), offered only where there are some.
+
+    Kept to what the form needs: Airflow deep-copies the DAG's params into every task when
+    the DAG file is parsed, so each choice listed costs parse time once per task."""
+    params = {
         TABLES_PARAM: Param(
             [],
             type="array",
-            items=choices,
+            items={"type": "string", "enum": list(tables)},
             uniqueItems=True,
             title="Tables to load",
             description="Load only these tables in this run; leave empty to load every table.",
-        ),
-        FULL_REFRESH_PARAM: Param(
+        )
+    }
+    if reloadable:
+        params[FULL_REFRESH_PARAM] = Param(
             [],
             type="array",
-            items=choices,
+            items={"type": "string", "enum": list(reloadable)},
             uniqueItems=True,
             title="Tables to reload from scratch",
             description=(
                 "Rebuild these tables from every source row; an incremental or append "
                 "table's watermark is reset in the same transaction as the data."
             ),
-        ),
-    }
+        )
+    return params
 
 
 class RunOptions:
