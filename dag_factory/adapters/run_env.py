@@ -50,8 +50,10 @@ def parent_run(ti: Any) -> str | None:
 def run_env(context: Any) -> dict[str, str]:
     """`RUNNER_RUN_ID` and `RUNNER_PARENT_RUN` for the try `context` describes, and the
     endpoints of `FORWARDED_ENV` the worker has."""
-    ti = context["ti"]
     env = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    ti = (context or {}).get("ti")
+    if ti is None:  # `execute` called outside a task run: no run to name
+        return env
     env[RUN_ID_ENV] = str(ti.run_id)
     if parent := parent_run(ti):
         env[PARENT_RUN_ENV] = parent
