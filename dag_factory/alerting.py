@@ -64,34 +64,49 @@ def alert_callbacks(alerting: Alerting, dag_id: str) -> dict[str, list[Any]]:
     return callbacks
 
 
-def freshness_missed(
+async def freshness_missed(
     *, dag_id: str, layer: str, freshness: str, alerting: dict[str, Any], **context: Any
 ) -> None:
     """The deadline callback of `freshness`: the tenant's on-failure notifiers, told that
-    `layer` is late. Runs where Airflow runs deadline callbacks (a `SyncCallback`: the
-    executor); the notifiers read their connections only now.
+    `layer` is late, awaited through their `async_notify`.
+
+    Why async: Airflow runs an `AsyncCallback` in the triggerer, a `SyncCallback` in an
+    executor's callback supervisor. In Airflow 3.3.2 that supervisor talks to the
+    Execution API with the callback's *workload*-scoped token, and the connections route
+    accepts only *execution* tokens (`execution_api/security.py` `require_auth`): the
+    SMTP connection read is refused (403 → `AirflowSecretsBackendAccessDenied`) and no
+    alert leaves. The triggerer reads connections through its in-process Execution API
+    (`InProcessExecutionAPI`), so there the notifier gets its connection the ordinary
+    way, when it fires, and nothing secret is in the DAG or the callback's kwargs.
 
     Airflow calls it with the alert's kwargs plus `context`: `{"dag_run": {...},
-    "deadline": {"id", "deadline_time"}}` (`Deadline.handle_miss`), no task instance —
-    so the texts name the DAG run, not a task."""
+    "deadline": {"id", "deadline_time"}}` (`Deadline.handle_miss`; `dag_run` is the REST
+    API's `DAGRunResponse`, so the run id is `dag_run_id`), no task instance — so the
+    texts name the DAG run, not a task."""
     spec = Alerting.model_validate(alerting)
     simple = context.get("context", context)
-    run_id = (simple.get("dag_run") or {}).get("run_id", "?")
+    run = simple.get("dag_run") or {}
+    run_id = run.get("dag_run_id") or run.get("run_id") or "?"  # a DAGRunResponse dump
     event = f"missed its {layer} freshness of {freshness}"
     subject = f"[{dag_id}] {layer} is late: {event} (run {run_id})"
     body = (
         f"Run {run_id} of {dag_id} {event}: {layer} was not built within {freshness} of "
         f"the run being queued (deadline {(simple.get('deadline') or {}).get('deadline_time')})."
     )
+    # The texts are final (no Jinja left in them), so no render step is needed before
+    # `async_notify`, which, unlike `notifier(context)`, does not render templates.
     for notifier in _notifiers(spec.on_failure, spec, event, dag_id, subject=subject, body=body):
-        notifier(dict(simple))
+        await notifier.async_notify(dict(simple))
 
 
 def freshness_deadline(spec_freshness: Any, alerting: Alerting, dag_id: str) -> list[Any]:
-    """The DAG's `deadline` list for the tenant's `freshness` (empty when none is set)."""
+    """The DAG's `deadline` list for the tenant's `freshness` (empty when none is set).
+
+    An `AsyncCallback`: it runs in the triggerer, where the notifier may read its
+    connection (see `freshness_missed`)."""
     if spec_freshness.gold is None:
         return []
-    from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
     from datakits.contract import format_duration
 
@@ -99,7 +114,7 @@ def freshness_deadline(spec_freshness: Any, alerting: Alerting, dag_id: str) -> 
         DeadlineAlert(
             reference=DeadlineReference.DAGRUN_QUEUED_AT,
             interval=spec_freshness.gold,
-            callback=SyncCallback(
+            callback=AsyncCallback(
                 freshness_missed,
                 kwargs={
                     "dag_id": dag_id,

@@ -9,11 +9,17 @@ command sees exactly what the tenant's role may see and needs no admin URL.
 A failed load rolls back and leaves no audit row: the loads listed all committed; where a
 load failed (and why) is Airflow's task history. The watermark shown beside a load is the
 table's current one, on the load that committed it (its `batch_id`).
+
+A lakehouse tenant has no meta schema: each load is one Delta commit whose metadata holds
+its batch, mode, rows, times and watermark (`datakits.writers.lakehouse`), so the Delta
+log *is* its load audit and is read instead, with the same credentials the runner uses.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,9 @@ from dag_factory.spec import TenantSpec
 from datakits.messages import reason
 from datakits.metadata import LOAD_AUDIT, WATERMARKS, meta_tables
 from datakits.urls import make_engine, parse_url, safe
+
+#: Load commits looked at first in a Delta log (then the whole log).
+_LAKE_PAGE = 20
 
 
 class StatusError(RuntimeError):
@@ -139,7 +148,86 @@ def read_status(spec: TenantSpec, url: str, *, last: int = 5) -> list[TableStatu
     return sorted(statuses.values(), key=lambda s: (not s.in_spec, s.table))
 
 
+def _lake_loads(delta: Any) -> Iterator[dict[str, Any]]:
+    """Commit infos of the table's datakits loads, newest first (the Delta log pages
+    like the writer's own reader: the recent commits first, the whole log if needed)."""
+    from datakits.writers.lakehouse import META_BATCH
+
+    seen = 0
+    for limit in (_LAKE_PAGE, None):
+        history = delta.history(limit)
+        yield from (info for info in history[seen:] if META_BATCH in info)
+        if limit is None or len(history) < limit:
+            return
+        seen = len(history)
+
+
+def _lake_table(status: TableStatus, loads: Iterator[dict[str, Any]], last: int) -> None:
+    """Fill `status` from its load commits: the newest holds the current watermark."""
+    from datakits.writers.lakehouse import META_BATCH, META_WATERMARK
+
+    for info in loads:
+        started = _utc(dt.datetime.fromisoformat(info["datakits.started_at"]))
+        finished = _utc(dt.datetime.fromisoformat(info["datakits.finished_at"]))
+        newest = not status.loads
+        if newest and info.get(META_WATERMARK):
+            mark = json.loads(info[META_WATERMARK])
+            status.cursor_column = mark["cursor_column"]
+            status.watermark = mark["value"]
+            status.watermark_batch = info[META_BATCH]
+            status.watermark_updated_at = finished
+        status.loads.append(
+            LoadRow(
+                batch_id=info[META_BATCH],
+                mode=info.get("datakits.mode", "?"),
+                rows=int(info.get("datakits.rows", 0)),
+                started_at=started,
+                finished_at=finished,
+                seconds=round((finished - started).total_seconds(), 3),
+                status="success",  # only a committed load leaves a commit
+                watermark=status.watermark if newest else None,
+            )
+        )
+        if len(status.loads) >= last:
+            return
+
+
+def read_lake_status(spec: TenantSpec, url: str, *, last: int = 5) -> list[TableStatus]:
+    """`read_status` for a lakehouse tenant: the load commits of each bronze Delta table.
+
+    Only the tables the tenant file lists are looked at (the lake has no audit table
+    naming the others)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from datakits.errors import ConfigError
+    from datakits.writers.lakehouse import LakehouseWriter, table_path
+
+    try:
+        writer = LakehouseWriter(url, spec.warehouse.schemas)
+    except ConfigError as exc:
+        raise StatusError(str(exc)) from None
+    statuses = [TableStatus(t.name) for t in spec.tables if t.enabled]
+    for status in statuses:
+        path = table_path(spec.tenant, writer.schemas.bronze, status.table)
+        try:
+            delta = DeltaTable(
+                f"{writer.location.root}/{path}", storage_options=writer.storage_options
+            )
+            _lake_table(status, _lake_loads(delta), last)
+        except TableNotFoundError:
+            continue  # never loaded
+        except Exception as exc:  # unreachable endpoint, refused credentials, no bucket
+            raise StatusError(
+                f"cannot read {spec.tenant}'s lake table {writer.target(status.table)} in "
+                f"{writer.safe_url}: {writer.scrub(exc)}"
+            ) from None
+    return sorted(statuses, key=lambda s: s.table)
+
+
 def tenant_status(spec: TenantSpec, *, last: int = 5) -> list[TableStatus]:
     """`read_status` with the tenant's own warehouse credentials, resolved like a task's."""
     url = resolve(spec.warehouse.connection, field="warehouse.connection")
+    if spec.warehouse.kind == "lakehouse":
+        return read_lake_status(spec, url, last=last)
     return read_status(spec, url, last=last)

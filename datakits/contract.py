@@ -56,9 +56,13 @@ OPENLINEAGE_URL_ENV = "OPENLINEAGE_URL"
 OPENLINEAGE_ENDPOINT_ENV = "OPENLINEAGE_ENDPOINT"
 #: Optional: a bearer API key for the lineage endpoint; a secret, never in an event.
 OPENLINEAGE_API_KEY_ENV = "OPENLINEAGE_API_KEY"
-#: Optional: the Airflow task instance's OpenLineage run id (a UUID) set by the adapter;
-#: the runner's events name it as their parent run.
+#: Optional: the Airflow task try's OpenLineage run as `namespace/job/run_id` (what the
+#: provider's `lineage_parent_id` macro renders), set by the adapter at execute time; the
+#: runner's events name it in their `parent` facet.
 PARENT_RUN_ENV = "RUNNER_PARENT_RUN"
+#: Optional: Airflow's run id of the DAG run (e.g. `manual__2026-…`), set by the adapter at
+#: execute time, so what a task leaves behind (dbt artifacts, ...) can name its run.
+RUN_ID_ENV = "RUNNER_RUN_ID"
 
 #: The runner's uid and gid in the images; containers and pods run as this user.
 RUNNER_UID = 10001

@@ -33,6 +33,7 @@ from dag_factory.adapters.container import (
     millicores,
 )
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.run_env import run_env
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
 from datakits.contract import RUNNER_UID, ResultLineError, parse_result
@@ -122,6 +123,10 @@ class RunnerContainerOperator(DockerOperator):
         """More runner arguments for this try (a run option: `dag_factory.run_options`)."""
         self.command = [*(self.command or ()), *args]
 
+    def add_run_env(self, context: Any) -> None:
+        """This try's run id and OpenLineage parent run into the container's environment."""
+        self.environment = {**(self.environment or {}), **run_env(context)}
+
     def execute(self, context: Any) -> dict[str, Any]:
         try:
             resolved = {s.env: resolve(s.ref, field=s.field) for s in self.secrets}
@@ -134,6 +139,7 @@ class RunnerContainerOperator(DockerOperator):
             ", ".join(sorted(resolved)) or "none",
         )
         self.secret_env.update(resolved)
+        self.add_run_env(context)
         try:
             super().execute(context)
         except DockerContainerFailedException as exc:
@@ -174,9 +180,11 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainer
     )
 
 
-def render(task: PlannedTask) -> dict[str, Any]:
+def render(task: PlannedTask, context: Any = None) -> dict[str, Any]:
     """What the operator sends to the engine; secrets only as names and references."""
     op = build_operator(task, {"task_id": task.task_id})
+    if context is not None:  # a task try's: its run env, as execute adds it
+        op.add_run_env(context)
     return {
         "task_id": task.task_id,
         "image": op.image,

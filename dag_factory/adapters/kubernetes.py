@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.container import SCRATCH_PATH, SCRATCH_SIZE
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.run_env import run_env
 from dag_factory.k8s_names import dns_label
 from dag_factory.k8s_objects import SIDECAR_RESOURCES, XCOM_VOLUME_SIZE
 from dag_factory.plan import PlannedTask
@@ -94,10 +95,17 @@ class RunnerPodOperator(KubernetesPodOperator):
         """More runner arguments for this try (a run option: `dag_factory.run_options`)."""
         self.arguments = [*(self.arguments or ()), *args]
 
+    def add_run_env(self, context: Any) -> None:
+        """This try's run id and OpenLineage parent run into the pod's env (values)."""
+        extra = run_env(context)
+        kept = [e for e in self.env_vars or () if e.name not in extra]
+        self.env_vars = kept + [k8s.V1EnvVar(name=n, value=v) for n, v in extra.items()]
+
     def execute(self, context: Any) -> Any:
         """The pod's result (the XCom sidecar's `return.json`) also becomes the facts of
         the task's asset events; a pod whose result is missing or not the runner's line
         only loses those facts (the pod itself succeeded)."""
+        self.add_run_env(context)
         result = super().execute(context)
         if isinstance(result, dict):
             try:
@@ -206,9 +214,11 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperat
     )
 
 
-def render(task: PlannedTask) -> dict[str, Any]:
+def render(task: PlannedTask, context: Any = None) -> dict[str, Any]:
     """The pod manifest the operator would create (no cluster needed)."""
     op = build_operator(task, {"task_id": task.task_id})
+    if context is not None:  # a task try's: its run env, as execute adds it
+        op.add_run_env(context)
     with contextlib.redirect_stdout(sys.stderr):  # the operator logs to stdout; keep it clean
         pod = op.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod)

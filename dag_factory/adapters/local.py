@@ -29,6 +29,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.run_env import run_env
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
 from datakits.contract import ResultLineError, parse_result
@@ -68,9 +69,10 @@ class RunnerProcessOperator(BaseOperator):
         """More runner arguments for this try (a run option: `dag_factory.run_options`)."""
         self.argv = (*self.argv, *args)
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, context: Any) -> dict[str, str]:
         env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
         env.update(self.runner_env)
+        env.update(run_env(context))
         try:
             env.update({s.env: resolve(s.ref, field=s.field) for s in self.secrets})
         except SecretResolutionError as exc:
@@ -85,7 +87,7 @@ class RunnerProcessOperator(BaseOperator):
         proc = self._proc = subprocess.Popen(
             command,
             cwd=self.cwd,
-            env=self._environment(),
+            env=self._environment(context),
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

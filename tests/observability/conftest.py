@@ -72,3 +72,7 @@ def make_tenant(warehouses: Path) -> MakeTenant:
         return Loader(warehouses).load(folder / "warehouse.yaml")
 
     return make
+
+
+# The lakehouse tests' S3-compatible server (moto), for `dag-factory status` on a lake tenant.
+from tests.lakehouse.conftest import s3_server  # noqa: E402, F401

@@ -1,6 +1,6 @@
 """`freshness: {gold: …}` becomes the DAG's deadline alert, routed to the tenant's alerting.
 
-Not yet shown here: the callback firing under a real scheduler (see the report)."""
+The callback firing under a real scheduler: tests/realtime/test_freshness_deadline.py."""
 
 from __future__ import annotations
 
@@ -23,5 +23,7 @@ def test_gold_freshness_is_a_serialisable_deadline_alert(
     assert alert.interval == dt.timedelta(hours=6)
     assert alert.callback.kwargs["alerting"]["on_failure"]["email"] == ["a@b.io"]
     assert alert.callback.path == "dag_factory.alerting.freshness_missed"
+    # the triggerer runs it: an executor's callback may not read connections (3.3.2)
+    assert type(alert.callback).__name__ == "AsyncCallback"
     assert "deadline" in str(DagSerialization.to_dict(dag))
     assert build_dag(make_tenant(name="plain"), tmp_path).deadline is None

@@ -1,5 +1,6 @@
 """`dag-factory status`: the last loads per table from the meta schema, after real loads,
-on DuckDB and PostgreSQL, through the real console script and the tenant's own URL."""
+on DuckDB and PostgreSQL, and from the Delta log of a lakehouse tenant (moto S3), through
+the real console script and the tenant's own URL."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import sqlalchemy as sa
 
 from dag_factory.loader import Tenant
 from datakits.load import load_table
+from datakits.writers.lakehouse import lake_location
 from devtools.postgres import PostgresCluster
+from devtools.s3 import S3Server
 from devtools.shop import generate_shop
 from tests.observability.conftest import MakeTenant
 
@@ -113,6 +116,22 @@ def test_status_on_postgres(
     source = pg_cluster.create_database("obs_status_source")
     tenant = make_tenant(source="postgres", warehouse="postgres", schema="shop")
     check_status(warehouses, tenant, source, pg_database, "shop")
+
+
+def test_status_on_a_lakehouse(
+    warehouses: Path, make_tenant: MakeTenant, s3_server: S3Server, tmp_path: Path
+) -> None:
+    tenant = make_tenant(warehouse="lakehouse")
+    url = s3_server.warehouse_url(s3_server.create_bucket("obs-status"))
+    check_status(warehouses, tenant, f"sqlite:///{tmp_path}/shop.sqlite", url, None)
+
+    # a bucket the lake does not have: one line naming the table and the lake, no secret
+    missing = s3_server.warehouse_url("obs-no-such-bucket")
+    done = status(warehouses, "obs", missing)
+    assert done.returncode == 1, done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert "cannot read obs's lake table bronze.customers in s3://" in line
+    assert lake_location(url).secret_key not in line
 
 
 def test_status_before_any_load_and_with_a_bad_reference(

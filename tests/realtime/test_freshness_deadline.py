@@ -1,6 +1,8 @@
 """A late gold fires its freshness deadline under a real scheduler, and the alert goes
 out through the tenant's alerting: an email over the tenant's SMTP connection, caught by
-an SMTP server the test runs on 127.0.0.1.
+an SMTP server the test runs on 127.0.0.1. The callback is an `AsyncCallback` run by the
+triggerer, which reads the connection the tenant's alerting names (created here through
+the REST API, as an operator would) when the alert fires.
 
 The tenant's gold cannot be on time: its tasks name a pool nobody created, so they wait
 in "scheduled" forever, and `freshness: {gold: 10s}` passes while the run is queued.
@@ -77,12 +79,6 @@ def smtp_sink() -> Iterator[SmtpSink]:
         sink.server_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Airflow 3.3.2 runs the deadline callback (kwargs + context as handle_miss builds "
-    "them), but the callback's Execution API token is denied connection reads "
-    "(AirflowSecretsBackendAccessDenied for the SMTP connection), so no notifier can send",
-)
 def test_late_gold_fires_its_deadline_alert(
     airflow_server: RealAirflow, smtp_sink: SmtpSink
 ) -> None:
