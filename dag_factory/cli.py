@@ -31,7 +31,7 @@ from dag_factory.loader import TENANT_FILE, Loader, LoadReport, Tenant
 from dag_factory.plan import PlatformOverrides, plan_tenant
 from dag_factory.scaffold import scaffold_tenant
 from dag_factory.schema import SCHEMA_FILE, render_schema
-from dag_factory.spec import Executor
+from dag_factory.spec import Executor, TenantSpec
 from datakits.spec import TENANT_ID_MAX, TENANT_ID_PATTERN, WarehouseKind
 
 app = typer.Typer(
@@ -484,6 +484,13 @@ def roles(
     out.print(f"synced {len(synced)} roles on {len(dag_access)} DAGs: {', '.join(synced)}")
 
 
+def _status_origin(spec: TenantSpec) -> str:
+    """Where `status` read the loads: the meta schema, or a lakehouse's Delta commit log."""
+    if spec.warehouse.kind == "lakehouse":
+        return "Delta commit log"
+    return f"meta schema {spec.warehouse.schemas.meta}"
+
+
 @app.command()
 def status(
     tenant: Annotated[str, typer.Argument(help="Tenant id (its folder name).")],
@@ -519,8 +526,7 @@ def status(
         "watermark",
         "batch",
         "status",
-        title=f"{spec.tenant}: last {last} loads per table (meta schema "
-        f"{spec.warehouse.schemas.meta})",
+        title=f"{spec.tenant}: last {last} loads per table ({_status_origin(spec)})",
     )
     for t in tables:
         name = t.table if t.in_spec else f"{t.table} [dim](not in the tenant file)[/dim]"
