@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datakits.contract import RUNNER_UID
-from runners.tenant_images import TenantImage, TenantImageError, build_tenant_images, tenant_ids
+from runners.tenant_images import (
+    TenantImage,
+    TenantImageError,
+    build_tenant_images,
+    read_graph,
+    tenant_ids,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "runners" / "docker" / "Dockerfile"
@@ -230,10 +236,10 @@ def tenant_images(
     quiet: bool = True,
 ) -> list[TenantImage]:
     """One image per tenant (all of `root/warehouses` by default) `FROM dbt_image` (default:
-    this revision's dbt image in `registry`); a tag already there is reused."""
+    the version tag of the dbt image in `registry`); a tag already there is reused."""
     docker = docker_binary()
     client_env = {**(env if env is not None else os.environ), "DOCKER_BUILDKIT": "1"}
-    base = dbt_image or image_refs(registry, "dbt", project_version(), git_revision())[1]
+    base = dbt_image or image_refs(registry, "dbt", project_version(), git_revision())[0]
 
     def local_has(ref: str) -> bool:
         found = subprocess.run(
@@ -272,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     only = args.only or [*IMAGES, "tenants"]
     targets = [t for t in IMAGES if t in only]
     try:
+        if "tenants" in only:  # a missing or stale graph fails before the long base builds
+            for tenant in args.tenant or tenant_ids(REPO):
+                read_graph(REPO, tenant)
         built = build_images(
             registry=args.registry,
             push=args.push,
@@ -279,10 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets=targets,
             quiet=not args.verbose,
         ) if targets else []  # fmt: skip
+        # FROM the dbt image just built (its git-sha tag), else the version tag
+        dbt = next((image.refs[1] for image in built if image.target == "dbt"), None)
         tenants = (
             tenant_images(
                 registry=args.registry, push=args.push, tenants=args.tenant,
-                quiet=not args.verbose,
+                dbt_image=dbt, quiet=not args.verbose,
             ) if "tenants" in only else []
         )  # fmt: skip
     except TenantImageError as exc:
