@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -204,3 +205,28 @@ def test_runner_dbt_build_in_the_tenant_image(
     finally:
         conn.close()
     assert rows[0][0] > 0
+
+
+def test_report_tenant_image_cost(
+    tenants: SimpleNamespace,
+    runner_images: RunnerImages,
+    docker_engine: DockerEngine,
+    capsys: pytest.CaptureFixture[str],
+):
+    """What a tenant image adds over the dbt image, and what an unchanged tenant costs."""
+
+    def size(ref: str) -> int:
+        return int(docker_engine.run("image", "inspect", "--format", "{{.Size}}", ref))
+
+    base = size(runner_images.ref("dbt"))
+    started = time.perf_counter()
+    again = tenant_images(tenants=["demo"], **tenants.kwargs)
+    reuse = time.perf_counter() - started
+    assert again[0].reused
+    with capsys.disabled():
+        for image in tenants.built:
+            extra = size(image.ref) - base
+            print(f"\n{image.ref}: +{extra / 1000:.1f} kB over the dbt image, "
+                  f"built and pushed in {image.seconds} s", end="")  # fmt: skip
+        print(f"\nunchanged tenant (registry HEAD, no build, no push): {reuse:.2f} s")
+    assert all(0 < size(image.ref) - base < 5_000_000 for image in tenants.built)
