@@ -28,7 +28,7 @@ help:
 	@echo "make clean  remove .venv and .data"
 	@echo "make platform-up / platform-down   Traefik + registry for the laptop path"
 	@echo "make astro-wheels                  wheels and tenants for the Astro image"
-	@echo "make images [REGISTRY=… BASE_IMAGE=…]  build and push the runner images"
+	@echo "make images [REGISTRY=… BASE_IMAGE=…]  build and push the runner and tenant images"
 
 # --compile-bytecode: uv writes no .pyc by default, and where PYTHONDONTWRITEBYTECODE is
 # set nothing else does, so every process would compile its imports again (a runner's
@@ -84,13 +84,17 @@ test-fast: lint
 clean:
 	rm -rf $(VENV) $(DATA)
 
-# Runner images (runners/docker/): build, tag with the version and the git sha, push to
-# $(REGISTRY). Public images cannot be pulled on our machines: `make base-image` builds a
-# local one (debootstrap), then `make images BASE_IMAGE=local/debian-python:bookworm`.
+# Runner images (runners/docker/): the datakit and dbt base images (no tenant files), tagged
+# with the version and the git sha; then one dbt image per tenant, its project only, tagged
+# by the project's content hash (built and pushed only when the registry lacks that tag).
+# `dag-factory dbt compile` first: its graph files name each tenant's project and hash.
+# Public images cannot be pulled on our machines: `make base-image` builds a local one
+# (debootstrap), then `make images BASE_IMAGE=local/debian-python:bookworm`.
 REGISTRY ?= registry.localhost
 BASE_IMAGE ?= python:3.11-slim-bookworm
 
 images: install
+	$(BIN)/dag-factory dbt compile
 	$(BIN)/python -m runners.build_images --registry $(REGISTRY) --base-image $(BASE_IMAGE) --push
 
 base-image: install services

@@ -8,6 +8,7 @@ dag-factory doctor [TENANT ...]     check tenants against this worker's Airflow 
 dag-factory pools [--check]         create/update the Airflow pools the tenants name
 dag-factory roles                   the tenants' Airflow roles and DAG permissions (FAB)
 dag-factory status TENANT           per table: the last loads and the watermark (warehouse)
+dag-factory docs TENANT [--out DIR] the tenant's dbt docs site as static files (warehouse)
 """
 
 from __future__ import annotations
@@ -544,6 +545,42 @@ def status(
                 load.status,
             )
     out.print(view)
+
+
+@app.command()
+def docs(
+    tenant: Annotated[str, typer.Argument(help="Tenant id (its folder name).")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the site (default: .data/docs/TENANT)."),
+    ] = None,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Build the tenant's dbt docs site (dbt docs generate --static) as static files:
+    static_index.html alone is the whole site; index.html + manifest.json + catalog.json
+    are the same for a web server. Reads the warehouse with the tenant's own credentials."""
+    from dag_factory.docs import DocsError, build_docs
+
+    loaded = _one_tenant(warehouses, tenant)
+    root = warehouses.resolve().parent
+    target = out_dir or root / ".data" / "docs" / tenant
+    try:
+        site = build_docs(loaded, root, target)
+    except DocsError as exc:
+        err.print(f"dag-factory: {tenant}: docs not built: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not site.catalog_nodes:
+        err.print(
+            f"dag-factory: {tenant}: the warehouse holds none of its dbt models yet: the site "
+            "lists them without columns (build the tenant's dbt layers first)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    out.print(
+        f"{site.index} ({', '.join(site.files)}; {site.seconds:.1f} s)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

@@ -80,6 +80,15 @@ ImageRef = Annotated[
     ),
     AfterValidator(_pinned),
 ]
+#: The repository of a tenant's own dbt image: any registry and path, then
+#: `tenant-dbt-{tenant}` (the placeholder, or the tenant's own id); no tag (the tag is the
+#: dbt project's content hash, `dag_factory.images`).
+TENANT_IMAGE_PLACEHOLDER = "{tenant}"
+TENANT_IMAGE_NAME_PREFIX = "tenant-dbt-"
+TENANT_REPOSITORY_PATTERN = (
+    r"^[a-z0-9][a-z0-9._:-]*(/[a-z0-9][a-z0-9._-]*)*/tenant-dbt-(\{tenant\}|[a-z][a-z0-9_]*)$"
+)
+TenantRepository = Annotated[str, Field(pattern=TENANT_REPOSITORY_PATTERN)]
 #: A Kubernetes object name (DNS-1123 label).
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 K8sName = Annotated[str, Field(pattern=K8S_NAME_PATTERN)]
@@ -100,6 +109,8 @@ PATTERN_WORDS = {
     ASSET_URI_PATTERN: "an asset URI like tenant://<tenant>/gold or tenant://<tenant>/bronze/<table>",
     CPU_PATTERN: "a Kubernetes CPU quantity like 500m or 2",
     MEMORY_PATTERN: "a Kubernetes memory quantity like 512Mi or 2Gi",
+    TENANT_REPOSITORY_PATTERN: "an image repository without a tag ending in /tenant-dbt-{tenant}, "
+    "like registry.localhost/tenant-dbt-{tenant}",
     K8S_NAME_PATTERN: "a Kubernetes name (a-z, 0-9, -; at most 63 characters)",
     EMAIL_PATTERN: "an email address",
     DBT_PROJECT_PATTERN: "a folder relative to the tenant's, like dbt or ../_dbt/shop",
@@ -202,10 +213,19 @@ class TaskKindSettings(Strict):
 
 
 class Images(Strict):
-    """The runner images: one for extracts (every source driver), one for dbt."""
+    """The runner images: one for extracts (every source driver), one for dbt, and the
+    repository of the tenant's own dbt image (the dbt one plus this tenant's dbt project
+    only, built by `make images`; `dag_factory.images` says which one a task runs)."""
 
     extract: ImageRef = "registry.localhost/tenant-runner-datakit:0.1.0"
+    #: The dbt runner base image: no tenant's project in it. The tenant image is built
+    #: FROM it; tasks run it only on the local executor (which uses no image at all).
     dbt: ImageRef = "registry.localhost/tenant-runner-dbt:0.1.0"
+    #: `{tenant}` is replaced by the tenant id; the tag is the project's content hash.
+    tenant_dbt: TenantRepository = "registry.localhost/tenant-dbt-{tenant}"
+
+    def tenant_repository(self, tenant: str) -> str:
+        return self.tenant_dbt.replace(TENANT_IMAGE_PLACEHOLDER, tenant)
 
 
 # --- alerting ----------------------------------------------------------------------------
@@ -495,6 +515,21 @@ class TenantSpec(Strict):
                 f"defaults.yaml's access.shared_roles, got {', '.join(foreign)}"
             )
         return access
+
+    @field_validator("images")
+    @classmethod
+    def _own_dbt_image_only(cls, images: Images, info: ValidationInfo) -> Images:
+        """A tenant's dbt image holds its dbt project: naming another tenant's would run
+        (and read) that tenant's SQL, so the repository must be this tenant's own."""
+        tenant = info.data.get("tenant")
+        named = images.tenant_dbt.rsplit("/", 1)[-1].removeprefix(TENANT_IMAGE_NAME_PREFIX)
+        if tenant and named not in (TENANT_IMAGE_PLACEHOLDER, tenant):
+            raise ValueError(
+                f"images.tenant_dbt `{images.tenant_dbt}` is tenant {named}'s image, not tenant "
+                f"{tenant}'s: a tenant runs only its own dbt image; end it in "
+                f"/{TENANT_IMAGE_NAME_PREFIX}{TENANT_IMAGE_PLACEHOLDER} (or leave it unset)"
+            )
+        return images
 
     @field_validator("tables")
     @classmethod

@@ -1,10 +1,15 @@
-"""Build the runner images, tag them with the version and the git sha, push them.
+"""Build the runner images, tag them with the version and the git sha, push them; then
+one dbt image per tenant, tagged by its dbt project's content hash.
 
     python -m runners.build_images [--registry HOST[:PORT]] [--push] [--base-image IMAGE]
+                                   [--only datakit|dbt|tenants] [--tenant T ...]
 
-Two images from `runners/docker/Dockerfile` (README.md beside it says why two):
-`tenant-runner-datakit` (extracts, every source driver) and `tenant-runner-dbt`.
-Each is tagged `<registry>/<name>:<version>` (pyproject) and `<registry>/<name>:<git sha>`.
+Two base images from `runners/docker/Dockerfile` (README.md beside it says why two):
+`tenant-runner-datakit` (extracts, every source driver) and `tenant-runner-dbt`, neither
+with any tenant's file. Each is tagged `<registry>/<name>:<version>` (pyproject) and
+`<registry>/<name>:<git sha>`. Then, from `runners/docker/tenant.Dockerfile`, one image
+per tenant on top of the dbt one: `<registry>/tenant-dbt-<tenant>:<project_hash[:12]>`
+(`runners.tenant_images`; it needs the graph files of `dag-factory dbt compile`).
 
 The build downloads nothing: the dependencies are built into wheels on this host (pip,
 pinned by constraints.txt; cached under `.data/wheels/` by the hash of the pins), and the
@@ -29,9 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datakits.contract import RUNNER_UID
+from runners.tenant_images import (
+    TenantImage,
+    TenantImageError,
+    build_tenant_images,
+    read_graph,
+    tenant_ids,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "runners" / "docker" / "Dockerfile"
+TENANT_DOCKERFILE = REPO / "runners" / "docker" / "tenant.Dockerfile"
 #: Dockerfile target → image name.
 IMAGES = {"datakit": "tenant-runner-datakit", "dbt": "tenant-runner-dbt"}
 DEFAULT_REGISTRY = "registry.localhost"
@@ -39,8 +52,6 @@ DEFAULT_REGISTRY = "registry.localhost"
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 #: dbt-core's parser ships a wheel only for this pre-release (STACK.md).
 _ONLY_BINARY = "dbt-core-experimental-parser"
-#: Folders of a dbt project that are build output, not source.
-_DBT_OUTPUT = ("target", "logs", "dbt_packages", ".user.yml")
 
 
 @dataclass(frozen=True)
@@ -145,8 +156,9 @@ def uv_binary() -> Path:
 
 
 def stage_context(repo: Path, context: Path, deps: Path, *, quiet: bool = True) -> Path:
-    """The build context: `wheels/` (deps, the project, constraints.txt), the dbt projects
-    under `warehouses/`, and `tools/uv`, which installs the wheels in the image."""
+    """The build context of the base images: `wheels/` (deps, the project, constraints.txt)
+    and `tools/uv`, which installs the wheels in the image. No tenant's file: those go
+    into each tenant's own image (`stage_tenant_context`)."""
     shutil.rmtree(context, ignore_errors=True)
     (context / "tools").mkdir(parents=True)
     shutil.copy2(uv_binary(), context / "tools" / "uv")
@@ -156,18 +168,6 @@ def stage_context(repo: Path, context: Path, deps: Path, *, quiet: bool = True) 
         _link_or_copy(wheel, wheels / wheel.name)
     shutil.copy2(repo / "constraints.txt", wheels / "constraints.txt")
     _pip_wheel("--no-deps", "-w", str(wheels), str(repo), quiet=quiet)
-    projects = context / "warehouses"
-    projects.mkdir()
-    for marker in sorted((repo / "warehouses").glob("**/dbt_project.yml")):
-        project = marker.parent
-        if any(part in _DBT_OUTPUT for part in project.relative_to(repo).parts):
-            continue
-        shutil.copytree(
-            project,
-            projects / project.relative_to(repo / "warehouses"),
-            ignore=shutil.ignore_patterns(*_DBT_OUTPUT),
-            dirs_exist_ok=True,
-        )
     return context
 
 
@@ -224,28 +224,90 @@ def build_images(
     return built
 
 
+def tenant_images(
+    *,
+    registry: str = DEFAULT_REGISTRY,
+    push: bool = False,
+    tenants: Sequence[str] | None = None,
+    dbt_image: str | None = None,
+    root: Path = REPO,
+    work: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    quiet: bool = True,
+) -> list[TenantImage]:
+    """One image per tenant (all of `root/warehouses` by default) `FROM dbt_image` (default:
+    the version tag of the dbt image in `registry`); a tag already there is reused."""
+    docker = docker_binary()
+    client_env = {**(env if env is not None else os.environ), "DOCKER_BUILDKIT": "1"}
+    base = dbt_image or image_refs(registry, "dbt", project_version(), git_revision())[0]
+
+    def local_has(ref: str) -> bool:
+        found = subprocess.run(
+            [docker, "image", "inspect", ref], env=client_env, capture_output=True, check=False
+        )
+        return found.returncode == 0
+
+    return build_tenant_images(
+        root,
+        tenant_ids(root) if tenants is None else tenants,
+        registry=registry,
+        dbt_image=base,
+        push=push,
+        work=(work or root / ".data") / "images",
+        run=lambda argv: _run(argv, env=client_env, quiet=quiet),
+        local_has=local_has,
+        docker=docker,
+        dockerfile=TENANT_DOCKERFILE,
+        runner_uid=RUNNER_UID,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="build_images", description=__doc__.split("\n")[0])
     parser.add_argument("--registry", default=os.environ.get("REGISTRY", DEFAULT_REGISTRY))
     parser.add_argument("--push", action="store_true", help="push every tag to the registry")
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE", DEFAULT_BASE_IMAGE))
-    parser.add_argument("--only", choices=sorted(IMAGES), action="append", help="one image")
+    parser.add_argument(
+        "--only", choices=[*sorted(IMAGES), "tenants"], action="append", help="one image kind"
+    )
+    parser.add_argument(
+        "--tenant", action="append", help="a tenant's image (default: every tenant's)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show the docker build output")
     args = parser.parse_args(argv)
+    only = args.only or [*IMAGES, "tenants"]
+    targets = [t for t in IMAGES if t in only]
     try:
+        if "tenants" in only:  # a missing or stale graph fails before the long base builds
+            for tenant in args.tenant or tenant_ids(REPO):
+                read_graph(REPO, tenant)
         built = build_images(
             registry=args.registry,
             push=args.push,
             base_image=args.base_image,
-            targets=args.only or tuple(IMAGES),
+            targets=targets,
             quiet=not args.verbose,
-        )
+        ) if targets else []  # fmt: skip
+        # FROM the dbt image just built (its git-sha tag), else the version tag
+        dbt = next((image.refs[1] for image in built if image.target == "dbt"), None)
+        tenants = (
+            tenant_images(
+                registry=args.registry, push=args.push, tenants=args.tenant,
+                dbt_image=dbt, quiet=not args.verbose,
+            ) if "tenants" in only else []
+        )  # fmt: skip
+    except TenantImageError as exc:
+        print(f"build_images: {exc}", file=sys.stderr)
+        return 2
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         print(f"build_images: {exc}", file=sys.stderr)
         return 1
+    pushed = " (pushed)" if args.push else ""
     for image in built:
-        pushed = " (pushed)" if args.push else ""
         print(f"{' '.join(image.refs)}  {image.size_mb} MB  {image.seconds} s{pushed}")
+    for tenant in tenants:
+        how = "unchanged, reused" if tenant.reused else f"{tenant.seconds} s{pushed}"
+        print(f"{tenant.ref}  {how}")
     return 0
 
 

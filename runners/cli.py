@@ -173,6 +173,14 @@ def dbt(
             "...} (default: the silver and gold folders).",
         ),
     ] = None,
+    docs_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--docs-out",
+            help="With `docs generate`: copy the docs site (index.html, static_index.html, "
+            "manifest.json, catalog.json) to this folder.",
+        ),
+    ] = None,
 ) -> None:
     """Run a dbt command (e.g. `build --select silver`) against the tenant's warehouse.
 
@@ -191,6 +199,7 @@ def dbt(
             on_test_failure=OnTestFailure(on_test_failure.value),
             layer=layer,
             layers=None if layers is None else _layers_option(layers),
+            docs_out=docs_out,
         )
 
     _emit("dbt", work, args=list(ctx.args))

@@ -21,6 +21,7 @@ from typing import Any
 from datakits.contract import SOURCE_URL_ENV, WAREHOUSE_URL_ENV
 from datakits.errors import ConfigError, DatakitsError, LoadFailed, SourceUnavailable
 from datakits.spec import LoadSpec, Schemas
+from runners.dbt_docs import check_docs_command, copy_site
 from runners.dbt_profile import (
     PROFILE_ENV_VARS,
     SSLMODE_ENV,
@@ -282,8 +283,12 @@ def run_dbt(
     on_test_failure: OnTestFailure = OnTestFailure.fail,
     layer: str | None = None,
     layers: Mapping[str, str] | None = None,
+    docs_out: Path | None = None,
 ) -> dict[str, Any]:
     """Run `dbt <dbt_args>` on a temp copy of `project_dir` against `warehouse_url`.
+
+    `docs_out`: with `docs generate`, where to copy the docs site (`runners.dbt_docs`)
+    before the temp dir goes.
 
     `layer`: the layer this invocation builds, one of `layers` (name → dbt selector, in
     order; default: the `silver` and `gold` folders). When given, every node a layer
@@ -301,6 +306,8 @@ def run_dbt(
         raise ConfigError(
             f"the runner sets {', '.join(owned)} itself: leave it out of the dbt args"
         )
+    if docs_out is not None:
+        check_docs_command(dbt_args)
     if layers is not None and layer is None:
         raise ConfigError("--layers needs --layer: name the layer this command builds")
     if layer is not None:
@@ -342,6 +349,11 @@ def run_dbt(
                 routed = _layer_routing(common, layers, spec.warehouse.schemas)
                 write_schema_macro(project, spec, routed)
             res = _invoke(args, callbacks=[_watch_selection(unmatched)])
+        site = (
+            copy_site(work / "target", docs_out)
+            if docs_out is not None and res.exception is None
+            else None
+        )
 
     command = " ".join(dbt_args)
     if res.exception is not None:
@@ -349,7 +361,9 @@ def run_dbt(
     if dbt_args[0] in ("ls", "list"):  # its result is the selected nodes' names
         listed = [str(name) for name in res.result or ()]
         return {"tenant": spec.tenant, "dbt_command": list(dbt_args), "listed": listed}
-    at = {"layer": layer} if layer else {}
+    at: dict[str, Any] = {"layer": layer} if layer else {}
+    if site is not None:
+        at["docs_site"] = {"dir": str(docs_out), "files": site}
     results = list(getattr(res.result, "results", None) or [])
     selectors = _selectors(dbt_args)
     if unmatched or (selectors and not results and res.result is not None):

@@ -1,0 +1,78 @@
+"""Which image a tenant's dbt tasks run: its own, tagged by its dbt project's content hash.
+
+The dbt runner base image (`images.dbt`) carries no tenant's files; `make images` builds
+one image per tenant on top of it holding only that tenant's dbt project and compiled
+graph, `<images.tenant_dbt with {tenant} = id>:<project_hash[:12]>`
+(`runners/tenant_images.py`; the same project, the same tag). The hash comes from the
+tenant's graph file (`warehouses/<tenant>/compiled/dbt_graph.json`, written by
+`dag-factory dbt compile`), which the DAG file reads anyway: no registry is asked at
+parse time.
+
+Without a graph there is no tenant image to name. The local executor runs no image (the
+worker's own checkout has the project), so the base image is only a label there. A
+container executor, though, would start the base image, which has no project in it:
+every dbt task would fail at run time with "dbt project dir … does not exist", after the
+extracts had run, on every schedule, until someone read a task log. So for Docker and
+Kubernetes a missing graph is a parse-time error instead: the tenant's DAG becomes the
+placeholder with the import error saying which two commands to run, at deploy time, and
+nothing half-runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dag_factory.spec import Executor, TenantSpec
+
+#: Characters of the project hash in the tag (runners.tenant_images.TAG_LENGTH).
+TAG_LENGTH = 12
+#: Executors that start the planned image (the local one runs the worker's checkout).
+CONTAINER_EXECUTORS = frozenset({Executor.docker, Executor.kubernetes})
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class TenantImageMissing(ValueError):
+    """A container executor with no compiled graph: no image holds the tenant's project."""
+
+
+def tenant_image(spec: TenantSpec, project_hash: str) -> str:
+    """`<tenant repository>:<project_hash[:12]>`, the tag `make images` pushes."""
+    if not _SHA256.match(project_hash):
+        raise ValueError(
+            f"tenant {spec.tenant}: project_hash {project_hash[:80]!r} is not a sha256 hex "
+            f"digest: run `dag-factory dbt compile {spec.tenant}` again"
+        )
+    return f"{spec.images.tenant_repository(spec.tenant)}:{project_hash[:TAG_LENGTH]}"
+
+
+def dbt_image(
+    spec: TenantSpec,
+    project_hash: str | None,
+    registry_override: str | None,
+    *,
+    executor: Executor | None = None,
+) -> str:
+    """The image of the tenant's dbt tasks; a pure function (no file, env or network).
+
+    `project_hash`: the graph file's `project_hash` (also when its `inputs_hash` is stale:
+    the image holds that project all the same), None when there is no graph file.
+    `registry_override`: `PlatformOverrides.registry` (`DAG_FACTORY_REGISTRY`), which
+    replaces the registry host as for every other image.
+
+    With a hash: the tenant's own image. Without one: the base dbt image (`images.dbt`) —
+    unless `executor` is a container executor, which would start that image and find no
+    project in it: then `TenantImageMissing`, whose one line says what to run. The planner
+    passes the tenant's effective executor; callers that only want a name leave it None.
+    """
+    # The planner calls this module: import its registry helper at call time, not import time.
+    from dag_factory.plan import image_ref
+
+    if project_hash is not None:
+        return image_ref(tenant_image(spec, project_hash), registry_override)
+    if executor in CONTAINER_EXECUTORS:
+        raise TenantImageMissing(
+            f"tenant {spec.tenant} runs dbt in {executor} containers but has no compiled graph "
+            f"(warehouses/{spec.tenant}/compiled/dbt_graph.json), so no image holds its dbt "
+            f"project: run `dag-factory dbt compile {spec.tenant}`, then `make images`"
+        )
+    return image_ref(spec.images.dbt, registry_override)

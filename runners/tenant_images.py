@@ -1,0 +1,255 @@
+"""One dbt image per tenant, tagged by the content hash of its dbt project.
+
+The base dbt image (`tenant-runner-dbt`) carries no tenant's files; each tenant's image
+(`runners/docker/tenant.Dockerfile`) adds only that tenant's dbt project — a shared one
+such as `warehouses/_dbt/shop` included for every tenant that uses it — and its
+`compiled/` folder. Which project, and its hash, come from the graph file that
+`dag-factory dbt compile` writes (`warehouses/<tenant>/compiled/dbt_graph.json`): this
+module never reads a tenant spec (runners do not import dag_factory).
+
+Tag: `<registry>/tenant-dbt-<tenant>:<project_hash[:12]>` — the same project gives the
+same tag, so an unchanged tenant costs nothing: when the tag is already in the registry
+(asked through the registry's HTTP API, `HEAD /v2/<name>/manifests/<tag>`), it is neither
+built nor pushed. The hash is checked against the project on disk first: a graph compiled
+before the last edit would put new files under an old tag, which breaks the promise of a
+content-addressed tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from datakits.spec import TENANT_ID_PATTERN
+
+#: The graph file of a tenant, relative to the folder holding `warehouses/` (contract A).
+GRAPH_FILE = "compiled/dbt_graph.json"
+#: The repository of a tenant's image is `<registry>/<TENANT_REPOSITORY_PREFIX><tenant>`.
+TENANT_REPOSITORY_PREFIX = "tenant-dbt-"
+#: Characters of the project hash in the tag (48 bits: collisions are not a concern).
+TAG_LENGTH = 12
+#: Never part of a project's content, nor copied into its image (contract A's list).
+SKIPPED = ("target", "logs", "dbt_packages", ".user.yml", "__pycache__", ".git")
+#: The manifest types a registry may hold for a tag (Docker v2, OCI; single or index).
+_MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+
+
+class TenantImageError(RuntimeError):
+    """A tenant image cannot be built as asked; the message is one line saying what to do."""
+
+
+def _own_project_hash(project_dir: Path) -> str:
+    """sha256 over the sorted relative posix paths and bytes of every file of the project,
+    build output skipped (contract A). The graph engineer's `runners.dbt_graph.project_hash`
+    is the reference; this stands in for it until both branches are merged."""
+    digest = hashlib.sha256()
+    files = sorted(
+        (p for p in project_dir.rglob("*") if p.is_file() and not _skipped(p, project_dir)),
+        key=lambda p: p.relative_to(project_dir).as_posix(),
+    )
+    for file in files:
+        digest.update(file.relative_to(project_dir).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+try:  # the one definition, once the graph branch (runners/dbt_graph.py) is merged
+    from runners.dbt_graph import project_hash  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the merge
+    project_hash: Callable[[Path], str] = _own_project_hash  # type: ignore[no-redef]
+
+
+def _skipped(path: Path, root: Path) -> bool:
+    return any(part in SKIPPED for part in path.relative_to(root).parts)
+
+
+@dataclass(frozen=True)
+class TenantGraph:
+    """What an image build needs from a tenant's graph file."""
+
+    tenant: str
+    #: The dbt project, relative to the folder holding `warehouses/` (posix).
+    project: str
+    project_hash: str
+    #: `warehouses/<tenant>/compiled`, absolute.
+    compiled: Path
+
+    @property
+    def tag(self) -> str:
+        return self.project_hash[:TAG_LENGTH]
+
+
+def tenant_ids(root: Path) -> list[str]:
+    """The tenants of `root/warehouses`: folders with a `warehouse.yaml`, sorted."""
+    return sorted(p.parent.name for p in (root / "warehouses").glob("*/warehouse.yaml"))
+
+
+def read_graph(root: Path, tenant: str) -> TenantGraph:
+    """The tenant's graph file, checked: present, its own, its project inside `root` and
+    unchanged since it was compiled. Raises TenantImageError with the fix in one line."""
+    if not re.fullmatch(TENANT_ID_PATTERN, tenant):
+        raise TenantImageError(f"{tenant!r} is not a tenant id (a-z, 0-9, _)")
+    file = root / "warehouses" / tenant / GRAPH_FILE
+    shown = file.relative_to(root).as_posix()
+    if not file.is_file():
+        raise TenantImageError(
+            f"tenant {tenant}: {shown} is missing: run `dag-factory dbt compile {tenant}` first"
+        )
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+        project, digest = str(doc["project"]), str(doc["project_hash"])
+        named = doc["tenant"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TenantImageError(
+            f"tenant {tenant}: {shown} is not a graph file ({type(exc).__name__}: {exc}): "
+            f"run `dag-factory dbt compile {tenant}` again"
+        ) from None
+    if named != tenant:
+        raise TenantImageError(f"{shown} is tenant {named}'s, not {tenant}'s: compile it again")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise TenantImageError(f"{shown}: project_hash {digest[:80]!r} is not a sha256 hex digest")
+    project_dir = (root / project).resolve()
+    warehouses = (root / "warehouses").resolve()
+    if project_dir != warehouses and warehouses not in project_dir.parents:
+        raise TenantImageError(f"{shown}: project {project} is not under warehouses/")
+    if not (project_dir / "dbt_project.yml").is_file():
+        raise TenantImageError(f"{shown}: {project} has no dbt_project.yml")
+    if project_hash(project_dir) != digest:
+        raise TenantImageError(
+            f"tenant {tenant}: {project} changed since {shown} was compiled: run "
+            f"`dag-factory dbt compile {tenant}` again, so the image tag is its content's"
+        )
+    return TenantGraph(tenant, project_dir.relative_to(root.resolve()).as_posix(), digest,
+                       file.parent)  # fmt: skip
+
+
+def tenant_repository(registry: str, tenant: str) -> str:
+    return f"{registry.rstrip('/')}/{TENANT_REPOSITORY_PREFIX}{tenant}"
+
+
+def tenant_image_ref(registry: str, graph: TenantGraph) -> str:
+    return f"{tenant_repository(registry, graph.tenant)}:{graph.tag}"
+
+
+def stage_tenant_context(root: Path, graph: TenantGraph, context: Path) -> Path:
+    """The build context of one tenant's image: its project and its `compiled/` folder at
+    their repository paths under `warehouses/`, nothing else (build output skipped)."""
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    shutil.copytree(
+        root / graph.project, context / graph.project, ignore=shutil.ignore_patterns(*SKIPPED)
+    )
+    compiled = graph.compiled.relative_to(root.resolve())
+    shutil.copytree(graph.compiled, context / compiled, dirs_exist_ok=True)
+    return context
+
+
+def split_ref(ref: str) -> tuple[str, str, str]:
+    """`host[:port]/path/name:tag` → (host, path/name, tag)."""
+    host, _, rest = ref.partition("/")
+    name, _, tag = rest.rpartition(":")
+    return host, name, tag
+
+
+def registry_has(ref: str, *, timeout: float = 10) -> bool | None:
+    """Whether the registry holds `ref`'s tag (Docker Registry HTTP API v2, `HEAD
+    /v2/<name>/manifests/<tag>`): True, False, or None when it cannot tell (it asks for
+    credentials, or does not answer) — then the image is built and pushed anyway.
+
+    Plain HTTP for loopback registries (dockerd trusts 127.0.0.0/8 and localhost over
+    HTTP), HTTPS with the system's CAs (`SSL_CERT_FILE`) otherwise."""
+    host, name, tag = split_ref(ref)
+    hostname = host.rsplit(":", 1)[0]
+    plain = hostname == "localhost" or hostname.startswith("127.")
+    url = f"{'http' if plain else 'https'}://{host}/v2/{name}/manifests/{tag}"
+    accept = {"Accept": _MANIFEST_TYPES}
+    request = urllib.request.Request(url, method="HEAD", headers=accept)  # noqa: S310 (http/s)
+    tls = None if plain else ssl.create_default_context()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=tls) as reply:  # noqa: S310
+            return reply.status == 200
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        print(f"registry {host} answered {exc.code} for {name}:{tag}: building", file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"registry {host} unreachable ({exc}): building", file=sys.stderr)
+        return None
+
+
+@dataclass(frozen=True)
+class TenantImage:
+    tenant: str
+    ref: str
+    #: True when the tag was already there (registry with --push, else the local engine):
+    #: nothing built, nothing pushed.
+    reused: bool
+    seconds: float
+
+
+def build_tenant_images(
+    root: Path,
+    tenants: Iterable[str],
+    *,
+    registry: str,
+    dbt_image: str,
+    push: bool,
+    work: Path,
+    run: Callable[[Sequence[str]], None],
+    local_has: Callable[[str], bool],
+    docker: str,
+    dockerfile: Path,
+    runner_uid: int,
+) -> list[TenantImage]:
+    """Build (and push) one image per tenant `FROM dbt_image`; skip a tag that exists.
+
+    Every graph is read and checked before anything is built, so a missing or stale one
+    fails the run at once, naming the tenant and the command to run."""
+    import time
+
+    graphs = [read_graph(root, tenant) for tenant in tenants]
+    done = []
+    for graph in graphs:
+        started = time.perf_counter()
+        ref = tenant_image_ref(registry, graph)
+        exists = registry_has(ref) if push else local_has(ref)
+        if exists:
+            print(f"{ref}: already {'in the registry' if push else 'built'}", file=sys.stderr)
+            done.append(TenantImage(graph.tenant, ref, True, 0.0))
+            continue
+        context = stage_tenant_context(root, graph, work / "tenants" / graph.tenant)
+        build_args: Mapping[str, str] = {
+            "DBT_IMAGE": dbt_image,
+            "TENANT": graph.tenant,
+            "PROJECT": graph.project,
+            "PROJECT_HASH": graph.project_hash,
+            "RUNNER_UID": str(runner_uid),
+        }
+        argv = [docker, "build", "--network", "none", "-f", str(dockerfile), "-t", ref]
+        for name, value in build_args.items():
+            argv += ["--build-arg", f"{name}={value}"]
+        print(f"building {ref} ({graph.project}) …", file=sys.stderr)
+        run([*argv, str(context)])
+        if push:
+            run([docker, "push", ref])
+        done.append(TenantImage(graph.tenant, ref, False, round(time.perf_counter() - started, 1)))
+    return done

@@ -1,0 +1,112 @@
+"""`runners.tenant_images` without an engine: which graph files an image build accepts,
+the content hash, the build context, and the registry check when nothing answers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from devtools.postgres import free_port
+from runners.tenant_images import (
+    TenantImageError,
+    project_hash,
+    read_graph,
+    registry_has,
+    split_ref,
+    stage_tenant_context,
+    tenant_ids,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHOP = "warehouses/_dbt/shop"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "warehouses", tmp_path / "warehouses",
+                    ignore=shutil.ignore_patterns("target", "logs", "compiled"))  # fmt: skip
+    return tmp_path
+
+
+def _graph(root: Path, folder: str, **fields: object) -> Path:
+    doc = {"version": 1, "tenant": folder, "project": SHOP,
+           "project_hash": project_hash(root / SHOP), **fields}  # fmt: skip
+    file = root / "warehouses" / folder / "compiled" / "dbt_graph.json"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(doc))
+    return file
+
+
+def test_tenants_are_the_folders_with_a_tenant_file(root: Path):
+    assert tenant_ids(root) == ["acme", "demo", "lake"]
+
+
+def test_project_hash_is_content_not_build_output(root: Path):
+    before = project_hash(root / SHOP)
+    for junk in ("target/manifest.json", "logs/dbt.log", "dbt_packages/x/y.sql", ".user.yml"):
+        (root / SHOP / junk).parent.mkdir(parents=True, exist_ok=True)
+        (root / SHOP / junk).write_text("anything")
+    assert project_hash(root / SHOP) == before
+    model = root / SHOP / "models" / "gold" / "revenue_per_customer_month.sql"
+    model.write_text(model.read_text() + "\n-- changed\n")
+    assert project_hash(root / SHOP) != before
+    model.rename(model.with_name("renamed.sql"))  # a rename is a change too
+    assert len({before, project_hash(root / SHOP)}) == 2
+
+
+def test_a_good_graph(root: Path):
+    _graph(root, "demo")
+    graph = read_graph(root, "demo")
+    assert (graph.tenant, graph.project, graph.tag) == ("demo", SHOP, graph.project_hash[:12])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"tenant": "acme"},
+            "warehouses/demo/compiled/dbt_graph.json is tenant acme's, not demo's",
+        ),
+        ({"project_hash": "abc"}, "project_hash 'abc' is not a sha256 hex digest"),
+        ({"project": "../outside"}, "project ../outside is not under warehouses/"),
+        ({"project": "warehouses/demo"}, "warehouses/demo has no dbt_project.yml"),
+        ({"project_hash": "0" * 64}, f"tenant demo: {SHOP} changed since"),
+    ],
+)
+def test_a_bad_graph_is_one_line_naming_the_fix(root: Path, fields: dict, message: str):
+    _graph(root, "demo", **fields)
+    with pytest.raises(TenantImageError) as caught:
+        read_graph(root, "demo")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_missing_or_unreadable_graph(root: Path):
+    with pytest.raises(TenantImageError, match=r"run `dag-factory dbt compile demo` first$"):
+        read_graph(root, "demo")
+    _graph(root, "demo").write_text("{not json")
+    with pytest.raises(TenantImageError, match=r"is not a graph file .* compile demo` again$"):
+        read_graph(root, "demo")
+    with pytest.raises(TenantImageError, match="is not a tenant id"):
+        read_graph(root, "../demo")
+
+
+def test_context_holds_the_project_and_the_compiled_folder_only(root: Path, tmp_path: Path):
+    _graph(root, "demo")
+    (root / "warehouses" / "demo" / "compiled" / "manifest.json").write_text("{}")
+    (root / SHOP / "target").mkdir()
+    (root / SHOP / "target" / "x.json").write_text("{}")
+    context = stage_tenant_context(root, read_graph(root, "demo"), tmp_path / "ctx")
+    files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
+    shop = {p.relative_to(root).as_posix() for p in (root / SHOP).rglob("*")
+            if p.is_file() and "target" not in p.parts}  # fmt: skip
+    compiled = {"warehouses/demo/compiled/dbt_graph.json", "warehouses/demo/compiled/manifest.json"}
+    assert files == shop | compiled
+
+
+def test_registry_that_does_not_answer_means_build():
+    ref = f"127.0.0.1:{free_port()}/tenant-dbt-demo:0123456789ab"
+    assert split_ref(ref) == (ref.split("/")[0], "tenant-dbt-demo", "0123456789ab")
+    assert registry_has(ref, timeout=2) is None
