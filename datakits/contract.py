@@ -59,6 +59,10 @@ OPENLINEAGE_API_KEY_ENV = "OPENLINEAGE_API_KEY"
 #: Optional: the Airflow task instance's OpenLineage run id (a UUID) set by the adapter;
 #: the runner's events name it as their parent run.
 PARENT_RUN_ENV = "RUNNER_PARENT_RUN"
+#: Optional: the id under which a `runner dbt` run keeps its dbt artifacts
+#: (`<meta>.dbt_artifacts`, `runners.dbt_artifacts`), e.g. the Airflow run and task;
+#: unset, each run gets a fresh uuid.
+RUN_ID_ENV = "RUNNER_RUN_ID"
 
 #: The runner's uid and gid in the images; containers and pods run as this user.
 RUNNER_UID = 10001
