@@ -273,7 +273,10 @@ def layer_nodes(common: list[str], manifest: Any, layers: Mapping[str, str]) -> 
 
 
 def _layer_routing(
-    common: list[str], layers: Mapping[str, str], schemas: Schemas
+    common: list[str],
+    layers: Mapping[str, str],
+    schemas: Schemas,
+    callbacks: Sequence[Callable[[Any], None]] = (),
 ) -> dict[str, str]:
     """Node unique id → the schema of the first layer whose selector picks it.
 
@@ -282,7 +285,7 @@ def _layer_routing(
     parse routes nothing: the command itself then fails with dbt's error and its exit
     class.
     """
-    parsed = _invoke(["--quiet", "parse", *common])
+    parsed = _invoke(["--quiet", "parse", *common], callbacks=list(callbacks))
     if parsed.exception is not None or not parsed.success:
         return {}
     found = layer_nodes(common, parsed.result, layers)
@@ -410,8 +413,8 @@ def run_dbt(
 
     The routing comes from the tenant's compiled graph (`graph`, default
     `warehouses/<tenant>/compiled/dbt_graph.json` under the working directory) when its
-    `inputs_hash` matches this project and spec: then no routing parse, and dbt reuses
-    the graph's partial-parse file. Otherwise the runner parses to route (see
+    `inputs_hash` matches this project and spec: then no routing parse (one parse per
+    run: the build's own). Otherwise the runner parses to route (see
     `_layer_routing`).
 
     `report_nodes`: the result carries `nodes` (unique id → status, seconds, message,
@@ -451,19 +454,13 @@ def run_dbt(
         shown = f", layer {layer}" if layer else ""
         print(f"runner dbt: dbt {' '.join(dbt_args)} ({project.name}{shown})", file=sys.stderr)
         unmatched: list[str] = []
-        parse_env: dict[str, str] = {}
-        if compiled is not None:
-            # The compiled graph says which layer each node is in: no routing parse. Its
-            # partial-parse file (read only, from the compiled folder) lets the build skip
-            # its own parse when the prepared copy matches what was compiled.
+        if compiled is not None:  # the compiled graph knows each node's layer: no parse
             write_schema_macro(project, spec, compiled.routing(spec.warehouse.schemas))
-            parse_env = compiled.partial_parse_env()
             print(f"runner dbt: layer routing from {compiled.path}", file=sys.stderr)
-        with _scoped_env(parse_env):
-            if compiled is None and layers is not None:
-                routed = _layer_routing(common, layers, spec.warehouse.schemas)
-                write_schema_macro(project, spec, routed)
-            res = _invoke(args, callbacks=[_watch_selection(unmatched), *callbacks])
+        elif layers is not None:
+            routed = _layer_routing(common, layers, spec.warehouse.schemas, callbacks)
+            write_schema_macro(project, spec, routed)
+        res = _invoke(args, callbacks=[_watch_selection(unmatched), *callbacks])
         artifacts = ws.artifacts()
 
     command = " ".join(dbt_args)

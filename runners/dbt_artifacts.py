@@ -92,7 +92,22 @@ def store_artifacts(spec: LoadSpec, warehouse_url: str, artifacts: Mapping[str, 
         print(f"runner dbt: dbt artifacts not kept: {type(exc).__name__}: {line}", file=sys.stderr)
 
 
+def _release_duckdb() -> None:
+    """Close the DuckDB connection dbt-duckdb keeps for the process (it closes it only at
+    exit), so this process can open the file with SQLAlchemy: DuckDB refuses a second
+    connection to one file with another configuration."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:
+        return
+    env = DuckDBConnectionManager._ENV
+    DuckDBConnectionManager.close_all_connections()
+    if env is not None:
+        env.close()
+
+
 def _insert(schema: str, warehouse_url: str, artifacts: Mapping[str, str]) -> None:
+    _release_duckdb()
     table = artifacts_table(schema)
     now = dt.datetime.now(dt.UTC)
     run = run_id()

@@ -5,18 +5,19 @@ DAG file (model tasks) and by every `runner dbt` run (layer routing without a pa
 (`runners.dbt.workspace`: sources from the spec, the routing macro, a profile of the
 warehouse kind whose URL is the kind's example: parsing never connects), parses it with
 dbt, lists each layer's nodes on that manifest (`runners.dbt.layer_nodes`: no parse per
-layer), writes the routing into the macro, and writes to DIR:
+layer: one parse), and writes to DIR:
 
 - `dbt_graph.json`: the nodes the layers select, their layer, parents, bronze sources
   and attached tests, with `project_hash` and `inputs_hash` (below);
-- `manifest.json`: dbt's own manifest of the routed project;
-- `partial_parse.msgpack`: dbt's partial-parse state of that same project copy. A run
-  whose prepared copy has the same files (same `inputs_hash`, same test severity)
-  points dbt at it (`DBT_PARTIAL_PARSE_FILE_PATH`, read only) and dbt skips its parse.
+- `manifest.json`: dbt's own manifest from that parse.
 
-The routing macro is written after the layers are listed, so the writer parses twice;
-the second parse is dbt's partial parse of one changed macro, and it is what makes the
-saved state match the files a run has. Compile time, not run time.
+Why no partial-parse state for runs: dbt accepts a saved parse only when the profile's
+connection values hash the same (`profile_hash` covers `connection_info()`: DuckDB path
+and database, PostgreSQL host, user and dbname), and rightly so, since each node's
+`database` is taken from the profile when it parses. The graph is parsed with the
+kind's example URL (compile has no credentials), so its state would always be rejected
+("profile has changed"; measured). A run still parses once: the graph spares it the
+routing parse.
 
 `inputs_hash` covers what shapes the parse and the routing: the project's files, the
 spec's bronze tables, `dbt.layers` (in order) and the warehouse kind. A run that finds a
@@ -30,7 +31,6 @@ import graphlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -40,13 +40,11 @@ from typing import Any
 from datakits.errors import ConfigError
 from datakits.kinds import warehouse_kind
 from datakits.spec import LoadSpec, Schemas
-from runners.dbt import _classify, _invoke, _scoped_env, layer_nodes, workspace
-from runners.dbt_project import write_schema_macro
+from runners.dbt import _classify, _invoke, layer_nodes, workspace
 
 VERSION = 1
 GRAPH_FILE = "dbt_graph.json"
 MANIFEST_FILE = "manifest.json"
-PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 #: Where a run looks for the tenant's graph when `--graph` is not given, relative to
 #: its working directory (the folder holding `warehouses/`, as the plan runs it).
 DEFAULT_GRAPH = "warehouses/{tenant}/compiled/" + GRAPH_FILE
@@ -102,13 +100,6 @@ class CompiledGraph:
     def routing(self, schemas: Schemas) -> dict[str, str]:
         """Node unique id → the schema of its layer (what the schema macro needs)."""
         return {uid: schemas.layer_schema(node["layer"]) for uid, node in self.doc["nodes"].items()}
-
-    def partial_parse_env(self) -> dict[str, str]:
-        """dbt's flags to start from the graph's partial-parse state, when it has one."""
-        state = self.path.parent / PARTIAL_PARSE_FILE
-        if not state.is_file():
-            return {}
-        return {"DBT_PARTIAL_PARSE": "true", "DBT_PARTIAL_PARSE_FILE_PATH": str(state.resolve())}
 
 
 def read_graph(path: Path) -> dict[str, Any]:
@@ -232,13 +223,6 @@ def write_graph(
             raise ConfigError(
                 f"dbt layer {shown} selects no node of {project_dir}: fix dbt.layers or the project"
             )
-        schemas = spec.warehouse.schemas
-        routed = {uid: schemas.layer_schema(layer) for uid, layer in layer_of.items()}
-        write_schema_macro(ws.project, spec, routed)
-        with _scoped_env({"DBT_PARTIAL_PARSE": "true"}):  # one changed macro: a partial parse
-            final = _invoke(["--quiet", "parse", *ws.common])
-        if final.exception is not None or not final.success:
-            raise _classify(final.exception or RuntimeError("dbt parse failed"), "parse")
         project = project_hash(project_dir)
         doc = {
             "version": VERSION,
@@ -248,14 +232,13 @@ def write_graph(
             "inputs_hash": inputs_hash(project, spec, layers),
             "dbt_version": dbt_version,
             "layers": dict(layers),
-            "nodes": graph_nodes(final.result, layer_of),
+            "nodes": graph_nodes(parsed.result, layer_of),
         }
         out.mkdir(parents=True, exist_ok=True)
         manifest = ws.artifacts().get("manifest")
         if manifest is None:
             raise ConfigError(f"dbt parse of {project_dir} wrote no manifest.json")
         (out / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
-        shutil.copyfile(ws.target / PARTIAL_PARSE_FILE, out / PARTIAL_PARSE_FILE)
         (out / GRAPH_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return {
         "tenant": spec.tenant,
