@@ -10,8 +10,8 @@ A manifest is stored once per sha256: a run whose manifest is already there gets
 with its sha256 and no body (the link from the run to the stored text). To make that
 possible the manifest is normalised first: the path of the run's temp project copy
 becomes the project path the runner was given, and the hash ignores the metadata that
-changes every run (`generated_at`, `invocation_id`, `invocation_started_at`), else no
-two manifests would ever hash the same.
+changes every run (ids and times) and each resource's `created_at`, else no two manifests would
+ever hash the same.
 
 Neither artifact holds credentials: the profile's values are `env_var()` lookups dbt
 does not write out, and dbt's run_results `args` are the command's flags (checked by
@@ -28,6 +28,7 @@ import os
 import sys
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, insert, select
 from sqlalchemy.schema import CreateSchema
@@ -38,7 +39,9 @@ from datakits.urls import engine_url, make_engine
 
 TABLE = "dbt_artifacts"
 #: Manifest metadata that differs in every run of the same project.
-_VOLATILE = ("generated_at", "invocation_id", "invocation_started_at")
+_VOLATILE = ("generated_at", "invocation_id", "invocation_started_at", "run_started_at")
+#: The per-resource key holding the parse's clock time (every node, macro, source).
+_CREATED = "created_at"
 #: Warehouse kinds whose meta schema is a SQLAlchemy database (the lakehouse's is not).
 _KINDS = ("duckdb", "postgres")
 
@@ -61,13 +64,23 @@ def normalise(text: str, work_dir: str, project: str) -> str:
     return text.replace(f"{work_dir}/project", project).replace(work_dir, ".")
 
 
+def _stable(value: Any) -> Any:
+    """`value` without the `created_at` stamps dbt puts on every resource it parses."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k != _CREATED}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
 def manifest_sha256(text: str) -> str:
-    """The manifest's hash without the metadata that changes every run."""
+    """The manifest's hash without what changes every run: the run's metadata (ids and
+    times) and each resource's parse time."""
     doc = json.loads(text)
     metadata = doc.get("metadata") or {}
     for key in _VOLATILE:
         metadata.pop(key, None)
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(_stable(doc), sort_keys=True).encode()).hexdigest()
 
 
 def run_id() -> str:
