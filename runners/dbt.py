@@ -422,8 +422,8 @@ def run_dbt(
     (parse, empty selection, unreachable warehouse) still raise. `callbacks`: dbt event
     callbacks (tests count parses with them).
 
-    Every run's `manifest.json` and `run_results.json` are kept in the warehouse's meta
-    schema (`runners.dbt_artifacts`).
+    Every run in which dbt ran (no project-level error) keeps `manifest.json` and
+    `run_results.json` in the warehouse's meta schema (`runners.dbt_artifacts`).
 
     Raises `ConfigError` (exit 2, permanent) for a parse or compile error, a selection
     that matches nothing, views blocking a drop, and failing tests under `fail`;
@@ -464,9 +464,9 @@ def run_dbt(
         artifacts = ws.artifacts()
 
     command = " ".join(dbt_args)
-    store_artifacts(spec, warehouse_url, artifacts)
     if res.exception is not None:
         raise _classify(res.exception, command) from res.exception
+    store_artifacts(spec, warehouse_url, artifacts)  # dbt ran: its record is worth keeping
     if dbt_args[0] in ("ls", "list"):  # its result is the selected nodes' names
         listed = [str(name) for name in res.result or ()]
         return {"tenant": spec.tenant, "dbt_command": list(dbt_args), "listed": listed}

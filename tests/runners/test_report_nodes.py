@@ -152,6 +152,13 @@ def test_a_selection_matching_nothing_still_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr[-2000:]
 
 
+def test_an_unreachable_warehouse_still_fails_the_producer(tmp_path: Path) -> None:
+    project = _project(tmp_path / "p", PROJECT)
+    done = _producer(project, "postgresql://runner:pw@127.0.0.1:1/nowhere", "postgres")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "artifacts" not in done.stderr  # nothing ran: no record to keep, no second wait
+
+
 def test_artifacts_are_kept_per_run_and_the_manifest_once(tmp_path: Path) -> None:
     files = {k: v for k, v in PROJECT.items() if "broken" not in k}
     project = _project(tmp_path / "p", files)
