@@ -98,8 +98,14 @@ class CompiledGraph:
     doc: dict[str, Any]
 
     def routing(self, schemas: Schemas) -> dict[str, str]:
-        """Node unique id → the schema of its layer (what the schema macro needs)."""
-        return {uid: schemas.layer_schema(node["layer"]) for uid, node in self.doc["nodes"].items()}
+        """Node unique id → the schema of its layer (what the schema macro needs); a test
+        goes with the node it is attached to (where `store_failures` would write)."""
+        routed: dict[str, str] = {}
+        for uid, node in self.doc["nodes"].items():
+            schema = schemas.layer_schema(node["layer"])
+            routed[uid] = schema
+            routed.update(dict.fromkeys(node.get("tests", ()), schema))
+        return routed
 
 
 def read_graph(path: Path) -> dict[str, Any]:

@@ -217,3 +217,52 @@ def test_runner_dbt_graph_cli_writes_the_files_and_needs_no_warehouse(tmp_path: 
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["command"] == "dbt-graph" and result["nodes"] == 5
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["dbt_graph.json", "manifest.json"]
+
+
+def test_graph_routing_puts_each_layer_in_its_schema(tmp_path: Path) -> None:
+    """A jaffle layout, whose folders are not layer names: only the routing the graph
+    carries puts staging, snapshots and marts into their own schemas."""
+    import sqlite3
+    from contextlib import closing
+
+    from tests.datakits.conftest import query
+    from tests.runners.test_layers import LOADS
+
+    project = _write_project(tmp_path / "jaffle")
+    spec = _spec("duckdb")
+    source_path = tmp_path / "source.db"
+    with closing(sqlite3.connect(source_path)) as conn, conn:
+        for statement in LOADS[0]:
+            conn.execute(statement)
+    warehouse = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    for table in ("customers", "orders"):
+        done = run_extract(spec, table, f"sqlite:///{source_path}", warehouse)
+        assert done.returncode == 0, done.stderr
+    write_graph(spec, project, LAYERS, tmp_path / "compiled")
+    argv = [RUNNER, "dbt", "--project-dir", str(project), "--layers", json.dumps(LAYERS)]
+    argv += ["--graph", str(tmp_path / "compiled" / "dbt_graph.json"), "--report-nodes"]
+    done = subprocess.run(
+        [*argv, "build", "--select", *LAYERS.values()],
+        env=runner_env(spec, "", warehouse),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "layer routing from" in done.stderr
+    statuses = {n["status"] for n in json.loads(done.stdout.splitlines()[-1])["nodes"].values()}
+    assert statuses == {"success", "pass"}
+    found = query(
+        warehouse,
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema LIKE 'j_%' AND table_schema NOT IN ('j_bronze', 'j_meta') "
+        "ORDER BY 1, 2",
+    )
+    assert found == [
+        ("j_marts", "customer_orders"),
+        ("j_snapshots", "customers_snapshot"),
+        ("j_snapshots", "orders_snapshot"),
+        ("j_staging", "stg_customers"),
+        ("j_staging", "stg_orders"),
+    ]
