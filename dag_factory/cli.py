@@ -9,6 +9,7 @@ dag-factory pools [--check]         create/update the Airflow pools the tenants 
 dag-factory roles                   the tenants' Airflow roles and DAG permissions (FAB)
 dag-factory status TENANT           per table: the last loads and the watermark (warehouse)
 dag-factory docs TENANT [--out DIR] the tenant's dbt docs site as static files (warehouse)
+dag-factory dbt compile [TENANT ...] each tenant's compiled dbt graph (warehouses/<t>/compiled/)
 """
 
 from __future__ import annotations
@@ -581,6 +582,44 @@ def docs(
         highlight=False,
         soft_wrap=True,
     )
+
+
+dbt_app = typer.Typer(help="The tenants' dbt projects.", no_args_is_help=True)
+app.add_typer(dbt_app, name="dbt")
+
+
+@dbt_app.command("compile")
+def dbt_compile(
+    tenants: Annotated[
+        list[str] | None, typer.Argument(help="Tenant ids (default: every tenant).")
+    ] = None,
+    out_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-root",
+            help="Write <out-root>/<tenant>/ instead of warehouses/<tenant>/compiled/.",
+        ),
+    ] = None,
+    warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
+) -> None:
+    """Parse each tenant's dbt project (no warehouse) and write its compiled graph
+    (dbt_graph.json + manifest.json), which gives the DAG one task per dbt model.
+    Exit 1 when a tenant fails, with one line per failing tenant."""
+    from dag_factory.compile import compile_tenant
+
+    report = _load(warehouses, [warehouses / t for t in tenants or ()])
+    failed = 0
+    for problem in report.errors:
+        first = str(problem.problems[0]) if problem.problems else "invalid tenant file"
+        err.print(first, highlight=False, soft_wrap=True)
+        failed += 1
+    root = warehouses.resolve().parent
+    for tenant in report.tenants:
+        done = compile_tenant(tenant, root, out_root)
+        (out if done.ok else err).print(done.line, highlight=False, soft_wrap=True)
+        failed += not done.ok
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

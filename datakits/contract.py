@@ -61,7 +61,8 @@ OPENLINEAGE_API_KEY_ENV = "OPENLINEAGE_API_KEY"
 #: runner's events name it in their `parent` facet.
 PARENT_RUN_ENV = "RUNNER_PARENT_RUN"
 #: Optional: Airflow's run id of the DAG run (e.g. `manual__2026-…`), set by the adapter at
-#: execute time, so what a task leaves behind (dbt artifacts, ...) can name its run.
+#: execute time, so what a task leaves behind can name its run: the dbt artifacts it keeps
+#: (`<meta>.dbt_artifacts`, `runners.dbt_artifacts`); unset, a run gets a fresh uuid.
 RUN_ID_ENV = "RUNNER_RUN_ID"
 
 #: The runner's uid and gid in the images; containers and pods run as this user.

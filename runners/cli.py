@@ -162,7 +162,8 @@ def dbt(
         str | None,
         typer.Option(
             "--layer",
-            help="The layer this command builds: its nodes go to that layer's schema.",
+            help="A label for the log and result: the layer this command builds (one of "
+            "--layers). Routing covers every layer either way.",
         ),
     ] = None,
     layers: Annotated[
@@ -170,7 +171,24 @@ def dbt(
         typer.Option(
             "--layers",
             help='Every layer of the tenant, in order, as JSON: {"silver": "<dbt selector>", '
-            "...} (default: the silver and gold folders).",
+            "...}: each layer's nodes build into its schema (default with --layer: the silver "
+            "and gold folders).",
+        ),
+    ] = None,
+    report_nodes: Annotated[
+        bool,
+        typer.Option(
+            "--report-nodes",
+            help="Report every node's status in the result (`nodes`) and exit 0 when dbt "
+            "ran, even if nodes failed (the producer of model tasks).",
+        ),
+    ] = False,
+    graph: Annotated[
+        Path | None,
+        typer.Option(
+            "--graph",
+            help="The tenant's compiled dbt graph (default: warehouses/<tenant>/compiled/"
+            "dbt_graph.json if present): when it matches, no routing parse.",
         ),
     ] = None,
     docs_out: Annotated[
@@ -200,9 +218,38 @@ def dbt(
             layer=layer,
             layers=None if layers is None else _layers_option(layers),
             docs_out=docs_out,
+            report_nodes=report_nodes,
+            graph=graph,
         )
 
     _emit("dbt", work, args=list(ctx.args))
+
+
+@app.command("dbt-graph")
+def dbt_graph(
+    project_dir: Annotated[
+        Path, typer.Option("--project-dir", help="The tenant's dbt project (read only).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The folder to write the graph files to.")],
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            "--layers",
+            help='The tenant\'s layers, in order, as JSON: {"silver": "<dbt selector>", ...} '
+            "(default: the silver and gold folders).",
+        ),
+    ] = None,
+) -> None:
+    """Parse the tenant's project (no warehouse) and write dbt_graph.json, manifest.json
+    and dbt's partial-parse state to --out (`dag-factory dbt compile` runs this)."""
+    from runners.dbt_graph import write_graph
+    from runners.dbt_project import DEFAULT_LAYERS
+
+    def work() -> dict[str, Any]:
+        chosen = DEFAULT_LAYERS if layers is None else _layers_option(layers)
+        return write_graph(load_spec(), project_dir, chosen, out)
+
+    _emit("dbt-graph", work)
 
 
 def _layers_option(text: str) -> dict[str, str]:

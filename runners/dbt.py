@@ -13,7 +13,8 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from datakits.contract import SOURCE_URL_ENV, WAREHOUSE_URL_ENV
 from datakits.errors import ConfigError, DatakitsError, LoadFailed, SourceUnavailable
 from datakits.spec import LoadSpec, Schemas
+from runners.dbt_artifacts import normalise, store_artifacts
 from runners.dbt_docs import check_docs_command, copy_site
 from runners.dbt_profile import (
     PROFILE_ENV_VARS,
@@ -29,7 +31,7 @@ from runners.dbt_profile import (
     profile_env,
     profiles_yml,
 )
-from runners.dbt_project import DEFAULT_LAYERS, prepare_project, write_schema_macro
+from runners.dbt_project import DEFAULT_LAYERS, Project, prepare_project, write_schema_macro
 
 #: Defaults for dbt's own flags, as env vars so that flags in `dbt_args` still win.
 DBT_DEFAULTS = {
@@ -49,6 +51,10 @@ BUILDING_COMMANDS = frozenset({"build", "run"})
 _PASSED = {"success", "pass", "warn", "no-op", "reused"}
 _FAILED = {"error", "fail", "runtime error", "partial success"}
 _MAX_LINE = 1000
+#: Characters of a node's message in the `--report-nodes` result (contract B).
+_NODE_MESSAGE = 300
+#: The dbt artifacts every run keeps (`runners.dbt_artifacts`).
+ARTIFACTS = ("manifest", "run_results")
 #: dbt's resource types of tests (`data_test` since 1.8, `test` before; unit tests).
 _TESTS = {"test", "data_test", "unit_test"}
 
@@ -248,82 +254,86 @@ def _invoke(args: list[str], callbacks: list[Callable[[Any], None]] | None = Non
         return dbtRunner(callbacks=callbacks).invoke(args)
 
 
-def _layer_routing(
-    common: list[str], layers: Mapping[str, str], schemas: Schemas
-) -> dict[str, str]:
-    """Node unique id → the schema of the first layer whose selector picks it.
+def layer_nodes(common: list[str], manifest: Any, layers: Mapping[str, str]) -> dict[str, str]:
+    """Node unique id → the first layer whose selector picks it, on a parsed manifest.
 
-    dbt's own selection decides (any selector: `path:`, `tag:`, `resource_type:`, ...):
-    the project is parsed once and each layer listed on that manifest, without touching
-    the warehouse. A project that does not parse routes nothing: the command itself then
-    fails with dbt's error and its exit class.
+    dbt's own selection decides (any selector: `path:`, `tag:`, `resource_type:`, ...),
+    through `dbt ls` on the given manifest: no parse, no warehouse.
     """
     from dbt.cli.main import dbtRunner
 
+    listing = dbtRunner(manifest=manifest)
+    found: dict[str, str] = {}
+    ls = ["--quiet", "ls", "--output", "json", "--output-keys", "unique_id", *common]
     with contextlib.redirect_stdout(sys.stderr):
-        parsed = dbtRunner().invoke(["--quiet", "parse", *common])
-        if parsed.exception is not None or not parsed.success:
-            return {}
-        listing = dbtRunner(manifest=parsed.result)
-        routed: dict[str, str] = {}
-        ls = ["--quiet", "ls", "--output", "json", "--output-keys", "unique_id", *common]
         for layer, selector in layers.items():
             res = listing.invoke([*ls, "--select", selector])
             for line in res.result or ():
-                routed.setdefault(json.loads(line)["unique_id"], schemas.layer_schema(layer))
-    return routed
+                found.setdefault(json.loads(line)["unique_id"], layer)
+    return found
 
 
-def run_dbt(
-    spec: LoadSpec,
-    project_dir: Path,
-    dbt_args: list[str],
-    warehouse_url: str,
-    *,
-    on_test_failure: OnTestFailure = OnTestFailure.fail,
-    layer: str | None = None,
-    layers: Mapping[str, str] | None = None,
-    docs_out: Path | None = None,
-) -> dict[str, Any]:
-    """Run `dbt <dbt_args>` on a temp copy of `project_dir` against `warehouse_url`.
+def _layer_routing(
+    common: list[str],
+    layers: Mapping[str, str],
+    schemas: Schemas,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+) -> dict[str, str]:
+    """Node unique id → the schema of the first layer whose selector picks it.
 
-    `docs_out`: with `docs generate`, where to copy the docs site (`runners.dbt_docs`)
-    before the temp dir goes.
-
-    `layer`: the layer this invocation builds, one of `layers` (name → dbt selector, in
-    order; default: the `silver` and `gold` folders). When given, every node a layer
-    selects builds into that layer's schema (`Schemas.layer_schema`), whatever its
-    folder; the selection itself is still `--select` in `dbt_args`.
-
-    Raises `ConfigError` (exit 2, permanent) for a parse or compile error, a selection
-    that matches nothing, views blocking a drop, and failing tests under `fail`;
-    `LoadFailed` (exit 4) when the database failed running a model.
+    The fallback when no compiled graph matches (`runners.dbt_graph`): the project is
+    parsed once here and each layer listed on that manifest. A project that does not
+    parse routes nothing: the command itself then fails with dbt's error and its exit
+    class.
     """
-    if not dbt_args or dbt_args[0].startswith("-"):
-        raise ConfigError("give a dbt command first, e.g. `build --select silver`")
-    owned = [a for a in dbt_args if a.split("=", 1)[0] in OWNED_FLAGS]
-    if owned:
-        raise ConfigError(
-            f"the runner sets {', '.join(owned)} itself: leave it out of the dbt args"
-        )
-    if docs_out is not None:
-        check_docs_command(dbt_args)
-    if layers is not None and layer is None:
-        raise ConfigError("--layers needs --layer: name the layer this command builds")
-    if layer is not None:
-        layers = dict(layers or DEFAULT_LAYERS)
-        if layer not in layers:
-            raise ConfigError(
-                f"layer {layer} is not one of the tenant's dbt layers ({', '.join(layers)})"
-            )
+    parsed = _invoke(["--quiet", "parse", *common], callbacks=list(callbacks))
+    if parsed.exception is not None or not parsed.success:
+        return {}
+    found = layer_nodes(common, parsed.result, layers)
+    return {node: schemas.layer_schema(layer) for node, layer in found.items()}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A prepared run of dbt: the project copy, the dbt flags that point at it, and the
+    temp dir that holds target/ and logs/."""
+
+    project: Project
+    work: Path
+    common: list[str]
+    #: The project dir as the runner was given it (artifacts name it, not the temp copy).
+    source: str
+
+    @property
+    def target(self) -> Path:
+        return self.work / "target"
+
+    def artifacts(self) -> dict[str, str]:
+        """The run's `manifest.json` and `run_results.json` texts (those dbt wrote)."""
+        found = {}
+        for kind in ARTIFACTS:
+            path = self.target / f"{kind}.json"
+            if path.is_file():
+                text = path.read_text(encoding="utf-8")
+                found[kind] = normalise(text, str(self.work), self.source)
+        return found
+
+
+@contextlib.contextmanager
+def workspace(
+    spec: LoadSpec, project_dir: Path, warehouse_url: str, *, tests_warn: bool = False
+) -> Iterator[Workspace]:
+    """A temp copy of `project_dir` completed from the spec, its profiles.yml, and the
+    env dbt reads while the block runs (profile values set, credentials hidden).
+
+    The one place that prepares dbt, shared by `run_dbt` and the graph writer, so the
+    compiled graph is parsed from exactly the files a run parses.
+    """
     kind = spec.warehouse.kind
     env = profile_env(kind, warehouse_url, spec.warehouse.schemas.silver)
-    prepare_profile(kind, env)
-
     with tempfile.TemporaryDirectory(prefix=f"runner-dbt-{spec.tenant}-") as tmp:
         work = Path(tmp)
-        warn = on_test_failure is OnTestFailure.warn
-        project = prepare_project(Path(project_dir), work, spec, tests_warn=warn)
+        project = prepare_project(project_dir, work, spec, tests_warn=tests_warn)
         profiles_dir = work / "profiles"
         profiles_dir.mkdir()
         (profiles_dir / "profiles.yml").write_text(
@@ -339,18 +349,128 @@ def run_dbt(
             "--log-path",
             str(work / "logs"),
         ]
+        hidden = (*PROFILE_ENV_VARS, *_credential_vars(warehouse_url))
+        with _scoped_env({**DBT_DEFAULTS, **env}, clear=hidden):
+            yield Workspace(
+                project=project, work=work, common=common, source=project_dir.as_posix()
+            )
+
+
+def _scrubbed(text: str, warehouse_url: str) -> str:
+    """`text` without the warehouse URL or its password (dbt scrubs only its own secrets)."""
+    from sqlalchemy import make_url
+
+    try:
+        password = make_url(warehouse_url).password or ""
+    except Exception:
+        password = ""
+    for needle in (warehouse_url, password):
+        if needle and len(needle) >= 4:
+            text = text.replace(needle, "***")
+    return text
+
+
+def node_report(results: list[Any], warehouse_url: str) -> dict[str, dict[str, Any]]:
+    """Contract B's `nodes`: each result's dbt status, seconds, one-line message (≤ 300
+    characters, secrets removed) and, for tests, the failing row count."""
+    report: dict[str, dict[str, Any]] = {}
+    for result in results:
+        node = getattr(result, "node", None)
+        unique_id = getattr(node, "unique_id", None)
+        if not unique_id:
+            continue
+        message = " ".join(_scrubbed(str(result.message or ""), warehouse_url).split())
+        entry: dict[str, Any] = {
+            "status": _status(result),
+            "seconds": round(float(getattr(result, "execution_time", 0) or 0), 3),
+            "message": message if len(message) <= _NODE_MESSAGE else message[:299] + "…",
+        }
+        if str(getattr(node.resource_type, "value", "")) in _TESTS:
+            entry["failures"] = getattr(result, "failures", None) or 0
+        report[unique_id] = entry
+    return report
+
+
+def run_dbt(
+    spec: LoadSpec,
+    project_dir: Path,
+    dbt_args: list[str],
+    warehouse_url: str,
+    *,
+    on_test_failure: OnTestFailure = OnTestFailure.fail,
+    layer: str | None = None,
+    layers: Mapping[str, str] | None = None,
+    report_nodes: bool = False,
+    graph: Path | None = None,
+    callbacks: Sequence[Callable[[Any], None]] = (),
+    docs_out: Path | None = None,
+) -> dict[str, Any]:
+    """Run `dbt <dbt_args>` on a temp copy of `project_dir` against `warehouse_url`.
+
+    `docs_out`: with `docs generate`, where to copy the docs site (`runners.dbt_docs`)
+    before the temp dir goes.
+
+    `layers` (name → dbt selector, in order; default with `layer`: the `silver` and
+    `gold` folders): every node a layer selects builds into that layer's schema
+    (`Schemas.layer_schema`), whatever its folder; the selection itself is still
+    `--select` in `dbt_args`, so one build may cover every layer. `layer` is a label
+    (one of `layers`) for the log and the result.
+
+    The routing comes from the tenant's compiled graph (`graph`, default
+    `warehouses/<tenant>/compiled/dbt_graph.json` under the working directory) when its
+    `inputs_hash` matches this project and spec: then no routing parse (one parse per
+    run: the build's own). Otherwise the runner parses to route (see
+    `_layer_routing`).
+
+    `report_nodes`: the result carries `nodes` (unique id → status, seconds, message,
+    failures) and failed nodes do not fail the command; errors of the whole project
+    (parse, empty selection, unreachable warehouse) still raise. `callbacks`: dbt event
+    callbacks (tests count parses with them).
+
+    Every run in which dbt ran (no project-level error) keeps `manifest.json` and
+    `run_results.json` in the warehouse's meta schema (`runners.dbt_artifacts`).
+
+    Raises `ConfigError` (exit 2, permanent) for a parse or compile error, a selection
+    that matches nothing, views blocking a drop, and failing tests under `fail`;
+    `LoadFailed` (exit 4) when the database failed running a model.
+    """
+    if not dbt_args or dbt_args[0].startswith("-"):
+        raise ConfigError("give a dbt command first, e.g. `build --select silver`")
+    owned = [a for a in dbt_args if a.split("=", 1)[0] in OWNED_FLAGS]
+    if owned:
+        raise ConfigError(
+            f"the runner sets {', '.join(owned)} itself: leave it out of the dbt args"
+        )
+    if docs_out is not None:
+        check_docs_command(dbt_args)
+    if layers is not None or layer is not None:
+        layers = dict(layers or DEFAULT_LAYERS)
+        if layer is not None and layer not in layers:
+            raise ConfigError(
+                f"layer {layer} is not one of the tenant's dbt layers ({', '.join(layers)})"
+            )
+    from runners import dbt_graph  # it imports this module
+
+    compiled = dbt_graph.matching_graph(spec, Path(project_dir), layers, graph)
+    kind = spec.warehouse.kind
+    prepare_profile(kind, profile_env(kind, warehouse_url, spec.warehouse.schemas.silver))
+    warn = on_test_failure is OnTestFailure.warn
+    with workspace(spec, Path(project_dir), warehouse_url, tests_warn=warn) as ws:
+        project, common = ws.project, ws.common
         args = [*dbt_args, *common]
         shown = f", layer {layer}" if layer else ""
         print(f"runner dbt: dbt {' '.join(dbt_args)} ({project.name}{shown})", file=sys.stderr)
         unmatched: list[str] = []
-        hidden = (*PROFILE_ENV_VARS, *_credential_vars(warehouse_url))
-        with _scoped_env({**DBT_DEFAULTS, **env}, clear=hidden):
-            if layer is not None and layers is not None:
-                routed = _layer_routing(common, layers, spec.warehouse.schemas)
-                write_schema_macro(project, spec, routed)
-            res = _invoke(args, callbacks=[_watch_selection(unmatched)])
+        if compiled is not None:  # the compiled graph knows each node's layer: no parse
+            write_schema_macro(project, spec, compiled.routing(spec.warehouse.schemas))
+            print(f"runner dbt: layer routing from {compiled.path}", file=sys.stderr)
+        elif layers is not None:
+            routed = _layer_routing(common, layers, spec.warehouse.schemas, callbacks)
+            write_schema_macro(project, spec, routed)
+        res = _invoke(args, callbacks=[_watch_selection(unmatched), *callbacks])
+        artifacts = ws.artifacts()
         site = (
-            copy_site(work / "target", docs_out)
+            copy_site(ws.target, docs_out)
             if docs_out is not None and res.exception is None
             else None
         )
@@ -358,6 +478,7 @@ def run_dbt(
     command = " ".join(dbt_args)
     if res.exception is not None:
         raise _classify(res.exception, command) from res.exception
+    store_artifacts(spec, warehouse_url, artifacts)  # dbt ran: its record is worth keeping
     if dbt_args[0] in ("ls", "list"):  # its result is the selected nodes' names
         listed = [str(name) for name in res.result or ()]
         return {"tenant": spec.tenant, "dbt_command": list(dbt_args), "listed": listed}
@@ -383,6 +504,10 @@ def run_dbt(
         if _status(r) == "pass"
         and str(getattr(getattr(r.node, "resource_type", ""), "value", "")) in _TESTS
     )
+    if report_nodes:  # the producer of model tasks: node failures are its consumers' to judge
+        summary["node_count"] = summary.pop("nodes")
+        summary["nodes"] = node_report(results, warehouse_url)
+        return {"tenant": spec.tenant, "dbt_command": list(dbt_args), **at, **summary}
     if failures or not res.success:
         what = ", ".join(failures) if failures else "dbt reported a failure"
         first = f" - first error: {messages[0]}" if messages else ""
