@@ -86,7 +86,7 @@ clean:
 
 # Runner images (runners/docker/): the datakit and dbt base images (no tenant files), tagged
 # with the version and the git sha; then one dbt image per tenant, its project only, tagged
-# by the project's content hash (built and pushed only when the registry lacks that tag).
+# by a hash of its compiled inputs and base image (built and pushed only when the registry lacks that tag).
 # `dag-factory dbt compile` first: its graph files name each tenant's project and hash.
 # Public images cannot be pulled on our machines: `make base-image` builds a local one
 # (debootstrap), then `make images BASE_IMAGE=local/debian-python:bookworm`.

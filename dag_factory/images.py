@@ -1,10 +1,11 @@
-"""Which image a tenant's dbt tasks run: its own, tagged by its dbt project's content hash.
+"""Which image a tenant's dbt tasks run: its own, tagged by its compiled inputs and base image.
 
 The dbt runner base image (`images.dbt`) carries no tenant's files; `make images` builds
 one image per tenant on top of it holding only that tenant's dbt project and compiled
-graph, `<images.tenant_dbt with {tenant} = id>:<project_hash[:12]>`
-(`runners/tenant_images.py`; the same project, the same tag). The hash comes from the
-tenant's graph file (`warehouses/<tenant>/compiled/dbt_graph.json`, written by
+graph, `<images.tenant_dbt with {tenant} = id>:<tag>`, the tag from the graph's
+`inputs_hash` and the base image (`datakits.contract.tenant_image_tag`, shared with
+`runners/tenant_images.py`; the same inputs on the same base, the same tag). The hash comes
+from the tenant's graph file (`warehouses/<tenant>/compiled/dbt_graph.json`, written by
 `dag-factory dbt compile`), which the DAG file reads anyway: no registry is asked at
 parse time.
 
@@ -23,9 +24,8 @@ from __future__ import annotations
 import re
 
 from dag_factory.spec import Executor, TenantSpec
+from datakits.contract import tenant_image_tag
 
-#: Characters of the project hash in the tag (runners.tenant_images.TAG_LENGTH).
-TAG_LENGTH = 12
 #: Executors that start the planned image (the local one runs the worker's checkout).
 CONTAINER_EXECUTORS = frozenset({Executor.docker, Executor.kubernetes})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -35,27 +35,29 @@ class TenantImageMissing(ValueError):
     """A container executor with no compiled graph: no image holds the tenant's project."""
 
 
-def tenant_image(spec: TenantSpec, project_hash: str) -> str:
-    """`<tenant repository>:<project_hash[:12]>`, the tag `make images` pushes."""
-    if not _SHA256.match(project_hash):
+def tenant_image(spec: TenantSpec, inputs_hash: str) -> str:
+    """`<tenant repository>:<tag>`, the tag `make images` pushes for the graph's
+    `inputs_hash` on the base image `images.dbt`."""
+    if not _SHA256.match(inputs_hash):
         raise ValueError(
-            f"tenant {spec.tenant}: project_hash {project_hash[:80]!r} is not a sha256 hex "
+            f"tenant {spec.tenant}: inputs_hash {inputs_hash[:80]!r} is not a sha256 hex "
             f"digest: run `dag-factory dbt compile {spec.tenant}` again"
         )
-    return f"{spec.images.tenant_repository(spec.tenant)}:{project_hash[:TAG_LENGTH]}"
+    tag = tenant_image_tag(inputs_hash, spec.images.dbt)
+    return f"{spec.images.tenant_repository(spec.tenant)}:{tag}"
 
 
 def dbt_image(
     spec: TenantSpec,
-    project_hash: str | None,
+    inputs_hash: str | None,
     registry_override: str | None,
     *,
     executor: Executor | None = None,
 ) -> str:
     """The image of the tenant's dbt tasks; a pure function (no file, env or network).
 
-    `project_hash`: the graph file's `project_hash` (also when its `inputs_hash` is stale:
-    the image holds that project all the same), None when there is no graph file.
+    `inputs_hash`: the graph file's `inputs_hash` (also when it is stale against the
+    spec: the image was built from that same graph file), None when there is no graph.
     `registry_override`: `PlatformOverrides.registry` (`DAG_FACTORY_REGISTRY`), which
     replaces the registry host as for every other image.
 
@@ -67,8 +69,8 @@ def dbt_image(
     # The planner calls this module: import its registry helper at call time, not import time.
     from dag_factory.plan import image_ref
 
-    if project_hash is not None:
-        return image_ref(tenant_image(spec, project_hash), registry_override)
+    if inputs_hash is not None:
+        return image_ref(tenant_image(spec, inputs_hash), registry_override)
     if executor in CONTAINER_EXECUTORS:
         raise TenantImageMissing(
             f"tenant {spec.tenant} runs dbt in {executor} containers but has no compiled graph "

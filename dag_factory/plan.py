@@ -31,6 +31,7 @@ from datakits.contract import (
     RUNNER_SPEC_ENV,
     SOURCE_URL_ENV,
     WAREHOUSE_URL_ENV,
+    split_registry,
 )
 from datakits.spec import ConnectionRef, LoadMode
 
@@ -141,15 +142,6 @@ class TenantPlan:
 
     def task(self, task_id: str) -> PlannedTask:
         return next(t for t in self.tasks if t.task_id == task_id)
-
-
-def split_registry(image: str) -> tuple[str | None, str]:
-    """(`registry host` or None, the rest), by Docker's rule: the first path component
-    is a registry when it has a dot or a port, or is `localhost`."""
-    first, sep, rest = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first, rest
-    return None, image
 
 
 def image_ref(image: str, registry: str | None) -> str:

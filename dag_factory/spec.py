@@ -82,7 +82,7 @@ ImageRef = Annotated[
 ]
 #: The repository of a tenant's own dbt image: any registry and path, then
 #: `tenant-dbt-{tenant}` (the placeholder, or the tenant's own id); no tag (the tag is the
-#: dbt project's content hash, `dag_factory.images`).
+#: compiled inputs and base image, `dag_factory.images`).
 TENANT_IMAGE_PLACEHOLDER = "{tenant}"
 TENANT_IMAGE_NAME_PREFIX = "tenant-dbt-"
 TENANT_REPOSITORY_PATTERN = (
@@ -221,7 +221,8 @@ class Images(Strict):
     #: The dbt runner base image: no tenant's project in it. The tenant image is built
     #: FROM it; tasks run it only on the local executor (which uses no image at all).
     dbt: ImageRef = "registry.localhost/tenant-runner-dbt:0.1.0"
-    #: `{tenant}` is replaced by the tenant id; the tag is the project's content hash.
+    #: `{tenant}` is replaced by the tenant id; the tag hashes the compiled inputs and the
+    #: base image.
     tenant_dbt: TenantRepository = "registry.localhost/tenant-dbt-{tenant}"
 
     def tenant_repository(self, tenant: str) -> str:

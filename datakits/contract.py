@@ -13,6 +13,7 @@ Airflow's exception types themselves.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -199,3 +200,34 @@ Duration = Annotated[
         {"type": "string", "pattern": DURATION_PATTERN, "examples": ["90s", "5m", "2h", "1d"]}
     ),
 ]
+
+
+# --- the tenant dbt image ---------------------------------------------------------------
+
+#: Characters of the tenant dbt image's tag (48 bits of a sha256: no collision concern).
+TENANT_IMAGE_TAG_LENGTH = 12
+
+
+def split_registry(image: str) -> tuple[str | None, str]:
+    """(`registry host` or None, the rest), by Docker's rule: the first path component
+    is a registry when it has a dot or a port, or is `localhost`."""
+    first, sep, rest = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, image
+
+
+def tenant_image_tag(inputs_hash: str, base_image: str) -> str:
+    """The tag of a tenant's dbt image, computed the same way by the image builder
+    (`runners.tenant_images`) and by the planner at every parse (`dag_factory.images`).
+
+    It names both what the image holds — the compiled graph's `inputs_hash`: the dbt
+    project's files and the spec parts that shape its parse (bronze tables, layers,
+    warehouse kind), i.e. exactly what `compiled/` depends on — and what it is built on:
+    the dbt base image's repository and tag, without the registry host (a mirror or
+    `DAG_FACTORY_REGISTRY` does not change the content). So a dbt upgrade (a new base
+    tag) or a spec change that recompiles the graph gives a new tag, and an unchanged
+    tenant keeps its tag and is neither rebuilt nor pushed.
+    """
+    text = f"{inputs_hash}\n{split_registry(base_image)[1]}"
+    return hashlib.sha256(text.encode()).hexdigest()[:TENANT_IMAGE_TAG_LENGTH]

@@ -1,5 +1,5 @@
 """Build the runner images, tag them with the version and the git sha, push them; then
-one dbt image per tenant, tagged by its dbt project's content hash.
+one dbt image per tenant, tagged by its compiled inputs and base image.
 
     python -m runners.build_images [--registry HOST[:PORT]] [--push] [--base-image IMAGE]
                                    [--only datakit|dbt|tenants] [--tenant T ...]
@@ -8,8 +8,9 @@ Two base images from `runners/docker/Dockerfile` (README.md beside it says why t
 `tenant-runner-datakit` (extracts, every source driver) and `tenant-runner-dbt`, neither
 with any tenant's file. Each is tagged `<registry>/<name>:<version>` (pyproject) and
 `<registry>/<name>:<git sha>`. Then, from `runners/docker/tenant.Dockerfile`, one image
-per tenant on top of the dbt one: `<registry>/tenant-dbt-<tenant>:<project_hash[:12]>`
-(`runners.tenant_images`; it needs the graph files of `dag-factory dbt compile`).
+per tenant on top of the dbt one: `<registry>/tenant-dbt-<tenant>:<tag>`
+(`datakits.contract.tenant_image_tag`; `runners.tenant_images`; it needs the graph files
+of `dag-factory dbt compile`).
 
 The build downloads nothing: the dependencies are built into wheels on this host (pip,
 pinned by constraints.txt; cached under `.data/wheels/` by the hash of the pins), and the

@@ -1,4 +1,4 @@
-"""One dbt image per tenant, tagged by the content hash of its dbt project.
+"""One dbt image per tenant, tagged by the hash of its compiled inputs and base image.
 
 The base dbt image (`tenant-runner-dbt`) carries no tenant's files; each tenant's image
 (`runners/docker/tenant.Dockerfile`) adds only that tenant's dbt project — a shared one
@@ -7,8 +7,11 @@ such as `warehouses/_dbt/shop` included for every tenant that uses it — and it
 `dag-factory dbt compile` writes (`warehouses/<tenant>/compiled/dbt_graph.json`): this
 module never reads a tenant spec (runners do not import dag_factory).
 
-Tag: `<registry>/tenant-dbt-<tenant>:<project_hash[:12]>` — the same project gives the
-same tag, so an unchanged tenant costs nothing: when the tag is already in the registry
+Tag: `<registry>/tenant-dbt-<tenant>:<tag>`, `datakits.contract.tenant_image_tag` of the
+graph's `inputs_hash` (the project and the spec parts its parse depends on) and the base
+dbt image (a dbt upgrade is a new base tag, so a new tenant tag; the planner computes the
+same tag at parse). The same inputs on the same base give the same tag, so an unchanged
+tenant costs nothing: when the tag is already in the registry
 (asked through the registry's HTTP API, `HEAD /v2/<name>/manifests/<tag>`), it is neither
 built nor pushed. The hash is checked against the project on disk first: a graph compiled
 before the last edit would put new files under an old tag, which breaks the promise of a
@@ -17,7 +20,6 @@ content-addressed tag.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -29,14 +31,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from datakits.contract import tenant_image_tag
 from datakits.spec import TENANT_ID_PATTERN
+from runners.dbt_graph import project_hash
 
 #: The graph file of a tenant, relative to the folder holding `warehouses/` (contract A).
 GRAPH_FILE = "compiled/dbt_graph.json"
 #: The repository of a tenant's image is `<registry>/<TENANT_REPOSITORY_PREFIX><tenant>`.
 TENANT_REPOSITORY_PREFIX = "tenant-dbt-"
-#: Characters of the project hash in the tag (48 bits: collisions are not a concern).
-TAG_LENGTH = 12
 #: Never part of a project's content, nor copied into its image (contract A's list).
 SKIPPED = ("target", "logs", "dbt_packages", ".user.yml", "__pycache__", ".git")
 #: The manifest types a registry may hold for a tag (Docker v2, OCI; single or index).
@@ -54,29 +56,6 @@ class TenantImageError(RuntimeError):
     """A tenant image cannot be built as asked; the message is one line saying what to do."""
 
 
-def _own_project_hash(project_dir: Path) -> str:
-    """sha256 over the sorted relative posix paths and bytes of every file of the project,
-    build output skipped (contract A). The graph engineer's `runners.dbt_graph.project_hash`
-    is the reference; this stands in for it until both branches are merged."""
-    digest = hashlib.sha256()
-    files = sorted(
-        (p for p in project_dir.rglob("*") if p.is_file() and not _skipped(p, project_dir)),
-        key=lambda p: p.relative_to(project_dir).as_posix(),
-    )
-    for file in files:
-        digest.update(file.relative_to(project_dir).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(file.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-try:  # the one definition, once the graph branch (runners/dbt_graph.py) is merged
-    from runners.dbt_graph import project_hash  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the merge
-    project_hash: Callable[[Path], str] = _own_project_hash  # type: ignore[no-redef]
-
-
 def _skipped(path: Path, root: Path) -> bool:
     return any(part in SKIPPED for part in path.relative_to(root).parts)
 
@@ -89,12 +68,14 @@ class TenantGraph:
     #: The dbt project, relative to the folder holding `warehouses/` (posix).
     project: str
     project_hash: str
+    #: The graph's `inputs_hash`: the project and the spec parts its parse depends on.
+    inputs_hash: str
     #: `warehouses/<tenant>/compiled`, absolute.
     compiled: Path
 
-    @property
-    def tag(self) -> str:
-        return self.project_hash[:TAG_LENGTH]
+    def tag(self, base_image: str) -> str:
+        """The tag for this graph on `base_image` (`datakits.contract.tenant_image_tag`)."""
+        return tenant_image_tag(self.inputs_hash, base_image)
 
 
 def tenant_ids(root: Path) -> list[str]:
@@ -116,6 +97,7 @@ def read_graph(root: Path, tenant: str) -> TenantGraph:
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
         project, digest = str(doc["project"]), str(doc["project_hash"])
+        inputs = str(doc["inputs_hash"])
         named = doc["tenant"]
     except (ValueError, KeyError, TypeError) as exc:
         raise TenantImageError(
@@ -124,8 +106,9 @@ def read_graph(root: Path, tenant: str) -> TenantGraph:
         ) from None
     if named != tenant:
         raise TenantImageError(f"{shown} is tenant {named}'s, not {tenant}'s: compile it again")
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise TenantImageError(f"{shown}: project_hash {digest[:80]!r} is not a sha256 hex digest")
+    for name, value in (("project_hash", digest), ("inputs_hash", inputs)):
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise TenantImageError(f"{shown}: {name} {value[:80]!r} is not a sha256 hex digest")
     project_dir = (root / project).resolve()
     warehouses = (root / "warehouses").resolve()
     if project_dir != warehouses and warehouses not in project_dir.parents:
@@ -138,15 +121,15 @@ def read_graph(root: Path, tenant: str) -> TenantGraph:
             f"`dag-factory dbt compile {tenant}` again, so the image tag is its content's"
         )
     return TenantGraph(tenant, project_dir.relative_to(root.resolve()).as_posix(), digest,
-                       file.parent)  # fmt: skip
+                       inputs, file.parent)  # fmt: skip
 
 
 def tenant_repository(registry: str, tenant: str) -> str:
     return f"{registry.rstrip('/')}/{TENANT_REPOSITORY_PREFIX}{tenant}"
 
 
-def tenant_image_ref(registry: str, graph: TenantGraph) -> str:
-    return f"{tenant_repository(registry, graph.tenant)}:{graph.tag}"
+def tenant_image_ref(registry: str, graph: TenantGraph, base_image: str) -> str:
+    return f"{tenant_repository(registry, graph.tenant)}:{graph.tag(base_image)}"
 
 
 def stage_tenant_context(root: Path, graph: TenantGraph, context: Path) -> Path:
@@ -230,7 +213,7 @@ def build_tenant_images(
     done = []
     for graph in graphs:
         started = time.perf_counter()
-        ref = tenant_image_ref(registry, graph)
+        ref = tenant_image_ref(registry, graph, dbt_image)
         exists = registry_has(ref) if push else local_has(ref)
         if exists:
             print(f"{ref}: already {'in the registry' if push else 'built'}", file=sys.stderr)

@@ -9,7 +9,8 @@
 # so the planned argv (`--project-dir warehouses/_dbt/shop`, relative to WORKDIR /app) is
 # the same here as on a laptop. COPY makes the files root's (0644, folders 0755): the
 # runner (non-root, from the base) reads them and works on a scratch copy under /tmp.
-# Tagged `<registry>/tenant-dbt-<tenant>:<project_hash[:12]>`: the same project, the same tag.
+# Tagged `<registry>/tenant-dbt-<tenant>:<tag>` (`datakits.contract.tenant_image_tag`: the compiled
+# inputs and the base image): the same inputs on the same base, the same tag.
 ARG DBT_IMAGE
 FROM ${DBT_IMAGE}
 ARG DBT_IMAGE

@@ -20,7 +20,7 @@ import pytest
 
 from dag_factory.adapters.container import SCRATCH_PATH
 from dag_factory.loader import Loader
-from datakits.contract import RUNNER_UID
+from datakits.contract import RUNNER_UID, tenant_image_tag
 from devtools.docker import DockerEngine
 from devtools.shop import generate_shop
 from runners.build_images import tenant_images
@@ -137,12 +137,14 @@ def test_base_images_carry_no_tenant_files(
     assert everywhere.split() == ["end"]
 
 
-def test_tag_is_the_project_content_hash(tenants: SimpleNamespace, docker_engine: DockerEngine):
+def test_tag_is_the_content_hash_on_its_base(tenants: SimpleNamespace, docker_engine: DockerEngine):
     registry = tenants.kwargs["registry"]
     first = tenants.refs["other"]
     host, repository, tag = split_ref(first)
     assert (host, repository) == (registry, "tenant-dbt-other")
-    assert tag == project_hash(tenants.root / OTHER)[:12]
+    # write_graph's inputs_hash is the project hash; the base is the dbt image built
+    inputs = project_hash(tenants.root / OTHER)
+    assert tag == tenant_image_tag(inputs, tenants.kwargs["dbt_image"])
     # the same project again: same tag, nothing built or pushed (the registry has it)
     again = tenant_images(tenants=["demo", "other"], **tenants.kwargs)
     assert [(i.ref, i.reused) for i in again] == [(tenants.refs["demo"], True), (first, True)]

@@ -9,15 +9,18 @@ from pathlib import Path
 import pytest
 
 from dag_factory.errors import TenantFileError
-from dag_factory.images import TAG_LENGTH, TenantImageMissing, dbt_image, tenant_image
+from dag_factory.images import TenantImageMissing, dbt_image, tenant_image
 from dag_factory.loader import Loader
 from dag_factory.plan import REGISTRY_ENV
 from dag_factory.spec import Executor, Images, TenantSpec
+from datakits.contract import tenant_image_tag
 from runners import tenant_images
 from tests.dag_factory.conftest import VALID_TENANT, WriteTenant
 
 HASH = hashlib.sha256(b"a dbt project").hexdigest()
 OTHER_HASH = hashlib.sha256(b"the same project with one model changed").hexdigest()
+#: The tag of HASH on the default base image.
+TAG = tenant_image_tag(HASH, Images().dbt)
 
 
 def _spec(warehouses: Path, write_tenant: WriteTenant, name: str = "shop", extra: str = ""):
@@ -25,16 +28,20 @@ def _spec(warehouses: Path, write_tenant: WriteTenant, name: str = "shop", extra
     return Loader(warehouses).load(write_tenant(name, text)).spec
 
 
-def test_with_a_graph_the_tenant_image_tagged_by_the_project_hash(
+def test_with_a_graph_the_tenant_image_tagged_by_its_inputs_and_base(
     warehouses: Path, write_tenant: WriteTenant
 ):
     spec = _spec(warehouses, write_tenant)
     image = dbt_image(spec, HASH, None)
-    assert image == f"registry.localhost/tenant-dbt-shop:{HASH[:12]}"
-    assert dbt_image(spec, HASH, None) == image  # same project, same tag
+    assert image == f"registry.localhost/tenant-dbt-shop:{TAG}"
+    assert len(TAG) == 12
+    assert dbt_image(spec, HASH, None) == image  # same inputs, same tag
     assert dbt_image(spec, OTHER_HASH, None) != image
+    # a new base image (a dbt upgrade) is a new tenant tag; its registry host is not
+    assert tenant_image_tag(HASH, "registry.localhost/tenant-runner-dbt:0.2.0") != TAG
+    assert tenant_image_tag(HASH, "mirror.example:5000/tenant-runner-dbt:0.1.0") == TAG
     # the deployment's registry replaces the host only, as for every other image
-    assert dbt_image(spec, HASH, "127.0.0.1:5000") == f"127.0.0.1:5000/tenant-dbt-shop:{HASH[:12]}"
+    assert dbt_image(spec, HASH, "127.0.0.1:5000") == f"127.0.0.1:5000/tenant-dbt-shop:{TAG}"
     # a container executor with a graph gets the same image
     for executor in Executor:
         assert dbt_image(spec, HASH, None, executor=executor) == image
@@ -79,10 +86,10 @@ def test_repository_template_own_id_and_other_registries(
 ):
     own = "images:\n  tenant_dbt: reg.example:5000/team/tenant-dbt-shop\n"
     spec = _spec(warehouses, write_tenant, extra=own)
-    assert tenant_image(spec, HASH) == f"reg.example:5000/team/tenant-dbt-shop:{HASH[:12]}"
+    assert tenant_image(spec, HASH) == f"reg.example:5000/team/tenant-dbt-shop:{TAG}"
     template = "images:\n  tenant_dbt: mirror.local/x/tenant-dbt-{tenant}\n"
     spec = _spec(warehouses, write_tenant, extra=template)
-    assert tenant_image(spec, HASH) == f"mirror.local/x/tenant-dbt-shop:{HASH[:12]}"
+    assert tenant_image(spec, HASH) == f"mirror.local/x/tenant-dbt-shop:{TAG}"
 
 
 def _problems(warehouses: Path, write_tenant: WriteTenant, tenant: str, repository: str):
@@ -124,8 +131,7 @@ def test_repository_must_be_a_tenant_repository(
 
 def test_image_names_agree_with_the_builder():
     """`make images` (runners) and the DAG (dag_factory) name one image the same way;
-    they share no code (the layering forbids it), so this pins it."""
-    assert TAG_LENGTH == tenant_images.TAG_LENGTH
+    both compute the tag with `datakits.contract.tenant_image_tag`; this pins the rest."""
     spec = TenantSpec.model_validate(
         {
             "tenant": "demo",
@@ -134,7 +140,7 @@ def test_image_names_agree_with_the_builder():
             "tables": [{"name": "orders"}],
         }
     )
-    graph = tenant_images.TenantGraph("demo", "warehouses/_dbt/shop", HASH, Path("."))
+    graph = tenant_images.TenantGraph("demo", "warehouses/_dbt/shop", OTHER_HASH, HASH, Path("."))
     assert dbt_image(spec, HASH, None) == tenant_images.tenant_image_ref(
-        "registry.localhost", graph
+        "registry.localhost", graph, spec.images.dbt
     )

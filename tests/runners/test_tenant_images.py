@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from datakits.contract import tenant_image_tag
 from devtools.postgres import free_port
 from runners.tenant_images import (
     TenantImageError,
@@ -33,7 +34,8 @@ def root(tmp_path: Path) -> Path:
 
 def _graph(root: Path, folder: str, **fields: object) -> Path:
     doc = {"version": 1, "tenant": folder, "project": SHOP,
-           "project_hash": project_hash(root / SHOP), **fields}  # fmt: skip
+           "project_hash": project_hash(root / SHOP), "inputs_hash": "1" * 64,
+           **fields}  # fmt: skip
     file = root / "warehouses" / folder / "compiled" / "dbt_graph.json"
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(doc))
@@ -60,7 +62,9 @@ def test_project_hash_is_content_not_build_output(root: Path):
 def test_a_good_graph(root: Path):
     _graph(root, "demo")
     graph = read_graph(root, "demo")
-    assert (graph.tenant, graph.project, graph.tag) == ("demo", SHOP, graph.project_hash[:12])
+    assert (graph.tenant, graph.project, graph.inputs_hash) == ("demo", SHOP, "1" * 64)
+    base = "registry.localhost/tenant-runner-dbt:0.1.0"
+    assert graph.tag(base) == tenant_image_tag("1" * 64, base)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +75,7 @@ def test_a_good_graph(root: Path):
             "warehouses/demo/compiled/dbt_graph.json is tenant acme's, not demo's",
         ),
         ({"project_hash": "abc"}, "project_hash 'abc' is not a sha256 hex digest"),
+        ({"inputs_hash": "abc"}, "inputs_hash 'abc' is not a sha256 hex digest"),
         ({"project": "../outside"}, "project ../outside is not under warehouses/"),
         ({"project": "warehouses/demo"}, "warehouses/demo has no dbt_project.yml"),
         ({"project_hash": "0" * 64}, f"tenant demo: {SHOP} changed since"),
