@@ -33,6 +33,7 @@ from dag_factory.adapters.container import (
     millicores,
 )
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.model_task import ModelTaskMixin, model_kwargs
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
 from datakits.contract import RUNNER_UID, ResultLineError, parse_result
@@ -149,12 +150,22 @@ class RunnerContainerOperator(DockerOperator):
         return result
 
 
+class ModelContainerOperator(ModelTaskMixin, RunnerContainerOperator):
+    """A dbt node's task: passes on `dbt_build`'s report, or runs its node in a container."""
+
+
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainerOperator:
     resources = task.settings.resources
     limits = resources.limits if resources else None
     requests = resources.requests if resources else None
-    return RunnerContainerOperator(
+    cls, model = (
+        (ModelContainerOperator, model_kwargs(task))
+        if task.node is not None
+        else (RunnerContainerOperator, {})
+    )
+    return cls(
         **common,
+        **model,
         image=task.image,
         command=list(task.argv),
         environment=task.env_dict,

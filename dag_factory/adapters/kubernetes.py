@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.container import SCRATCH_PATH, SCRATCH_SIZE
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.model_task import ModelTaskMixin, model_kwargs
 from dag_factory.k8s_names import dns_label
 from dag_factory.k8s_objects import SIDECAR_RESOURCES, XCOM_VOLUME_SIZE
 from dag_factory.plan import PlannedTask
@@ -171,11 +172,20 @@ def pod_name(task: PlannedTask) -> str:
     return dns_label(f"{task.tenant}-{task.task_id}", POD_NAME_BASE_MAX)
 
 
+class ModelPodOperator(ModelTaskMixin, RunnerPodOperator):
+    """A dbt node's task: passes on `dbt_build`'s report, and starts a pod only when its
+    node must run here."""
+
+
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperator:
     where = task.kubernetes
     pull_secret = where.image_pull_secret
-    return RunnerPodOperator(
+    cls, model = (
+        (ModelPodOperator, model_kwargs(task)) if task.node is not None else (RunnerPodOperator, {})
+    )
+    return cls(
         **common,
+        **model,
         name=pod_name(task),
         namespace=where.namespace,
         image=task.image,

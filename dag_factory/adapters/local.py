@@ -29,6 +29,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.model_task import ModelTaskMixin, model_kwargs
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
 from datakits.contract import ResultLineError, parse_result
@@ -143,7 +144,20 @@ def _signal_group(group: int, sig: int) -> bool:
     return True
 
 
+class ModelProcessOperator(ModelTaskMixin, RunnerProcessOperator):
+    """A dbt node's task: passes on `dbt_build`'s report, or runs its node as a process."""
+
+
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerProcessOperator:
+    if task.node is not None:
+        return ModelProcessOperator(
+            **common,
+            **model_kwargs(task),
+            argv=task.argv,
+            runner_env=task.env_dict,
+            secrets=task.secrets,
+            cwd=task.cwd,
+        )
     return RunnerProcessOperator(
         **common,
         argv=task.argv,
