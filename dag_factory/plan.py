@@ -358,6 +358,14 @@ def stale_graph(graph: DbtGraph, spec: TenantSpec, project: str) -> str | None:
     return None
 
 
+def _node_selection(node: GraphNode) -> tuple[str, ...]:
+    """`--select <node> <its attached tests>` with cautious indirect selection: exactly the
+    node and the tests the graph attaches to it. dbt's default (eager) would also run a
+    relationships test attached to another parent, whose table may not be built yet."""
+    tests = (uid.split(".")[2] for uid in node.tests)
+    return ("--select", node.name, *tests, "--indirect-selection", "cautious")
+
+
 def _model_tasks(
     graph: DbtGraph,
     spec: TenantSpec,
@@ -404,7 +412,7 @@ def _model_tasks(
             PlannedTask(
                 task_id=task_id,
                 kind=TaskKind.model,
-                argv=(*head, *routing[node.layer], "build", "--select", node.name),
+                argv=(*head, *routing[node.layer], "build", *_node_selection(node)),
                 upstream=(PRODUCER_TASK, *(ids[p] for p in node.depends_on)),
                 outlets=(assets[uid],),
                 inlets=(*(assets[p] for p in node.depends_on), *(bronze[t] for t in node.sources)),

@@ -153,6 +153,14 @@ class RunnerContainerOperator(DockerOperator):
 class ModelContainerOperator(ModelTaskMixin, RunnerContainerOperator):
     """A dbt node's task: passes on `dbt_build`'s report, or runs its node in a container."""
 
+    # Both defined here, not only in the mixin: Airflow's operator metaclass applies
+    # default args to, and guards, only an `__init__` and `execute` of the class itself.
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        return super().execute(context)
+
 
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainerOperator:
     resources = task.settings.resources

@@ -176,6 +176,14 @@ class ModelPodOperator(ModelTaskMixin, RunnerPodOperator):
     """A dbt node's task: passes on `dbt_build`'s report, and starts a pod only when its
     node must run here."""
 
+    # Both defined here, not only in the mixin: Airflow's operator metaclass applies
+    # default args to, and guards, only an `__init__` and `execute` of the class itself.
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        return super().execute(context)
+
 
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperator:
     where = task.kubernetes

@@ -147,6 +147,14 @@ def _signal_group(group: int, sig: int) -> bool:
 class ModelProcessOperator(ModelTaskMixin, RunnerProcessOperator):
     """A dbt node's task: passes on `dbt_build`'s report, or runs its node as a process."""
 
+    # Both defined here, not only in the mixin: Airflow's operator metaclass applies
+    # default args to, and guards, only an `__init__` and `execute` of the class itself.
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        return super().execute(context)
+
 
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerProcessOperator:
     if task.node is not None:

@@ -98,15 +98,15 @@ class ModelTaskMixin:
     def __init__(
         self,
         *,
-        node_id: str,
-        tests: tuple[str, ...] = (),
+        dbt_node: str,
+        dbt_tests: tuple[str, ...] = (),
         on_test_failure: str = "fail",
         producer: str = "dbt_build",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.node_id = node_id
-        self.tests = tests
+        self.dbt_node = dbt_node
+        self.dbt_tests = dbt_tests
         self.on_test_failure = on_test_failure
         self.producer = producer
 
@@ -114,19 +114,19 @@ class ModelTaskMixin:
         ti = context["ti"]
         log = self.log  # type: ignore[attr-defined]
         if ti.try_number > 1:
-            log.info("try %s: running %s itself", ti.try_number, self.node_id)
+            log.info("try %s: running %s itself", ti.try_number, self.dbt_node)
             return self._run(context)
         result = ti.xcom_pull(task_ids=self.producer)
         report = result.get("nodes") if isinstance(result, dict) else None
-        seen = judge(report, self.node_id, self.tests, self.on_test_failure)
+        seen = judge(report, self.dbt_node, self.dbt_tests, self.on_test_failure)
         if seen.verdict is Verdict.passed:
-            log.info("%s (tests: %s)", seen.reason, len(self.tests))
-            node = (report or {}).get(self.node_id, {})
+            log.info("%s (tests: %s)", seen.reason, len(self.dbt_tests))
+            node = (report or {}).get(self.dbt_node, {})
             extra = {"status": node.get("status"), "seconds": node.get("seconds"), "tests": {}}
-            extra["tests"] = {t: s for t, s in seen.statuses.items() if t != self.node_id}
+            extra["tests"] = {t: s for t, s in seen.statuses.items() if t != self.dbt_node}
             for outlet in self.outlets:  # type: ignore[attr-defined]
                 context["outlet_events"][outlet].extra.update(extra)
-            return {"node": self.node_id, "ran": "dbt_build", "statuses": dict(seen.statuses)}
+            return {"node": self.dbt_node, "ran": "dbt_build", "statuses": dict(seen.statuses)}
         if seen.verdict is Verdict.permanent:
             raise AirflowFailException(f"dbt failed (permanent, not retried): {seen.reason}")
         if seen.verdict is Verdict.retried:
@@ -138,15 +138,15 @@ class ModelTaskMixin:
         """The adapter's own execute: the runner builds the node and its tests; its exit
         code classifies a failure as for every task."""
         result = super().execute(context)  # type: ignore[misc]
-        statuses = {self.node_id: "success"}
+        statuses = {self.dbt_node: "success"}
         if isinstance(result, dict) and isinstance(result.get("nodes"), dict):
             reported = result["nodes"]
             statuses = {
                 uid: str(reported[uid].get("status"))
-                for uid in (self.node_id, *self.tests)
+                for uid in (self.dbt_node, *self.dbt_tests)
                 if isinstance(reported.get(uid), dict)
             }
-        return {"node": self.node_id, "ran": "runner", "statuses": statuses, "runner": result}
+        return {"node": self.dbt_node, "ran": "runner", "statuses": statuses, "runner": result}
 
 
 def model_kwargs(task: Any) -> dict[str, Any]:
@@ -154,4 +154,8 @@ def model_kwargs(task: Any) -> dict[str, Any]:
     node); the test-failure policy is the one its runner argv carries."""
     argv = task.argv
     policy = argv[argv.index("--on-test-failure") + 1] if "--on-test-failure" in argv else "fail"
-    return {"node_id": task.node.unique_id, "tests": task.node.tests, "on_test_failure": policy}
+    return {
+        "dbt_node": task.node.unique_id,
+        "dbt_tests": task.node.tests,
+        "on_test_failure": policy,
+    }
