@@ -314,6 +314,9 @@ def test_judge_every_branch():
     )
     assert judge(report({"model.n": "success"})["nodes"], "model.m", tests).verdict is Verdict.run
     assert judge(None, "model.m", tests).verdict is Verdict.run
+    other_parent_failed = report({**ok, "test.b": "skipped"})
+    seen = judge(other_parent_failed["nodes"], "model.m", tests)
+    assert seen.verdict is Verdict.passed and seen.statuses["test.b"] == "skipped"
     no_test = report({"model.m": "success", "test.a": "pass"})
     assert judge(no_test["nodes"], "model.m", tests).verdict is Verdict.run
 
