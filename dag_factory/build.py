@@ -19,7 +19,8 @@ from typing import Any
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, BaseOperator, TaskGroup, TriggerRule
 
-from dag_factory.adapters import adapter_for
+from dag_factory.adapters import adapter_for, model_fields_for
+from dag_factory.adapters.model_task import clone_operator
 from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks, freshness_deadline
 from dag_factory.dbt_graph import DbtGraph, GraphError, graph_path, load
@@ -176,18 +177,28 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
                 doc_md=f"Every model task of layer `{gate.layer}` succeeded: "
                 f"the event of `{gate.outlet}`.",
             )
-    operators.update(_model_operators(plan, adapter, dag, groups, default_args, assets))
+    operators.update(_model_operators(plan, executor, dag, groups, default_args, assets))
     for task in plan.tasks:
-        for upstream in task.upstream:
-            operators[upstream] >> operators[task.task_id]
+        _wire(operators, task.task_id, task.upstream)
     for gate in plan.gates:
-        operators[gate.task_id].set_upstream([operators[u] for u in gate.upstream])
+        _wire(operators, gate.task_id, gate.upstream)
     return dag
+
+
+def _wire(operators: dict[str, BaseOperator], task_id: str, upstream: tuple[str, ...]) -> None:
+    """`upstream >> task`, as Airflow's `_set_relatives` records it (the two id sets), for
+    tasks this function put in one DAG itself. `set_upstream` first checks that the tasks
+    share a DAG by hashing the DAG object (all its attributes) twice per edge: 0.1 ms an
+    edge, 60 ms for a 200-model tenant, where the check can never fail."""
+    task = operators[task_id]
+    for upstream_id in upstream:
+        operators[upstream_id].downstream_task_ids.add(task.node_id)
+        task.upstream_task_ids.add(operators[upstream_id].node_id)
 
 
 def _model_operators(
     plan: TenantPlan,
-    adapter: Any,
+    executor: Executor,
     dag: DAG,
     groups: dict[str, TaskGroup],
     default_args: dict[str, Any],
@@ -197,22 +208,61 @@ def _model_operators(
 
     Inside the context Airflow deep-copies the DAG's params (the trigger form's `tables`
     and `full_refresh` choices) into every task it creates (`_get_parent_defaults`), about
-    0.3 ms a task: 60 ms for 200 models, more than the whole parse budget. A model task
-    reads no param, so it is made without the DAG (no copy) and given the DAG's default
-    arguments explicitly; `DAG.add_task` then sets its dates as for any task."""
+    0.3 ms a task; a model task reads no param, so it is made without the DAG and given
+    the DAG's default arguments explicitly. The first model task is built by its adapter;
+    the others are clones of it with their own fields (`clone_operator`), which costs a
+    tenth of an operator's `__init__`. `DAG.add_task` then sets their dates as for any task."""
+    adapter = adapter_for(executor)
+    fields_of = model_fields_for(executor)
     made: dict[str, BaseOperator] = {}
+    prototype: tuple[PlannedTask, BaseOperator] | None = None
     for task in plan.tasks:
         if task.node is None or task.group is None:
             continue
-        kwargs = task_kwargs(task, assets)
-        kwargs.update(default_args)
-        kwargs["task_id"] = task.node.name
-        kwargs["task_group"] = groups[task.group]
-        kwargs["doc_md"] = _model_doc(task)
-        op = adapter(task, kwargs)
+        group = groups[task.group]
+        doc = _model_doc(task)
+        if prototype is None or not _same_operator(prototype[0], task):
+            op = model_operator(task, adapter, group, default_args, assets)
+            prototype = (task, op)
+        else:
+            op = clone_operator(
+                prototype[1],
+                {
+                    **fields_of(task),
+                    "task_id": group.child_id(task.node.name),
+                    "doc_md": doc,
+                    "outlets": [assets[uri] for uri in task.outlets],
+                    "inlets": [assets[uri] for uri in task.inlets],
+                    "dbt_node": task.node.unique_id,
+                    "dbt_tests": task.node.tests,
+                },
+                task.node.name,
+            )
+            group.add(op)
         dag.add_task(op)
         made[task.task_id] = op
     return made
+
+
+def model_operator(
+    task: PlannedTask,
+    adapter: Any,
+    group: TaskGroup,
+    default_args: dict[str, Any],
+    assets: dict[str, Asset],
+) -> BaseOperator:
+    """A model task's operator as its adapter builds it (not yet in the DAG)."""
+    assert task.node is not None
+    kwargs = task_kwargs(task, assets)
+    kwargs.update(default_args, task_id=task.node.name, task_group=group, doc_md=_model_doc(task))
+    return adapter(task, kwargs)
+
+
+def _same_operator(a: PlannedTask, b: PlannedTask) -> bool:
+    """Whether the operators of model tasks `a` and `b` differ only in per-node fields."""
+    return (a.image, a.env, a.secrets, a.settings, a.pool, a.cwd, a.docker, a.kubernetes) == (
+        b.image, b.env, b.secrets, b.settings, b.pool, b.cwd, b.docker, b.kubernetes,
+    )  # fmt: skip
 
 
 class _InvalidTenantFile(BaseOperator):

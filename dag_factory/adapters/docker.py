@@ -193,6 +193,12 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainer
     )
 
 
+def model_fields(task: PlannedTask) -> dict[str, Any]:
+    """The attributes in which the operators of two model tasks differ, besides those the
+    DAG build sets (`dag_factory.adapters.model_task.clone_operator`)."""
+    return {"command": list(task.argv), "labels": dict(task.labels)}
+
+
 def render(task: PlannedTask) -> dict[str, Any]:
     """What the operator sends to the engine; secrets only as names and references."""
     op = build_operator(task, {"task_id": task.task_id})

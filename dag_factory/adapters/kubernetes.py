@@ -224,6 +224,12 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperat
     )
 
 
+def model_fields(task: PlannedTask) -> dict[str, Any]:
+    """The attributes in which the operators of two model tasks differ, besides those the
+    DAG build sets (`dag_factory.adapters.model_task.clone_operator`)."""
+    return {"arguments": list(task.argv), "labels": dict(task.labels), "name": pod_name(task)}
+
+
 def render(task: PlannedTask) -> dict[str, Any]:
     """The pod manifest the operator would create (no cluster needed)."""
     op = build_operator(task, {"task_id": task.task_id})

@@ -175,6 +175,12 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerProcessOp
     )
 
 
+def model_fields(task: PlannedTask) -> dict[str, Any]:
+    """The attributes in which the operators of two model tasks differ, besides those the
+    DAG build sets (`dag_factory.adapters.model_task.clone_operator`)."""
+    return {"argv": task.argv}
+
+
 def render(task: PlannedTask) -> dict[str, Any]:
     """The child process the local adapter starts, with secrets as references."""
     op = build_operator(task, {"task_id": task.task_id})

@@ -408,3 +408,57 @@ def test_model_task_runs_its_node_on_a_retry(
     finally:
         engine.dispose()
     assert built == {"customers"} and rows > 0
+
+
+# --- clones -------------------------------------------------------------------------------------
+
+#: What a task gets from its place in the DAG, not from its operator's arguments.
+_PLACE = {
+    "upstream_task_ids",
+    "downstream_task_ids",
+    "_dag",
+    "task_group",
+    "start_date",
+    "end_date",
+}
+
+
+@pytest.mark.parametrize("executor", ["local", "docker", "kubernetes"])
+def test_cloned_model_operators_equal_built_ones(
+    shop_root: Path, monkeypatch: pytest.MonkeyPatch, executor: str
+):
+    """Every model task but the first is a clone (`clone_operator`): for each adapter, it
+    holds exactly what the adapter builds for that task, and renders the same."""
+    from airflow.sdk import DAG, TaskGroup
+
+    from dag_factory.adapters import adapter_for, renderer_for
+    from dag_factory.build import _Assets, executor_for, model_operator
+
+    monkeypatch.setenv("DAG_FACTORY_EXECUTOR", executor)
+    tenant = demo(shop_root)
+    dag = build_dag(tenant, shop_root)
+    plan = plan_tenant(tenant, shop_root, graph=read_graph(tenant)[0])
+    adapter = adapter_for(executor_for(tenant))
+    models = [t for t in plan.tasks if t.node is not None]
+    with DAG("parity", schedule=None) as other:
+        groups = {layer: TaskGroup(layer) for layer in ("silver", "gold")}
+    for task in models[1:]:
+        clone = dag.task_dict[task.task_id]
+        built = model_operator(task, adapter, groups[task.group], dag.default_args, _Assets())
+        other.add_task(built)
+        assert type(clone) is type(built)
+        left = {k: v for k, v in vars(clone).items() if k not in _PLACE | {"params"}}
+        right = {k: v for k, v in vars(built).items() if k not in _PLACE | {"params"}}
+        init = "_BaseOperator__init_kwargs"  # what __init__ was given, its group aside
+        left[init], right[init] = (
+            {k: v for k, v in side[init].items() if k != "task_group"} for side in (left, right)
+        )
+        assert left == right, task.task_id
+        assert dict(clone.params) == dict(built.params) == {}
+        assert clone.task_group.group_id == task.group and clone.dag is dag
+        assert renderer_for(executor_for(tenant))(task) is not None  # still renders
+    # clones share no mutable state: a run option's extra argv stays on its task
+    first, second = (dag.task_dict[t.task_id] for t in models[1:3])
+    first.outlets.append(Asset("tenant://demo/x"))
+    assert Asset("tenant://demo/x") not in second.outlets
+    assert first.upstream_task_ids is not second.upstream_task_ids
