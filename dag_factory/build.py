@@ -169,7 +169,8 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
             for task in plan.tasks
             if task.node is None
         }
-        groups = {layer: TaskGroup(layer, dag=dag) for layer in spec.dbt.layers}
+        # one TaskGroup per layer, for model tasks only (layer tasks stay top-level)
+        groups = {layer: TaskGroup(layer, dag=dag) for layer in spec.dbt.layers if plan.gates}
         for gate in plan.gates:
             operators[gate.task_id] = EmptyOperator(
                 task_id=gate.task_id,

@@ -240,6 +240,7 @@ def test_dag_without_or_with_unreadable_graph_says_how_to_compile(shop_root: Pat
     path.unlink()
     dag = build_dag(demo(shop_root), shop_root)
     assert {"dbt_silver", "dbt_gold"} <= set(dag.task_dict) and PRODUCER_TASK not in dag.task_dict
+    assert set(dag.task_group.children) == set(dag.task_dict)  # no (empty) layer groups
     assert "`dag-factory dbt compile` gives one task per dbt model" in dag.doc_md
     path.write_text(json.dumps(graph_doc("demo", SHOP, shop_nodes(), version=9)))
     with pytest.warns(UserWarning, match="graph version 9"):
