@@ -129,8 +129,8 @@ class ModelTaskMixin:
         if seen.verdict is Verdict.passed:
             log.info("%s (tests: %s)", seen.reason, len(self.dbt_tests))
             node = (report or {}).get(self.dbt_node, {})
-            extra = {"status": node.get("status"), "seconds": node.get("seconds"), "tests": {}}
-            extra["tests"] = {t: s for t, s in seen.statuses.items() if t != self.dbt_node}
+            tests = {t: s for t, s in seen.statuses.items() if t != self.dbt_node}
+            extra = {"status": node.get("status"), "seconds": node.get("seconds"), "tests": tests}
             for outlet in self.outlets:  # type: ignore[attr-defined]
                 context["outlet_events"][outlet].extra.update(extra)
             return {"node": self.dbt_node, "ran": "dbt_build", "statuses": dict(seen.statuses)}
