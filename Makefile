@@ -52,6 +52,7 @@ demo: install
 	rm -f $(DEMO)/warehouse.duckdb
 	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(DEMO)/airflow-migrate.log 2>&1
 	$(AIRFLOW_ENV) $(BIN)/dag-factory pools
+	$(AIRFLOW_ENV) $(BIN)/dag-factory dbt compile demo
 	$(AIRFLOW_ENV) $(BIN)/airflow dags test tenant_demo > $(DEMO)/dags-test.log 2>&1 \
 		|| { tail -40 $(DEMO)/dags-test.log; exit 1; }
 	$(AIRFLOW_ENV) $(BIN)/python -m devtools.report demo

@@ -56,6 +56,13 @@ if [[ "${ASTRO_WHEELS_DEPS:-1}" != 0 ]]; then
 fi
 echo "$astro_python $arch" > "$wheels/TARGET"
 
+# Each tenant's compiled dbt graph (warehouses/<tenant>/compiled/): the DAG file reads it for
+# one task per dbt model, and the Docker executor needs it to name the tenant's own dbt image
+# (`make images` builds them). ASTRO_COMPILE=0 copies whatever graphs are there already.
+if [[ "${ASTRO_COMPILE:-1}" != 0 ]]; then
+  "$(dirname "$python")/dag-factory" dbt compile --warehouses "$repo/warehouses"
+fi
+
 # The tenants' files, as the DAG file and the runner's argv expect them:
 # include/warehouses/<tenant>/... (so the dbt project path stays warehouses/<tenant>/dbt).
 rm -rf "$out/include/warehouses"

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 
 from dag_factory.spec import Executor, TenantSpec
-from datakits.contract import tenant_image_tag
+from datakits.contract import split_registry, tenant_image_tag
 
 #: Executors that start the planned image (the local one runs the worker's checkout).
 CONTAINER_EXECUTORS = frozenset({Executor.docker, Executor.kubernetes})
@@ -33,6 +33,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class TenantImageMissing(ValueError):
     """A container executor with no compiled graph: no image holds the tenant's project."""
+
+
+def image_ref(image: str, registry: str | None) -> str:
+    """`image` with its registry host replaced by `registry` when one is given."""
+    return f"{registry}/{split_registry(image)[1]}" if registry else image
 
 
 def tenant_image(spec: TenantSpec, inputs_hash: str) -> str:
@@ -66,9 +71,6 @@ def dbt_image(
     project in it: then `TenantImageMissing`, whose one line says what to run. The planner
     passes the tenant's effective executor; callers that only want a name leave it None.
     """
-    # The planner calls this module: import its registry helper at call time, not import time.
-    from dag_factory.plan import image_ref
-
     if inputs_hash is not None:
         return image_ref(tenant_image(spec, inputs_hash), registry_override)
     if executor in CONTAINER_EXECUTORS:

@@ -17,11 +17,15 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from dag_factory.adapters.container import TASK_LABEL
+from dag_factory.dbt_graph import DbtGraph, GraphNode
+from dag_factory.images import dbt_image, image_ref
 from dag_factory.k8s_names import label_value
 from dag_factory.k8s_objects import labels, placement, secret_refs
 from dag_factory.loader import Tenant
@@ -31,7 +35,6 @@ from datakits.contract import (
     RUNNER_SPEC_ENV,
     SOURCE_URL_ENV,
     WAREHOUSE_URL_ENV,
-    split_registry,
 )
 from datakits.spec import ConnectionRef, LoadMode
 
@@ -43,10 +46,18 @@ NETWORK_ENV = "DAG_FACTORY_DOCKER_NETWORK"
 
 Pairs = tuple[tuple[str, str], ...]
 
+#: The task that runs one `dbt build` of every layer and reports each node's status.
+PRODUCER_TASK = "dbt_build"
+#: The runner flag asking for per-node statuses in the result (contract B of issue 14).
+REPORT_NODES_FLAG = "--report-nodes"
+NO_GRAPH = "no compiled dbt graph: `dag-factory dbt compile` gives one task per dbt model"
+
 
 class TaskKind(StrEnum):
     extract = "extract"
     dbt = "dbt"
+    #: One dbt node of a compiled graph (`dag_factory.dbt_graph`); its settings are dbt's.
+    model = "model"
 
 
 class SecretRole(StrEnum):
@@ -129,6 +140,11 @@ class PlannedTask:
     #: An extract's table and load mode (what a run's options refer to); None for dbt.
     table: str | None = None
     load_mode: LoadMode | None = None
+    #: A model task's node of the compiled graph, and its TaskGroup (the layer); None else.
+    node: GraphNode | None = None
+    group: str | None = None
+    #: Asset URIs this task reads (a model task's parents and bronze sources).
+    inlets: tuple[str, ...] = ()
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -136,17 +152,28 @@ class PlannedTask:
 
 
 @dataclass(frozen=True)
+class LayerGate:
+    """The task that gives a layer's asset (`tenant://<tenant>/<layer>`) its event once
+    every model task of the layer succeeded: other tenants schedule on that asset."""
+
+    task_id: str
+    layer: str
+    outlet: str
+    upstream: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TenantPlan:
     dag_id: str
     tasks: tuple[PlannedTask, ...]
+    #: Model-level plans only (empty with layer tasks).
+    gates: tuple[LayerGate, ...] = ()
+    #: Why the plan has layer tasks although model tasks were asked for (a graph was
+    #: missing or stale); None when it has model tasks or no graph was looked for.
+    fallback: str | None = None
 
     def task(self, task_id: str) -> PlannedTask:
         return next(t for t in self.tasks if t.task_id == task_id)
-
-
-def image_ref(image: str, registry: str | None) -> str:
-    """`image` with its registry host replaced by `registry` when one is given."""
-    return f"{registry}/{split_registry(image)[1]}" if registry else image
 
 
 def project_path(tenant: Tenant, root: Path) -> str:
@@ -181,10 +208,17 @@ def extract_env(base: Pairs, settings: TaskSettings) -> Pairs:
 
 
 def plan_tenant(
-    tenant: Tenant, root: Path, overrides: PlatformOverrides = PlatformOverrides()
+    tenant: Tenant,
+    root: Path,
+    overrides: PlatformOverrides = PlatformOverrides(),
+    graph: DbtGraph | None = None,
 ) -> TenantPlan:
     """Plan one tenant. `root` is the runner's working directory (the folder holding
-    `warehouses/`), so the dbt project path in argv is the same locally and in an image."""
+    `warehouses/`), so the dbt project path in argv is the same locally and in an image.
+
+    With the tenant's compiled dbt `graph` (`dag_factory.dbt_graph`) that still matches
+    its spec, dbt runs as `dbt_build` plus one task per node; without one, or with a
+    stale one, as one task per layer (`dbt_<layer>`), and `TenantPlan.fallback` says why."""
     spec = tenant.spec
     env = ((RUNNER_SPEC_ENV, spec.runner_spec_json()),)
     k8s_secrets = secret_refs(spec)
@@ -234,8 +268,24 @@ def plan_tenant(
         for settings in (table.task.over(extract_settings),)
     )
     project = project_path(tenant, root)
+    dbt_common = {
+        # the tenant's own dbt image when a graph names its inputs (`dag_factory.images`)
+        "image": dbt_image(spec, graph.inputs_hash if graph else None, overrides.registry),
+        "env": env,
+        "secrets": (warehouse,),
+        "settings": spec.task_settings(TaskKind.dbt),
+        **platform,
+    }
+    extract_ids = tuple(t.task_id for t in extracts)
+    fallback = NO_GRAPH
+    if graph is not None:
+        fallback = stale_graph(graph, spec, project)
+        if fallback is None:
+            models, gates = _model_tasks(graph, spec, project, extract_ids, dbt_common, task_labels)
+            return TenantPlan(dag_id=spec.dag_id, tasks=(*extracts, *models), gates=gates)
+        fallback = f"the compiled dbt graph is stale ({fallback})"
     layers: list[PlannedTask] = []
-    upstream = tuple(t.task_id for t in extracts)
+    upstream = extract_ids
     dbt = spec.dbt
     # A tenant that sets `dbt.layers` names every layer to the runner (`--layer`,
     # `--layers`): it routes each layer's nodes to the layer's schema whatever the
@@ -246,7 +296,6 @@ def plan_tenant(
         task = PlannedTask(
             task_id=f"dbt_{layer}",
             kind=TaskKind.dbt,
-            image=image_ref(spec.images.dbt, overrides.registry),
             argv=(
                 "dbt",
                 "--project-dir",
@@ -258,14 +307,116 @@ def plan_tenant(
                 "--select",
                 selector,
             ),
-            env=env,
-            secrets=(warehouse,),
             upstream=upstream,
-            settings=spec.task_settings(TaskKind.dbt),
             outlets=(asset_uri(spec.tenant, layer),),
             labels=task_labels(f"dbt_{layer}"),
-            **platform,
+            **dbt_common,
         )
         layers.append(task)
         upstream = (task.task_id,)
-    return TenantPlan(dag_id=spec.dag_id, tasks=(*extracts, *layers))
+    return TenantPlan(dag_id=spec.dag_id, tasks=(*extracts, *layers), fallback=fallback)
+
+
+def stale_graph(graph: DbtGraph, spec: TenantSpec, project: str) -> str | None:
+    """Why `graph` does not describe the tenant as its spec stands, or None when it does.
+
+    Checked from the spec and the graph alone, in microseconds. The graph's `inputs_hash`
+    (which also covers every file of the dbt project) is not recomputed here: that would
+    read and hash the whole project at every parse of every tenant (see
+    docs/architecture.md, "Model-level dbt tasks"). A project edited after its compile
+    still runs correctly: `dbt_build` builds every layer's selection of the project as it
+    is, and a node the graph lacks simply has no task of its own."""
+    if graph.tenant != spec.tenant:
+        return f"it was compiled for tenant {graph.tenant!r}"
+    if graph.project != project:
+        return f"it was compiled from {graph.project}, the tenant's project is {project}"
+    if list(graph.layers.items()) != list(spec.dbt.layers.items()):
+        return f"its layers {dict(graph.layers)} are not dbt.layers {dict(spec.dbt.layers)}"
+    loaded = {t.name for t in spec.enabled_tables}
+    unloaded: set[str] = set()
+    for node in graph.nodes.values():
+        unloaded.update(t for t in node.sources if t not in loaded)
+        if node.layer not in graph.layers:
+            return f"node {node.unique_id} is in layer {node.layer!r}, not one of dbt.layers"
+        missing = [p for p in node.depends_on if p not in graph.nodes]
+        if missing:
+            return f"node {node.unique_id} depends on {missing[0]}, which it does not hold"
+    if unloaded:
+        return f"models read bronze tables the tenant does not load: {', '.join(sorted(unloaded))}"
+    return None
+
+
+def _node_selection(node: GraphNode) -> tuple[str, ...]:
+    """`--select <node> <its attached tests>` with cautious indirect selection: exactly the
+    node and the tests the graph attaches to it. dbt's default (eager) would also run a
+    relationships test attached to another parent, whose table may not be built yet."""
+    tests = (uid.split(".")[2] for uid in node.tests)
+    return ("--select", node.name, *tests, "--indirect-selection", "cautious")
+
+
+def _model_tasks(
+    graph: DbtGraph,
+    spec: TenantSpec,
+    project: str,
+    extract_ids: tuple[str, ...],
+    common: dict[str, Any],
+    task_labels: Callable[[str], Pairs],
+) -> tuple[tuple[PlannedTask, ...], tuple[LayerGate, ...]]:
+    """The producer (`dbt_build`: one dbt build of every layer, per-node statuses in its
+    result), one task per node of `graph` and one gate per layer. Everything shared is
+    computed once: a tenant of 200 models is planned in about a millisecond."""
+    dbt = spec.dbt
+    tenant = spec.tenant
+    layers_json = json.dumps(dbt.layers, separators=(",", ":"))
+    head = ("dbt", "--project-dir", project, "--on-test-failure", dbt.on_test_failure)
+    producer = PlannedTask(
+        task_id=PRODUCER_TASK,
+        kind=TaskKind.dbt,
+        argv=(
+            *head,
+            "--layers",
+            layers_json,
+            REPORT_NODES_FLAG,
+            "build",
+            "--select",
+            *dbt.layers.values(),
+        ),
+        upstream=extract_ids,
+        outlets=(),
+        labels=task_labels(PRODUCER_TASK),
+        **common,
+    )
+    routing = {
+        layer: ("--layer", layer, "--layers", layers_json) if dbt.custom_layers else ()
+        for layer in dbt.layers
+    }
+    ids = {uid: f"{n.layer}.{n.name}" for uid, n in graph.nodes.items()}
+    assets = {uid: asset_uri(tenant, n.layer, n.name) for uid, n in graph.nodes.items()}
+    bronze = {t.name: asset_uri(tenant, "bronze", t.name) for t in spec.enabled_tables}
+    models = []
+    for uid, node in graph.nodes.items():
+        task_id = ids[uid]
+        models.append(
+            PlannedTask(
+                task_id=task_id,
+                kind=TaskKind.model,
+                argv=(*head, *routing[node.layer], "build", *_node_selection(node)),
+                upstream=(PRODUCER_TASK, *(ids[p] for p in node.depends_on)),
+                outlets=(assets[uid],),
+                inlets=(*(assets[p] for p in node.depends_on), *(bronze[t] for t in node.sources)),
+                labels=task_labels(task_id),
+                node=node,
+                group=node.layer,
+                **common,
+            )
+        )
+    gates = tuple(
+        LayerGate(
+            task_id=f"{layer}_done",
+            layer=layer,
+            outlet=asset_uri(tenant, layer),
+            upstream=(PRODUCER_TASK, *(t.task_id for t in models if t.group == layer)),
+        )
+        for layer in dbt.layers
+    )
+    return (producer, *models), gates

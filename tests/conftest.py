@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,10 +62,28 @@ SERVER_MARKS: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
+#: What a developer's runs leave in a checkout's tenants folder (all git-ignored).
+_LOCAL_OUTPUT = ("compiled", "target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal")
+
+
+def _committed_tenants() -> Path:
+    """A copy of the repository's tenants folder without local build output.
+
+    `make demo` and `dag-factory dbt compile` write `warehouses/<tenant>/compiled/`, which
+    turns a tenant's layer tasks into model tasks: the suite must give the same result on
+    a fresh clone and in a checkout where the demo ran first.
+    """
+    view = Path(tempfile.mkdtemp(prefix="tenants-")) / "warehouses"
+    shutil.copytree(REPO / "warehouses", view, ignore=shutil.ignore_patterns(*_LOCAL_OUTPUT))
+    return view
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the derived marks here, beside the table they come from (--strict-markers)."""
+    """Register the derived marks here, beside the table they come from (--strict-markers);
+    point the DAG file at the committed tenants (`_committed_tenants`)."""
     for mark, (_, meaning) in SERVER_MARKS.items():
         config.addinivalue_line("markers", f"{mark}: {meaning}")
+    os.environ.setdefault("DAG_FACTORY_WAREHOUSES", str(_committed_tenants()))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -114,14 +133,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The env of a real Airflow with a migrated metadata DB of its own (one per module),
-    reading the repository's DAG file and tenants: for `airflow dags test` runs."""
+    reading the repository's DAG file and its committed tenants: for `airflow dags test`."""
     home = tmp_path_factory.mktemp("airflow")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "DAG_FACTORY_WAREHOUSES": str(REPO / "warehouses"),
+        "DAG_FACTORY_WAREHOUSES": os.environ["DAG_FACTORY_WAREHOUSES"],
     }
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)

@@ -9,6 +9,7 @@ value it needs is in the plan (`dag_factory.plan.PlannedTask`).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dag_factory.spec import Executor
@@ -47,6 +48,11 @@ def _module(executor: Executor) -> Any:
 
 def adapter_for(executor: Executor) -> Adapter:
     return _module(executor).build_operator
+
+
+def model_fields_for(executor: Executor) -> Callable[[PlannedTask], dict[str, Any]]:
+    """The adapter's `model_fields`: what differs between two of its model operators."""
+    return _module(executor).model_fields
 
 
 def renderer_for(executor: Executor) -> Renderer:

@@ -33,6 +33,7 @@ from dag_factory.adapters.container import (
     millicores,
 )
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.model_task import ModelTaskMixin, model_kwargs
 from dag_factory.adapters.run_env import run_env
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
@@ -155,12 +156,30 @@ class RunnerContainerOperator(DockerOperator):
         return result
 
 
+class ModelContainerOperator(ModelTaskMixin, RunnerContainerOperator):
+    """A dbt node's task: passes on `dbt_build`'s report, or runs its node in a container."""
+
+    # Both defined here, not only in the mixin: Airflow's operator metaclass applies
+    # default args to, and guards, only an `__init__` and `execute` of the class itself.
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        return super().execute(context)
+
+
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainerOperator:
     resources = task.settings.resources
     limits = resources.limits if resources else None
     requests = resources.requests if resources else None
-    return RunnerContainerOperator(
+    cls, model = (
+        (ModelContainerOperator, model_kwargs(task))
+        if task.node is not None
+        else (RunnerContainerOperator, {})
+    )
+    return cls(
         **common,
+        **model,
         image=task.image,
         command=list(task.argv),
         environment=task.env_dict,
@@ -178,6 +197,12 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainer
         mem_reservation=memory_bytes(requests.memory) if requests and requests.memory else None,
         labels=dict(task.labels),
     )
+
+
+def model_fields(task: PlannedTask) -> dict[str, Any]:
+    """The attributes in which the operators of two model tasks differ, besides those the
+    DAG build sets (`dag_factory.adapters.model_task.clone_operator`)."""
+    return {"command": list(task.argv), "labels": dict(task.labels)}
 
 
 def render(task: PlannedTask, context: Any = None) -> dict[str, Any]:

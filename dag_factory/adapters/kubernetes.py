@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.container import SCRATCH_PATH, SCRATCH_SIZE
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.model_task import ModelTaskMixin, model_kwargs
 from dag_factory.adapters.run_env import run_env
 from dag_factory.k8s_names import dns_label
 from dag_factory.k8s_objects import SIDECAR_RESOURCES, XCOM_VOLUME_SIZE
@@ -179,11 +180,28 @@ def pod_name(task: PlannedTask) -> str:
     return dns_label(f"{task.tenant}-{task.task_id}", POD_NAME_BASE_MAX)
 
 
+class ModelPodOperator(ModelTaskMixin, RunnerPodOperator):
+    """A dbt node's task: passes on `dbt_build`'s report, and starts a pod only when its
+    node must run here."""
+
+    # Both defined here, not only in the mixin: Airflow's operator metaclass applies
+    # default args to, and guards, only an `__init__` and `execute` of the class itself.
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        return super().execute(context)
+
+
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperator:
     where = task.kubernetes
     pull_secret = where.image_pull_secret
-    return RunnerPodOperator(
+    cls, model = (
+        (ModelPodOperator, model_kwargs(task)) if task.node is not None else (RunnerPodOperator, {})
+    )
+    return cls(
         **common,
+        **model,
         name=pod_name(task),
         namespace=where.namespace,
         image=task.image,
@@ -212,6 +230,12 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperat
         do_xcom_push=True,
         on_finish_action="delete_pod",
     )
+
+
+def model_fields(task: PlannedTask) -> dict[str, Any]:
+    """The attributes in which the operators of two model tasks differ, besides those the
+    DAG build sets (`dag_factory.adapters.model_task.clone_operator`)."""
+    return {"arguments": list(task.argv), "labels": dict(task.labels), "name": pod_name(task)}
 
 
 def render(task: PlannedTask, context: Any = None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from dag_factory.adapters.asset_events import publish
 from dag_factory.adapters.failures import runner_failure
+from dag_factory.adapters.model_task import ModelTaskMixin, model_kwargs
 from dag_factory.adapters.run_env import run_env
 from dag_factory.plan import PlannedTask, SecretRef
 from dag_factory.secrets import SecretResolutionError, resolve
@@ -145,7 +146,28 @@ def _signal_group(group: int, sig: int) -> bool:
     return True
 
 
+class ModelProcessOperator(ModelTaskMixin, RunnerProcessOperator):
+    """A dbt node's task: passes on `dbt_build`'s report, or runs its node as a process."""
+
+    # Both defined here, not only in the mixin: Airflow's operator metaclass applies
+    # default args to, and guards, only an `__init__` and `execute` of the class itself.
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        return super().execute(context)
+
+
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerProcessOperator:
+    if task.node is not None:
+        return ModelProcessOperator(
+            **common,
+            **model_kwargs(task),
+            argv=task.argv,
+            runner_env=task.env_dict,
+            secrets=task.secrets,
+            cwd=task.cwd,
+        )
     return RunnerProcessOperator(
         **common,
         argv=task.argv,
@@ -153,6 +175,12 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerProcessOp
         secrets=task.secrets,
         cwd=task.cwd,
     )
+
+
+def model_fields(task: PlannedTask) -> dict[str, Any]:
+    """The attributes in which the operators of two model tasks differ, besides those the
+    DAG build sets (`dag_factory.adapters.model_task.clone_operator`)."""
+    return {"argv": task.argv}
 
 
 def render(task: PlannedTask) -> dict[str, Any]:

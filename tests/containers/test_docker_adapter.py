@@ -14,17 +14,17 @@ from dag_factory.adapters import adapter_for, renderer_for
 from dag_factory.adapters.container import SCRATCH_PATH, TASK_LABEL
 from dag_factory.adapters.docker import RunnerContainerOperator, build_operator
 from dag_factory.build import task_kwargs
+from dag_factory.images import image_ref
 from dag_factory.loader import Loader, Tenant
 from dag_factory.plan import (
     NETWORK_ENV,
     REGISTRY_ENV,
     PlannedTask,
     PlatformOverrides,
-    image_ref,
     plan_tenant,
-    split_registry,
 )
 from dag_factory.spec import Executor
+from datakits.contract import split_registry
 from devtools.docker import DockerEngine
 from tests.containers.conftest import RunnerImages
 

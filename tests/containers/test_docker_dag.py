@@ -1,9 +1,14 @@
 """The `acme` tenant's DAG with `executor: docker`, for real: `airflow dags test` runs every
 task as a container of the runner images pulled from the test registry, on the test run's
-own dockerd, against the test run's PostgreSQL (reached over the host network)."""
+own dockerd, against the test run's PostgreSQL (reached over the host network). As in a
+deployment, `dag-factory dbt compile` and the tenant image come first: the dbt tasks run
+acme's own image (`make images`), and its model tasks read `dbt_build`'s report."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +20,7 @@ from dag_factory.plan import NETWORK_ENV, REGISTRY_ENV
 from devtools.docker import DockerEngine
 from devtools.postgres import PostgresCluster
 from devtools.shop import generate_shop
+from runners.build_images import tenant_images
 from tests.containers.conftest import RunnerImages
 from tests.integration.test_tenant_dags import counts, dags_test
 
@@ -33,6 +39,22 @@ def test_acme_dag_runs_in_docker(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ):
+    root = tmp_path / "deploy"
+    shutil.copytree(os.environ["DAG_FACTORY_WAREHOUSES"], root / "warehouses")
+    subprocess.run(
+        [BIN / "dag-factory", "dbt", "compile", "acme", "--warehouses", root / "warehouses"],
+        check=True,
+        capture_output=True,
+    )
+    (acme_image,) = tenant_images(
+        registry=runner_images.registry,
+        push=True,
+        tenants=["acme"],
+        dbt_image=runner_images.ref("dbt"),
+        root=root,
+        work=tmp_path / "work",
+        env=docker_engine.env,
+    )
     source = pg_cluster.create_database("acme_docker_source")
     warehouse = pg_cluster.create_database("acme_docker_warehouse")
     source_rows = generate_shop(source, orders=ORDERS, schema="shop")
@@ -43,6 +65,7 @@ def test_acme_dag_runs_in_docker(
         REGISTRY_ENV: runner_images.registry,
         NETWORK_ENV: "host",  # PostgreSQL listens on 127.0.0.1 only
         "DOCKER_HOST": docker_engine.host,
+        "DAG_FACTORY_WAREHOUSES": str(root / "warehouses"),
         "AIRFLOW_CONN_ACME_SOURCE": f"{server}/acme_docker_source",
         "AIRFLOW_CONN_ACME_WAREHOUSE": f"{server}/acme_docker_warehouse",
     }
@@ -51,10 +74,13 @@ def test_acme_dag_runs_in_docker(
     seconds = time.perf_counter() - started
     log = done.stdout + done.stderr
     (tmp_path / "dags-test.log").write_text(log)
-    # every task ran once, in a container of the registry's images, none as a subprocess
+    # a container per extract and one for dbt_build (acme's own image); the model tasks
+    # passed on dbt_build's report without a container; none ran as a subprocess
     started_lines = [ln for ln in log.splitlines() if "Starting docker container" in ln]
-    assert len(started_lines) == 6, f"see {tmp_path / 'dags-test.log'}"
+    assert len(started_lines) == len(source_rows) + 1, f"see {tmp_path / 'dags-test.log'}"
     assert all(f"from image {runner_images.registry}/" in ln for ln in started_lines)
+    assert sum(f"from image {acme_image.ref}" in ln for ln in started_lines) == 1
+    assert "success in dbt_build" in log
     assert "RunnerProcessOperator" not in log
 
     found = counts(

@@ -1,0 +1,201 @@
+"""Model tasks: one light Airflow task per dbt node, fed by the producer's one dbt build.
+
+`dbt_build` runs every layer in one `dbt build` (one parse per run) and its result carries
+each node's status (`nodes`, contract B of issue 14). A model task reads that result
+first and runs a runner only when it must (contract C):
+
+* its node and its attached tests passed → it succeeds at once, no runner, no pod;
+* dbt reported an error → it fails the way the runner would have: a compile error, a
+  drop refused by dependent objects, or a failing test under `on_test_failure: fail`
+  raise `AirflowFailException` (no retry: the same input fails the same way); any other
+  error is a runtime error, retried;
+* a test of its node that dbt skipped (its other parent failed: that parent's task fails)
+  does not fail it;
+* its node is missing or `skipped`, or this is a retry (try_number > 1) → it runs
+  `runner dbt ... build --select <node>` through the tenant's adapter, the same way every
+  other task of the tenant runs.
+
+`ModelTaskMixin` goes in front of each adapter's operator class (local, Docker,
+Kubernetes), so "run the node" is that adapter's own `execute`: on Kubernetes a model
+task starts a pod only when it must.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+#: dbt statuses of a node or test that passed.
+PASSED = frozenset({"success", "pass", "warn", "no-op"})
+#: Messages of a dbt error that a retry cannot fix (mirrors the runner's failure kinds).
+_PERMANENT_MARKS = ("Compilation Error", "other objects depend on it")
+
+
+class Verdict(StrEnum):
+    passed = "passed"
+    run = "run"
+    permanent = "permanent"
+    retried = "retried"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    #: One line: what was seen (the failing node or test and its message).
+    reason: str
+    #: The node's and its tests' statuses as reported (unique id → status).
+    statuses: Mapping[str, str]
+
+
+def _error_kind(entry: Mapping[str, Any]) -> Verdict:
+    message = str(entry.get("message") or "")
+    return Verdict.permanent if any(m in message for m in _PERMANENT_MARKS) else Verdict.retried
+
+
+def judge(
+    report: Mapping[str, Any] | None,
+    node_id: str,
+    tests: Iterable[str],
+    on_test_failure: str = "fail",
+) -> Judgement:
+    """What a model task does with the producer's `nodes` report: pure, so every branch
+    is tested without Airflow running."""
+    report = report or {}
+    node = report.get(node_id)
+    statuses = {uid: str(e.get("status")) for uid in (node_id, *tests) if (e := report.get(uid))}
+    if node is None:
+        return Judgement(Verdict.run, f"{node_id} is not in dbt_build's report", statuses)
+    status = str(node.get("status"))
+    if status == "error":
+        return Judgement(_error_kind(node), f"{node_id}: {node.get('message', '')}", statuses)
+    if status not in PASSED:  # skipped, or a status this version does not know
+        return Judgement(Verdict.run, f"{node_id} was {status} in dbt_build", statuses)
+    for test in tests:
+        entry = report.get(test)
+        if entry is None:
+            return Judgement(Verdict.run, f"test {test} is not in dbt_build's report", statuses)
+        test_status = str(entry.get("status"))
+        if test_status == "skipped":
+            # the node passed, so dbt skipped the test for another parent's failure (a
+            # relationships test): that parent's task fails; rerunning here would too
+            continue
+        if test_status == "error":
+            return Judgement(_error_kind(entry), f"{test}: {entry.get('message', '')}", statuses)
+        if test_status == "fail" and on_test_failure == "fail":
+            failures = entry.get("failures")
+            detail = f"{failures} failing rows" if failures is not None else "failed"
+            return Judgement(
+                Verdict.permanent,
+                f"test {test} {detail} (dbt.on_test_failure: fail): {entry.get('message', '')}",
+                statuses,
+            )
+    return Judgement(Verdict.passed, f"{node_id} {status} in dbt_build", statuses)
+
+
+class ModelTaskMixin:
+    """In front of an adapter's runner operator: `execute` reads the producer's report and
+    calls the adapter's own `execute` (a runner process, container or pod) only when the
+    node must run here."""
+
+    def __init__(
+        self,
+        *,
+        dbt_node: str,
+        dbt_tests: tuple[str, ...] = (),
+        on_test_failure: str = "fail",
+        producer: str = "dbt_build",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dbt_node = dbt_node
+        self.dbt_tests = dbt_tests
+        self.on_test_failure = on_test_failure
+        self.producer = producer
+
+    def execute(self, context: Any) -> Any:
+        ti = context["ti"]
+        log = self.log  # type: ignore[attr-defined]
+        if ti.try_number > 1:
+            log.info("try %s: running %s itself", ti.try_number, self.dbt_node)
+            return self._run(context)
+        result = ti.xcom_pull(task_ids=self.producer)
+        report = result.get("nodes") if isinstance(result, dict) else None
+        seen = judge(report, self.dbt_node, self.dbt_tests, self.on_test_failure)
+        if seen.verdict is Verdict.passed:
+            log.info("%s (tests: %s)", seen.reason, len(self.dbt_tests))
+            node = (report or {}).get(self.dbt_node, {})
+            tests = {t: s for t, s in seen.statuses.items() if t != self.dbt_node}
+            extra = {"status": node.get("status"), "seconds": node.get("seconds"), "tests": tests}
+            for outlet in self.outlets:  # type: ignore[attr-defined]
+                context["outlet_events"][outlet].extra.update(extra)
+            return {"node": self.dbt_node, "ran": "dbt_build", "statuses": dict(seen.statuses)}
+        if seen.verdict is Verdict.permanent:
+            raise AirflowFailException(f"dbt failed (permanent, not retried): {seen.reason}")
+        if seen.verdict is Verdict.retried:
+            raise AirflowException(f"dbt failed (a retry runs the model here): {seen.reason}")
+        log.info("%s: running it here", seen.reason)
+        return self._run(context)
+
+    def _run(self, context: Any) -> Any:
+        """The adapter's own execute: the runner builds the node and its tests; its exit
+        code classifies a failure as for every task."""
+        result = super().execute(context)  # type: ignore[misc]
+        statuses = {self.dbt_node: "success"}
+        if isinstance(result, dict) and isinstance(result.get("nodes"), dict):
+            reported = result["nodes"]
+            statuses = {
+                uid: str(reported[uid].get("status"))
+                for uid in (self.dbt_node, *self.dbt_tests)
+                if isinstance(reported.get(uid), dict)
+            }
+        return {"node": self.dbt_node, "ran": "runner", "statuses": statuses, "runner": result}
+
+
+def model_kwargs(task: Any) -> dict[str, Any]:
+    """The ModelTaskMixin arguments of a planned model task (a `PlannedTask` with a
+    node); the test-failure policy is the one its runner argv carries."""
+    argv = task.argv
+    policy = argv[argv.index("--on-test-failure") + 1] if "--on-test-failure" in argv else "fail"
+    return {
+        "dbt_node": task.node.unique_id,
+        "dbt_tests": task.node.tests,
+        "on_test_failure": policy,
+    }
+
+
+#: Per-task values the clones share by reference unless copied: every mutable container.
+_MUTABLE = (list, dict, set)
+
+
+def clone_operator(prototype: Any, fields: Mapping[str, Any], name: str) -> Any:
+    """A copy of the model operator `prototype` with `fields` replaced (`task_id` the
+    full id, `name` the id within its TaskGroup), not yet in any DAG or TaskGroup: made
+    the way `BaseOperator.__deepcopy__` copies an operator (its `__dict__`, setters
+    bypassed), mutable containers copied, relatives empty.
+
+    Why: a BaseOperator's `__init__` costs about 0.2-0.5 ms (dozens of guarded attribute
+    sets, a wrapper per class level), which for 200 model tasks alone exceeds the parse
+    budget of a tenant (50 ms). Every model task of a tenant differs from another only in
+    the fields the adapter's `model_fields` and the DAG build name; the test
+    `test_cloned_model_operators_equal_built_ones` holds that true for every adapter."""
+    state = {
+        key: copy.copy(value) if isinstance(value, _MUTABLE) else value
+        for key, value in prototype.__dict__.items()
+    }
+    state.update(fields)
+    init_kwargs = state.get("_BaseOperator__init_kwargs", {})
+    init_kwargs.update({k: v for k, v in fields.items() if k in init_kwargs})
+    init_kwargs["task_id"] = name  # as given to __init__: without its TaskGroup's prefix
+    state["upstream_task_ids"] = set()
+    state["downstream_task_ids"] = set()
+    state["_dag"] = None
+    state["task_group"] = None
+    state["params"] = copy.copy(prototype.params)
+    clone = object.__new__(type(prototype))
+    object.__setattr__(clone, "__dict__", state)
+    return clone
