@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -164,6 +165,7 @@ def compile_graphs(warehouses: Path, tenants: list[Tenant]) -> str:
         capture_output=True,
         text=True,
         check=False,
+        cwd=REPO,
     )
     if cli is None or probe.returncode != 0:
         return "layer tasks (no `dag-factory dbt compile` on this branch)"
@@ -365,6 +367,8 @@ def alternate(
         for run, into in order if i % 2 == 0 else order[::-1]:
             reset()
             into.append(run())
+            name = getattr(run, "func", run).__name__
+            log(f"  run {i + 1}/{repeat}: {name} {into[-1]['seconds']:.2f} s")
     return mine, theirs
 
 
@@ -402,6 +406,7 @@ def bench(work: Path, args: argparse.Namespace) -> dict:
     env = parse_env(work)
     parse_rows: dict[str, dict[str, dict]] = {}
     for tenant in tenants:
+        log(f"{tenant.name}: parse rows ({tenant.models} models, {tenant.tests} tests)")
         rows = parse_rows.setdefault(tenant.name, {})
         ours_env = {**env, **tenant.env, "DAG_FACTORY_TENANTS": tenant.name}
         rows["ours"] = parse_median("ours", {"warehouses": str(warehouses)}, ours_env, args.repeat)
@@ -423,12 +428,15 @@ def bench(work: Path, args: argparse.Namespace) -> dict:
     # memory: our DAG file over --tenants copies of the generated tenant
     mem_root = work / "mem"
     mem = mem_root / "warehouses"
-    shutil.copytree(warehouses, mem, ignore=shutil.ignore_patterns("demo", "bench"))
+    shutil.copytree(warehouses / "_dbt" / "bench", mem / "_dbt" / "bench")
     shutil.copytree(warehouses / "bench", mem / "bench")
+    for name in ("defaults.yaml", "schema.json"):
+        shutil.copy(warehouses / name, mem / name)
     names = [f"bench{i:03d}" for i in range(args.tenants)]
     for name in names:
         copy_tenant(mem, "bench", name)
     shutil.rmtree(mem / "bench")
+    log(f"parse rows done; parsing {args.tenants} copies of bench")
     tenants_row = parse_median("ours", {"warehouses": str(mem)}, env, 1)
     expected = args.tenants * parse_rows["bench"]["ours"]["tasks"]
     if tenants_row["dags"] != args.tenants or tenants_row["tasks"] != expected:
@@ -464,10 +472,10 @@ def bench(work: Path, args: argparse.Namespace) -> dict:
         run_rows[tenant.name] = alternate(
             args.repeat,
             reset,
-            lambda tenant=tenant: run_ours(
-                tenant, airflow_env, airflow_db, work / f"{tenant.name}.dags-test.log"
+            functools.partial(
+                run_ours, tenant, airflow_env, airflow_db, work / f"{tenant.name}.dags-test.log"
             ),
-            lambda tenant=tenant: run_plain(tenant, work / "plain" / tenant.name),
+            functools.partial(run_plain, tenant, work / "plain" / tenant.name),
         )
 
     return report(args, mode, tenants, parse_rows, tenants_row, run_rows)
@@ -493,6 +501,9 @@ def report(
                 f"{1000 * row['warm_seconds']:8.1f} {1000 * row['import_seconds']:9.1f} "
                 f"{row['tasks']:6d} {row['extract_tasks']:7d} {row['rss_mb']:8.0f}"
             )
+    for name, rows in parse_rows.items():
+        for what, row in rows.items():
+            log(f"  {name} {what} task ids: {', '.join(row['sample'])}, ...")
     log(
         f"ours, {tenants_row['dags']} tenants x {args.models} models: "
         f"{tenants_row['seconds']:.2f} s, {tenants_row['tasks']} tasks, peak RSS "
