@@ -123,8 +123,10 @@ BENCH_TENANTS ?= 1000
 
 bench-deps: install
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt --compile-bytecode \
-		-r benchmarks/requirements.txt -r benchmarks/requirements-dag-parse.txt
+		-r benchmarks/requirements.txt -r benchmarks/requirements-dag-parse.txt \
+		-r benchmarks/requirements-dbt-dag.txt
 
 bench: bench-deps services
 	$(BIN)/python benchmarks/extract_load.py --rows $(BENCH_ROWS) --repeat 3
 	$(BIN)/python benchmarks/dag_parse.py --tenants $(BENCH_TENANTS) --repeat 3
+	$(BIN)/python benchmarks/dbt_dag.py --models 200 --tenants 100 --repeat 3
