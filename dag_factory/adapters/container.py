@@ -8,7 +8,11 @@ the runner contract's (`datakits.contract`).
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 #: The images' WORKDIR: the planned dbt argv (`--project-dir warehouses/<t>/dbt`) is
 #: relative to it.
@@ -28,12 +32,28 @@ TASK_LABEL = "dag-factory.io/task"
 _BINARY_UNITS = {"Ti": 2**40, "Gi": 2**30, "Mi": 2**20, "Ki": 2**10}
 
 
+@functools.cache
+def _parse_quantity() -> Callable[[str], Decimal]:
+    """The Kubernetes client's own quantity parser, `kubernetes/utils/quantity.py`, loaded
+    as a module of its own. Importing it by name runs `kubernetes/__init__` and
+    `kubernetes/utils/__init__`, which import the whole API client: 0.25-1 s at the first
+    DAG parse of every worker, for a pure function that needs only `decimal` (and that
+    every tenant's resource settings call, local ones too)."""
+    package = importlib.util.find_spec("kubernetes")  # locates it, imports nothing
+    if package is None or not package.submodule_search_locations:
+        raise ModuleNotFoundError("the kubernetes client is not installed")
+    path = Path(package.submodule_search_locations[0]) / "utils" / "quantity.py"
+    spec = importlib.util.spec_from_file_location("_kubernetes_quantity", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.parse_quantity
+
+
 def quantity(value: str) -> Decimal:
     """A Kubernetes quantity (`250m`, `1.5`, `512Mi`, `2G`) as a number, by the Kubernetes
-    client's own parser; imported on first use (0.3 s of imports a local DAG never needs)."""
-    from kubernetes.utils import parse_quantity
-
-    return parse_quantity(value)
+    client's own parser (`_parse_quantity`)."""
+    return _parse_quantity()(value)
 
 
 def millicores(cpu: str) -> int:
