@@ -384,8 +384,8 @@ def test_model_task_runs_its_node_on_a_retry(
     shop_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """The run-itself path end to end: real runner processes, real dbt, a DuckDB file.
-    Bronze is loaded by the plan's own extract tasks; then `silver.customers` on try 2
-    ignores a report that says it passed and builds its model (and only it)."""
+    Bronze is loaded by the plan's own extract tasks; then `silver.customers` on try 2,
+    after a runtime error in `dbt_build`, builds its model (and only it) with its tests."""
     source = f"sqlite:///{tmp_path}/shop.sqlite"
     warehouse = tmp_path / "warehouse.duckdb"
     generate_shop(source, orders=200)
@@ -395,10 +395,9 @@ def test_model_task_runs_its_node_on_a_retry(
     for table in ("customers", "products", "orders", "order_items"):
         dag.task_dict[f"extract_{table}"].execute({"outlet_events": OutletEventAccessors()})
     task = dag.task_dict["silver.customers"]
-    passed = report({CUSTOMERS: "success", **dict.fromkeys(task.dbt_tests, "pass")})
-    context = _context(2, passed)
+    failed = report({CUSTOMERS: "error"}, {CUSTOMERS: {"message": "Runtime Error: disk full"}})
+    context = _context(2, failed)
     result = task.execute(context)
-    assert context["ti"].pulled == []  # a retry does not even read the report
     assert result["ran"] == "runner" and result["node"] == CUSTOMERS
     assert result["runner"]["models"] == ["silver.customers"]
     assert result["runner"]["tests_passed"] == 3
@@ -412,6 +411,20 @@ def test_model_task_runs_its_node_on_a_retry(
     finally:
         engine.dispose()
     assert built == {"customers"} and rows > 0
+
+
+def test_a_retry_after_the_whole_run_was_cleared_passes_on_the_new_report(
+    shop_root: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Clearing a DAG run makes every task's next try a retry; `dbt_build` then builds
+    again first, and a model its report passed is not built a second time (no warehouse
+    env: a runner started here would fail on the secret)."""
+    monkeypatch.delenv("DEMO_WAREHOUSE_URL", raising=False)
+    task = build_dag(demo(shop_root), shop_root).task_dict["silver.customers"]
+    passed = report({CUSTOMERS: "success", **dict.fromkeys(task.dbt_tests, "pass")})
+    context = _context(2, passed)
+    result = task.execute(context)
+    assert result["ran"] == "dbt_build" and result["node"] == CUSTOMERS
 
 
 # --- clones -------------------------------------------------------------------------------------
