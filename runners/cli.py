@@ -196,6 +196,25 @@ def dbt(
     _emit("dbt", work, args=list(ctx.args))
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def spark(
+    ctx: typer.Context,
+    project_dir: Annotated[
+        Path, typer.Option("--project-dir", help="The tenant's dbt project (read only).")
+    ],
+) -> None:
+    """Build a lakehouse tenant's silver and gold with dbt-spark (e.g. `run --select silver
+    gold`): bronze is read from the Delta tables' latest versions (`runners.spark`)."""
+    from runners.spark import run_spark
+
+    def work() -> dict[str, Any]:
+        return run_spark(load_spec(), project_dir, list(ctx.args), require_env(WAREHOUSE_URL_ENV))
+
+    _emit("spark", work, args=list(ctx.args))
+
+
 def _layers_option(text: str) -> dict[str, str]:
     """`--layers` JSON → {layer: selector}, in order; a ConfigError says what is wrong."""
     try:
