@@ -56,7 +56,7 @@ import json
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -304,10 +304,16 @@ class _StreamedSink:
     """
 
     def __init__(
-        self, fs: Any, directory: str, source: pa.Schema, target: pa.Schema, stamp: Any
+        self,
+        file_system: Callable[[], Any],
+        directory: str,
+        source: pa.Schema,
+        target: pa.Schema,
+        stamp: Any,
     ) -> None:
         self.rows = 0
-        self._fs = fs
+        #: made by the writer thread on the first batch (AWS SDK start-up overlaps the read)
+        self._file_system = file_system
         self._directory = directory
         self._source = source
         self._target = target
@@ -328,6 +334,9 @@ class _StreamedSink:
         self.written: list[str] = []
         self.closed = False
 
+    def _fs(self) -> Any:
+        return self._file_system()
+
     # --- in the writer thread --------------------------------------------------------------
 
     def _write(self, batch: pa.RecordBatch) -> None:
@@ -336,7 +345,7 @@ class _StreamedSink:
         if self._writer is None:
             name = f"{self._prefix}-{len(self.files):05d}.snappy.parquet"
             self.written.append(name)
-            self._stream = self._fs.open_output_stream(f"{self._directory}/{name}")
+            self._stream = self._fs().open_output_stream(f"{self._directory}/{name}")
             self._writer = pq.ParquetWriter(self._stream, self.schema, **PARQUET_OPTIONS)
             self._open_name = name
         self._writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
@@ -396,7 +405,7 @@ class _StreamedSink:
         """Delete the files written (best effort: unreferenced files are never read)."""
         for name in self.written:
             with contextlib.suppress(Exception):
-                self._fs.delete_file(f"{self._directory}/{name}")
+                self._fs().delete_file(f"{self._directory}/{name}")
         self.written = []
 
     def actions(self) -> list[Any]:
@@ -413,14 +422,14 @@ class _StreamedSink:
         import pyarrow.dataset as ds
 
         paths = [f"{self._directory}/{name}" for name, _, _ in self.files]
-        dataset = ds.dataset(paths, schema=self.schema, format="parquet", filesystem=self._fs)
+        dataset = ds.dataset(paths, schema=self.schema, format="parquet", filesystem=self._fs())
         return pa.RecordBatchReader.from_batches(self.schema, dataset.to_batches())
 
     def key_columns(self, keys: Sequence[str]) -> pa.Table:
         import pyarrow.dataset as ds
 
         paths = [f"{self._directory}/{name}" for name, _, _ in self.files]
-        dataset = ds.dataset(paths, schema=self.schema, format="parquet", filesystem=self._fs)
+        dataset = ds.dataset(paths, schema=self.schema, format="parquet", filesystem=self._fs())
         return dataset.to_table(columns=list(keys))
 
 
@@ -569,7 +578,7 @@ class LakehouseSession:
             names = set(bronze.names)
             target = pa.schema([bronze.field(f.name) if f.name in names else f for f in target])
         self._sink = _StreamedSink(
-            self.writer.file_system(), self._directory, schema, target, self.stamp
+            self.writer.file_system, self._directory, schema, target, self.stamp
         )
         return self._sink
 
