@@ -13,7 +13,7 @@ scheduler starts the executor pods. Why this and not the Spark operator's
   another operator, and whose driver logs are not the task's;
 * what it costs: the runner pod's ServiceAccount may create pods in its namespace (the
   executors), and executors must reach the driver (`spark.driver.host` = the pod IP, from
-  the downward API as `SPARK_DRIVER_HOST`). `spark-submit --deploy-mode cluster` would
+  its /etc/hosts, or `SPARK_DRIVER_HOST`). `spark-submit --deploy-mode cluster` would
   add a second driver pod for nothing: the runner pod already is one.
 
 The image (`runners/Dockerfile`, target `spark`) adds Java 17, pyspark and the jars
@@ -25,6 +25,7 @@ to a scratch directory (`runners.spark_bronze.BronzeAccess.copy`).
 from __future__ import annotations
 
 import os
+import socket
 
 from datakits.writers.lakehouse import LakeLocation
 from runners.spark_bronze import BronzeAccess
@@ -86,8 +87,9 @@ def _kubernetes() -> dict[str, str]:
         "spark.kubernetes.namespace": os.environ.get(NAMESPACE_ENV, "default"),
         "spark.kubernetes.executor.deleteOnTermination": "true",
     }
-    host = os.environ.get(DRIVER_HOST_ENV)
-    if host:
-        conf["spark.driver.host"] = host
-        conf["spark.driver.bindAddress"] = "0.0.0.0"  # noqa: S104 - inside the pod
+    # the pod's IP: a pod's /etc/hosts maps its hostname to it (no downward API needed)
+    conf["spark.driver.host"] = os.environ.get(DRIVER_HOST_ENV) or socket.gethostbyname(
+        socket.gethostname()
+    )
+    conf["spark.driver.bindAddress"] = "0.0.0.0"  # noqa: S104 - inside the pod
     return conf

@@ -47,7 +47,7 @@ def test_spark_gold_equals_the_duckdb_gold(
     spark_java: str, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     source = f"sqlite:///{tmp_path}/shop.sqlite"
-    generate_shop(source, orders=1_500)
+    generate_shop(source, orders=500)
     lake_db = tmp_path / "lake.duckdb"
     lake_url = s3_server.warehouse_url(bucket, duckdb=lake_db)
     spec = lake_spec()
