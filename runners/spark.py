@@ -31,7 +31,7 @@ import yaml
 
 from datakits.errors import ConfigError, LoadFailed
 from datakits.spec import LoadSpec, WarehouseKind
-from runners.dbt_project import SOURCES_FILE, prepare_project
+from runners.dbt_project import LAYERS, SOURCES_FILE, prepare_project
 from runners.spark_bronze import BronzeAccess, register
 from runners.spark_conf import spark_conf
 
@@ -58,6 +58,28 @@ def _point_sources_at(project_dir: Path, schema: str) -> None:
             for table in source["tables"]:
                 table.pop("meta", None)  # dbt-duckdb's plugin meta: not Spark's business
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _locate_layers(project_dir: Path, name: str, warehouse_dir: str, spec: LoadSpec) -> None:
+    """Each layer folder's tables at `<warehouse>/<schema>.db/<table>` (`location_root`).
+
+    An explicit location makes every model an external table that a later run rebuilds
+    in place (CTAS into its own directory, `spark.sql.legacy.allowNonEmptyLocationInCTAS`),
+    and is where `register_built` finds it: the session's catalog does not outlive it.
+    """
+    path = project_dir / "dbt_project.yml"
+    doc = yaml.safe_load(path.read_text())
+    models = doc.setdefault("models", {}) or {}
+    doc["models"] = models
+    block = models.setdefault(name, {}) or {}
+    models[name] = block
+    root = warehouse_dir.rstrip("/")
+    for layer in LAYERS:
+        schema = getattr(spec.warehouse.schemas, layer)
+        folder = block.setdefault(layer, {}) or {}
+        folder["+location_root"] = f"{root}/{schema}.db"
+        block[layer] = folder
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def run_spark(
@@ -109,8 +131,12 @@ def run_spark(
                 work / "bronze",
             )
             print(f"runner spark: bronze versions {versions}", file=sys.stderr)
+            built = register_built(spark, target_dir, [schemas.silver, schemas.gold])
+            if built:
+                print(f"runner spark: tables of earlier runs {built}", file=sys.stderr)
             project = prepare_project(Path(project_dir), work, spec)
             _point_sources_at(project.dir, "global_temp")
+            _locate_layers(project.dir, project.name, target_dir, spec)
             profiles = work / "profiles"
             profiles.mkdir()
             (profiles / "profiles.yml").write_text(_profile(project.profile, schemas.silver))
@@ -144,6 +170,35 @@ def run_spark(
         "bronze_versions": versions,
         **summary,
     }
+
+
+def register_built(spark: Any, warehouse_dir: str, schemas: list[str]) -> list[str]:
+    """Register the silver and gold tables earlier runs wrote under the warehouse dir.
+
+    The session's catalog is in memory (no metastore to run): without this, a `gold` run
+    after a separate `silver` run (the DAG's two tasks) would not find `silver.*`. The
+    tables are Parquet directories `<warehouse>/<schema>.db/<table>`, listed through
+    Hadoop's file system (local here, s3a in production), registered as external tables
+    so that dbt-spark's drop + create of a model rebuilds it in place.
+    """
+    jvm = spark._jvm  # Hadoop's FileSystem API, through pyspark's gateway
+    hadoop = spark._jsc.hadoopConfiguration()
+    found: list[str] = []
+    for schema in schemas:
+        root = jvm.org.apache.hadoop.fs.Path(f"{warehouse_dir.rstrip('/')}/{schema}.db")
+        fs = root.getFileSystem(hadoop)
+        if not fs.exists(root):
+            continue
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{schema}`")
+        for status in fs.listStatus(root):
+            name = status.getPath().getName()
+            if not status.isDirectory() or name.startswith(("_", ".")):
+                continue
+            spark.catalog.createTable(
+                f"{schema}.{name}", path=str(status.getPath().toString()), source="parquet"
+            )
+            found.append(f"{schema}.{name}")
+    return found
 
 
 def _invoke(args: list[str], env: dict[str, str]) -> Any:

@@ -54,6 +54,8 @@ def spark_conf(
         "spark.sql.shuffle.partitions": "4" if master.startswith("local") else "64",
         "spark.ui.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # a model is rebuilt where its last run wrote it (the catalog is per session)
+        "spark.sql.legacy.allowNonEmptyLocationInCTAS": "true",
     }
     if access is BronzeAccess.s3a:
         conf.update(_s3a(location))
