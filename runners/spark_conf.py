@@ -16,8 +16,11 @@ scheduler starts the executor pods. Why this and not the Spark operator's
   its /etc/hosts, or `SPARK_DRIVER_HOST`). `spark-submit --deploy-mode cluster` would
   add a second driver pod for nothing: the runner pod already is one.
 
-The image (`runners/Dockerfile`, target `spark`) adds Java 17, pyspark and the jars
-hadoop-aws and the AWS SDK bundle (`s3a://` access); the executors use the same image.
+The image: a `spark` target of `runners/docker/Dockerfile` (not built yet: it belongs
+to the images' owner), `FROM dbt` plus `openjdk-17-jre-headless`, the `spark` extra's
+wheels, and the hadoop-aws and AWS SDK bundle jars copied into pyspark's `jars/` (they
+come from Maven, which the build must reach or a wheelhouse-like jar cache must hold);
+the executors run the same image.
 Here, with no jars and no cluster, the same code runs in local mode with bronze copied
 to a scratch directory (`runners.spark_bronze.BronzeAccess.copy`).
 """
