@@ -227,3 +227,25 @@ def test_full_refresh_takes_the_sources_new_types(tmp_path: Path, lake_url: str)
     data = table.to_pyarrow_table().sort_by("id")
     assert data.schema.field("note").type == pa.int64()
     assert data["note"].to_pylist()[:3] == [2, 4, 6] and data["amount"].null_count == 20
+
+
+def test_append_with_a_key_inserts_only_absent_keys_and_leaves_no_staged_file(
+    tmp_path: Path, s3_server: S3Server, bucket: str, lake_url: str
+) -> None:
+    """An append with a primary key streams its rows, then merges them (insert of absent
+    keys) reading them back: the merge's own files are the table's, the streamed ones go."""
+    db = tmp_path / "src.db"
+    src = make_source(db, 100)
+    spec = make_spec(mode="append", cursor="updated", primary_key=["id"])
+    load_table(spec, spec.tables[0], src, lake_url)
+    with sqlite3.connect(db) as conn:  # a changed row with a new cursor: append keeps the old
+        conn.execute("UPDATE events SET note = 'changed', updated = 200 WHERE id = 5")
+    make_source(db, 10, start=101)  # cursor 101..110: new keys
+    second = load_table(spec, spec.tables[0], src, lake_url)
+    table = delta(lake_url)
+    assert table.history(1)[0]["operation"] == "MERGE"  # rows read: 5, 100 (the mark), 101-110
+    data = rows(table)
+    assert len(data) == 110 and data[4][1] == "note 5"
+    assert _data_files(s3_server, bucket) >= _files(table)
+    staged = {f for f in _data_files(s3_server, bucket) if second.batch_id in f}
+    assert staged == set()
