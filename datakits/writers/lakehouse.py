@@ -240,8 +240,9 @@ ROW_GROUP_ROWS = 1024 * 1024
 FILE_ROWS = 8 * ROW_GROUP_ROWS
 #: Arrow bytes buffered before a row group is written, whatever its rows: the source's
 #: ~4 MB batches as row groups of their own made files 8% larger (a dictionary and
-#: statistics per column per batch) and slower to read; this caps the memory it costs.
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+#: statistics per column per batch) and slower to read. 16 MB, not more: a row group is
+#: encoded and uploaded while the next is read, so a larger one leaves a longer tail.
+ROW_GROUP_BYTES = 16 * 1024 * 1024
 #: Batches queued for the file-writing thread: memory stays at a few batches.
 _WRITE_DEPTH = 4
 
