@@ -37,7 +37,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt --compile-bytecode \
-		--only-binary dbt-core-experimental-parser -e '.[dbt,airflow,dev]'
+		--only-binary dbt-core-experimental-parser -e '.[dbt,airflow,dev,spark]'
 	touch $@
 
 install: $(INSTALLED)
@@ -75,7 +75,7 @@ test: install services lint
 
 # What a contributor waits for: lint and every test that starts no server. The marks are
 # derived from each test's fixtures (tests/conftest.py); ARGS narrows it (paths, -k, -x).
-FAST_MARKS := not (postgres or mariadb or docker or airflow or browser or prometheus or s3)
+FAST_MARKS := not (postgres or mariadb or docker or airflow or browser or prometheus or s3 or spark)
 
 # Two workers, a test file each at a time (module fixtures stay shared): on this 2-core
 # machine, quiet, 52 s against 90 s serial. `make test` stays serial (its servers and ports).

@@ -254,7 +254,7 @@ def adbc_parquet_s3(args: argparse.Namespace) -> dict[str, Any]:
     from pyarrow import fs
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from datakits.writers.lakehouse import lake_location
+    from datakits.writers.lakehouse import PARQUET_OPTIONS, ROW_GROUP_ROWS, lake_location
 
     lake = lake_location(args.dst)
     endpoint = (lake.endpoint or "").split("://", 1)[-1] or None
@@ -272,9 +272,10 @@ def adbc_parquet_s3(args: argparse.Namespace) -> dict[str, Any]:
     with adbc.connect(_libpq(args.src)) as conn, conn.cursor() as cursor:
         cursor.execute(_select(args.table, None).as_string())
         reader = cursor.fetch_record_batch()
-        with pq.ParquetWriter(path, reader.schema, filesystem=s3) as writer:
+        # the Parquet options our writer uses (snappy, dictionary, statistics, row groups)
+        with pq.ParquetWriter(path, reader.schema, filesystem=s3, **PARQUET_OPTIONS) as writer:
             for batch in reader:
-                writer.write_batch(batch)
+                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
                 rows += batch.num_rows
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": pq.read_metadata(path, filesystem=s3).num_rows or rows}

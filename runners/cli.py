@@ -241,7 +241,7 @@ def dbt_graph(
     ] = None,
 ) -> None:
     """Parse the tenant's project (no warehouse) and write dbt_graph.json, manifest.json
-    and dbt's partial-parse state to --out (`dag-factory dbt compile` runs this)."""
+    to --out (`dag-factory dbt compile` runs this)."""
     from runners.dbt_graph import write_graph
     from runners.dbt_project import DEFAULT_LAYERS
 
@@ -250,6 +250,25 @@ def dbt_graph(
         return write_graph(load_spec(), project_dir, chosen, out)
 
     _emit("dbt-graph", work)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def spark(
+    ctx: typer.Context,
+    project_dir: Annotated[
+        Path, typer.Option("--project-dir", help="The tenant's dbt project (read only).")
+    ],
+) -> None:
+    """Build a lakehouse tenant's silver and gold with dbt-spark (e.g. `run --select silver
+    gold`): bronze is read from the Delta tables' latest versions (`runners.spark`)."""
+    from runners.spark import run_spark
+
+    def work() -> dict[str, Any]:
+        return run_spark(load_spec(), project_dir, list(ctx.args), require_env(WAREHOUSE_URL_ENV))
+
+    _emit("spark", work, args=list(ctx.args))
 
 
 def _layers_option(text: str) -> dict[str, str]:

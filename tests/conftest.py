@@ -59,6 +59,10 @@ SERVER_MARKS: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"s3_server"}),
         "starts the S3-compatible server (moto) the test run owns (derived)",
     ),
+    "spark": (
+        frozenset({"spark_java"}),
+        "runs Spark in local mode (a JVM; needs Java 17 and the `spark` extra) (derived)",
+    ),
 }
 
 

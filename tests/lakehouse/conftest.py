@@ -63,3 +63,15 @@ def make_spec(tenant: str = "lake", **table: object) -> LoadSpec:
             "tables": [{"name": "events", **table}],
         }
     )
+
+
+@pytest.fixture(scope="session")
+def spark_java() -> str:
+    """Java for Spark local mode (pyspark ships Spark's jars, not a JVM); skip without it."""
+    import shutil
+
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("Spark needs Java 17 (`java` is not on PATH): apt-get install openjdk-17-jre")
+    pytest.importorskip("pyspark", reason="the `spark` extra is not installed (make install)")
+    return java

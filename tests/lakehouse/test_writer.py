@@ -172,3 +172,80 @@ def test_unreachable_lake_is_exit_3_and_never_shows_the_secret(
         assert secret not in result.stderr + result.stdout
     with pytest.raises(SourceUnavailable):
         load_table(spec, spec.tables[0], src, bad)
+
+
+def _data_files(s3_server: S3Server, bucket: str, prefix: str = "lake/bronze/events/") -> set[str]:
+    listing = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return {
+        o["Key"].removeprefix(prefix)
+        for o in listing.get("Contents", [])
+        # pyarrow leaves a directory marker ("…/events/") when it deletes a file
+        if "/_delta_log/" not in f"/{o['Key']}" and not o["Key"].endswith("/")
+    }
+
+
+def _files(table: DeltaTable) -> set[str]:
+    return {uri.rsplit("/", 1)[-1] for uri in table.file_uris()}
+
+
+def test_full_refresh_streams_its_files_and_a_failed_one_leaves_none(
+    tmp_path: Path, s3_server: S3Server, bucket: str, lake_url: str
+) -> None:
+    """A full refresh commits the Parquet files it streamed while reading (no staging
+    copy): the table then references exactly the files under its prefix. A load that
+    fails after streaming (here: its key check) commits nothing and deletes its files."""
+    db = tmp_path / "src.db"
+    src = make_source(db, 300)
+    spec = make_spec(primary_key=["note"], batch_size=100)
+    load_table(spec, spec.tables[0], src, lake_url)
+    table = delta(lake_url)
+    assert table.history(1)[0]["operation"] == "CREATE TABLE"  # a first load creates it
+    assert _data_files(s3_server, bucket) == _files(table)
+    stats = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    assert stats["num_records"] == [300] and stats["min.id"] == [1] and stats["max.id"] == [300]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET note = 'same' WHERE id IN (7, 8)")
+    with pytest.raises(LoadFailed, match="more than once"):
+        load_table(spec, spec.tables[0], src, lake_url)
+    assert delta(lake_url).version() == 0
+    assert _data_files(s3_server, bucket) == _files(table)
+
+
+def test_full_refresh_takes_the_sources_new_types(tmp_path: Path, lake_url: str) -> None:
+    """The overwrite commit carries the new schema: a column that changed type is the new
+    type, a column gone from the source stays (NULL) as the drift policy keeps it."""
+    db = tmp_path / "src.db"
+    src = make_source(db, 20)
+    spec = make_spec()
+    load_table(spec, spec.tables[0], src, lake_url)
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE events RENAME TO old")
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, note INTEGER, updated INTEGER)")
+        conn.execute("INSERT INTO events SELECT id, id * 2, updated FROM old")
+    load_table(spec, spec.tables[0], src, lake_url)
+    table = delta(lake_url)
+    data = table.to_pyarrow_table().sort_by("id")
+    assert data.schema.field("note").type == pa.int64()
+    assert data["note"].to_pylist()[:3] == [2, 4, 6] and data["amount"].null_count == 20
+
+
+def test_append_with_a_key_inserts_only_absent_keys_and_leaves_no_staged_file(
+    tmp_path: Path, s3_server: S3Server, bucket: str, lake_url: str
+) -> None:
+    """An append with a primary key streams its rows, then merges them (insert of absent
+    keys) reading them back: the merge's own files are the table's, the streamed ones go."""
+    db = tmp_path / "src.db"
+    src = make_source(db, 100)
+    spec = make_spec(mode="append", cursor="updated", primary_key=["id"])
+    load_table(spec, spec.tables[0], src, lake_url)
+    with sqlite3.connect(db) as conn:  # a changed row with a new cursor: append keeps the old
+        conn.execute("UPDATE events SET note = 'changed', updated = 200 WHERE id = 5")
+    make_source(db, 10, start=101)  # cursor 101..110: new keys
+    second = load_table(spec, spec.tables[0], src, lake_url)
+    table = delta(lake_url)
+    assert table.history(1)[0]["operation"] == "MERGE"  # rows read: 5, 100 (the mark), 101-110
+    data = rows(table)
+    assert len(data) == 110 and data[4][1] == "note 5"
+    assert _data_files(s3_server, bucket) >= _files(table)
+    staged = {f for f in _data_files(s3_server, bucket) if second.batch_id in f}
+    assert staged == set()
