@@ -61,7 +61,13 @@ from datakits.metadata import AuditRecord, MetaTables, ensure_meta, ensure_schem
 from datakits.spec import Deletes, Schemas
 from datakits.types import bronze_type
 from datakits.urls import connect, make_engine, parse_url, require_backend
-from datakits.watermarks import StoredWatermark, clear_watermark, read_watermark, save_watermark
+from datakits.watermarks import (
+    Sighting,
+    StoredWatermark,
+    clear_watermark,
+    read_watermark,
+    save_watermark,
+)
 
 #: Seconds a load waits for another load of the same table (or, on DuckDB, for the
 #: warehouse file) before giving up; the runner takes it from RUNNER_LOCK_TIMEOUT.
@@ -410,7 +416,9 @@ class BronzeSession:
 
     # --- metadata -------------------------------------------------------------------------
 
-    def save_watermark(self, cursor_column: str, value: str | None) -> None:
+    def save_watermark(
+        self, cursor_column: str, value: str | None, pending: tuple[Sighting, ...] = ()
+    ) -> None:
         save_watermark(
             self.conn,
             self.meta,
@@ -418,6 +426,7 @@ class BronzeSession:
             table=self.table,
             cursor_column=cursor_column,
             value=value,
+            pending=pending,
             batch_id=self.stamp.batch_id,
         )
 

@@ -70,7 +70,7 @@ from datakits.errors import ConfigError, LoadFailed, SourceUnavailable, Warehous
 from datakits.messages import one_line
 from datakits.spec import Schemas
 from datakits.urls import parse_url, safe
-from datakits.watermarks import StoredWatermark
+from datakits.watermarks import Sighting, StoredWatermark, decode_pending, encode_pending
 
 #: Commit metadata keys (`CommitProperties.custom_metadata`) of a datakits load.
 META_PREFIX = "datakits."
@@ -341,7 +341,11 @@ class LakehouseSession:
             if raw is None:
                 return None
             value = json.loads(raw)
-            return StoredWatermark(cursor_column=value["cursor_column"], value=value["value"])
+            return StoredWatermark(
+                cursor_column=value["cursor_column"],
+                value=value["value"],
+                pending=decode_pending(value.get("pending")),
+            )
         return None
 
     # --- staging --------------------------------------------------------------------------
@@ -412,10 +416,13 @@ class LakehouseSession:
 
     # --- metadata -------------------------------------------------------------------------
 
-    def save_watermark(self, cursor_column: str, value: str | None) -> None:
-        self._metadata[META_WATERMARK] = json.dumps(
-            {"cursor_column": cursor_column, "value": value}
-        )
+    def save_watermark(
+        self, cursor_column: str, value: str | None, pending: tuple[Sighting, ...] = ()
+    ) -> None:
+        stored: dict[str, Any] = {"cursor_column": cursor_column, "value": value}
+        if pending:  # absent in commits made before the integer horizon: read as none
+            stored["pending"] = encode_pending(pending)
+        self._metadata[META_WATERMARK] = json.dumps(stored)
 
     def clear_watermark(self) -> None:
         self._metadata.pop(META_WATERMARK, None)
