@@ -256,9 +256,12 @@ def load_table(
                 evolution = decide(drift, table.schema_drift, target=target, rebuild=plan.rebuild)
                 if not plan.rebuild:
                     session.evolve(evolution)
-            progress.start(f"{spec.tenant}: {table.name} → {target} ({plan.describe()})")
+            drifted = "".join(f"; {note}" for note in evolution.notes)
+            progress.start(f"{spec.tenant}: {table.name} → {target} ({plan.describe()}){drifted}")
             tracker = CursorMax(cursor.bronze_column) if cursor else None
             nbytes = _stream(reader, sink, tracker, progress)
+            if not plan.rebuild:
+                session.restage(evolution)
             _into_bronze(session, plan, evolution)
             deleted: int | None = None
             if table.deletes is not Deletes.ignore:

@@ -194,6 +194,45 @@ def _delta_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, _delta_type(f.type), nullable=True) for f in schema])
 
 
+def _as_json(array: pa.Array) -> pa.Array:
+    """A list column as JSON text, as the earlier path wrote lists (compact, UTF-8);
+    values JSON has no type for (decimals, timestamps) as their text."""
+    return pa.array(
+        [
+            None
+            if v is None
+            else json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
+            for v in array.to_pylist()
+        ],
+        pa.string(),
+    )
+
+
+def _conformed(reader: pa.RecordBatchReader, types: dict[str, pa.DataType]) -> pa.RecordBatchReader:
+    """`reader` with the columns named in `types` converted to those types."""
+    schema = pa.schema(
+        [pa.field(f.name, types.get(f.name, f.type), f.nullable) for f in reader.schema]
+    )
+
+    def convert(name: str, column: pa.Array) -> pa.Array:
+        target = types.get(name)
+        if target is None:
+            return column
+        text = pa.types.is_string(target) or pa.types.is_large_string(target)
+        if text and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+            return _as_json(column).cast(target)
+        return column.cast(target)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            columns = [
+                convert(n, c) for n, c in zip(batch.schema.names, batch.columns, strict=True)
+            ]
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 def _catalog(schema: Any) -> dict[str, CatalogType]:
     """Source columns (load columns left out) as Delta types, comparable across loads."""
     from deltalake import Schema
@@ -295,6 +334,8 @@ class LakehouseSession:
         self._op: tuple[str, Sequence[str]] | None = None
         self._evolve = False
         self._keep: dict[str, pa.DataType] = {}
+        #: Staged columns written in bronze's (older) type instead (`restage`).
+        self._conform: dict[str, pa.DataType] = {}
         self._metadata: dict[str, str] = {}
         self._open()
 
@@ -399,6 +440,23 @@ class LakehouseSession:
             )
         self._evolve = bool(evolution.add)
 
+    def restage(self, evolution: Evolution) -> None:
+        """Write the columns bronze keeps in its own type (`datakits.drift`) in that type.
+
+        A column whose staged type differs from the Delta table's although the drift
+        was accepted: a type bronze holds exactly (float into double: Arrow's cast is
+        exact) or a string column (`Evolution.as_text`: lists as JSON, the rest cast).
+        """
+        if self._delta is None:
+            return
+        bronze = pa.schema(self._delta.schema().to_arrow())
+        staged = self._staged.schema
+        self._conform = {
+            f.name: bronze.field(f.name).type
+            for f in staged
+            if f.name in bronze.names and not bronze.field(f.name).type.equals(f.type)
+        }
+
     def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
         if keep and self._delta is not None:
             bronze = pa.schema(self._delta.schema().to_arrow())
@@ -443,6 +501,8 @@ class LakehouseSession:
 
     def _data(self) -> pa.RecordBatchReader:
         reader = self._staged.reader()
+        if self._conform:
+            reader = _conformed(reader, self._conform)
         if not self._keep:
             return reader
         schema = reader.schema
