@@ -29,6 +29,9 @@ Why these bounds guarantee "no row lost, none doubled", including ties and batch
   the read cannot see belongs to a transaction open then or started later, so (if its
   cursor is set at write time, see README) its cursor is at or past the horizon; the
   watermark never passes it (`with_horizon`), and such rows are re-read and merged.
+  Integer cursors (sequences): one past the largest cursor of a *sighting* taken before
+  every transaction still open began (`PostgresReader._integer_horizon`); none such:
+  `hold`, the watermark stays where it is.
   Append without a key reads only rows below the horizon (a re-read would double).
   MySQL/MariaDB have no horizon: a default window (`default_lookback`, 1 h) re-reads
   behind the watermark. SQLite has one writer at a time: none is needed.
