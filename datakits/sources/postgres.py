@@ -385,6 +385,9 @@ class PostgresReader(SqlTableReader):
                 one_line(f"reading the largest {cursor} failed: {reason(exc, self.url.password)}")
             ) from None
         row = self._open_transactions(rollback=False)
+        # The read must see every commit up to now: a new transaction gets a new snapshot
+        # even where the server's default isolation is REPEATABLE READ.
+        self._conn.rollback()
         taken_at, top = seen
         sightings = (*pending, Sighting(taken_at, encode(top))) if top is not None else pending
         final = [s for s in sightings if row.oldest is None or s.taken_at < row.oldest]
