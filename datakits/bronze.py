@@ -163,6 +163,8 @@ def sql_type(catalog: CatalogType) -> sat.TypeEngine[Any]:
         "boolean": sat.Boolean(create_constraint=False),
         "double precision": sat.Double(),
         "double": sat.Double(),
+        "real": sat.REAL(),
+        "float": sat.REAL(),
         "timestamp with time zone": sat.DateTime(timezone=True),
         "timestamp without time zone": sat.DateTime(),
         "timestamp": sat.DateTime(),
@@ -223,15 +225,19 @@ def alter_column_type(
     type_: sat.TypeEngine[Any],
     *,
     cast: bool = False,
+    json: bool = False,
 ) -> None:
     """Change a column's type; only ever called for a type every old value fits in.
 
     `cast`: convert with an explicit `USING CAST(...)`, for a type PostgreSQL has no
     implicit cast to (text to bigint): only used on a table just emptied, so no value
-    is converted at all.
+    is converted at all. `json`: `USING CAST(to_json(...) AS ...)`, a list column into
+    text as JSON (a staging table going into a text column, `datakits.drift`).
     """
     action = "ALTER COLUMN {column} TYPE {type}"
-    if cast:
+    if json:
+        action += " USING CAST(to_json({column}) AS {type})"
+    elif cast:
         action += " USING CAST({column} AS {type})"
     _alter_column(conn, schema, name, action, col, type_)
 

@@ -11,9 +11,21 @@ The rules (`SchemaDrift`):
 * `evolve`:
   - a new source column is added to bronze (NULL in the rows loaded before);
   - a column gone from the source stays in bronze, NULL in the rows loaded from now on;
-  - a decimal whose range changed is widened to hold both old and new values (lossless);
+  - a decimal whose range changed is widened to hold both old and new values (lossless),
+    a `real` column whose source became double precision to double;
+  - a column bronze stores in a type that holds every new value exactly stays as it is
+    (`float4` values into a double column, a narrower integer into a wider one): no
+    rewrite, the insert widens each value;
+  - a text column stays text whatever the source's type became (e.g. bronze made before
+    arrays and `money` had native types): text holds every value, and rewriting the old
+    rows into the new type would be a guess (`money`'s text is formatted by the source's
+    locale). The new values are written as text, in the form the rows already there
+    have: a list as JSON (what the earlier path wrote), anything else as its text cast.
+    A full reload (`full_reload`, or deleting the watermark) takes the native type;
   - any other type change fails the load: old rows cannot be converted without loss or
     a guess, and bronze stays as it was.
+
+Every kept or restaged column is said in `Evolution.notes` (the load's progress line).
 
 A full refresh (and the first load of an append/incremental table) rebuilds the table,
 so old rows need not fit new types: under `evolve` it takes the source's types as they
@@ -32,6 +44,31 @@ from datakits.spec import SchemaDrift
 #: Largest decimal precision every supported warehouse stores (DuckDB's limit).
 MAX_PRECISION = 38
 
+#: Type names (PostgreSQL's, DuckDB's) from narrow to wide, within which every value
+#: of a narrower type is exactly a value of a wider one.
+_LADDERS = (
+    ("real", "double precision"),
+    ("float", "double"),
+    ("smallint", "integer", "bigint"),
+    ("tinyint", "smallint", "integer", "bigint"),
+    ("byte", "short", "integer", "long"),  # Delta (lakehouse)
+)
+#: Catalog names of text columns (PostgreSQL, DuckDB, Delta).
+_TEXT = frozenset({"text", "character varying", "varchar", "string"})
+
+
+def _is_list(catalog: CatalogType) -> bool:
+    """A list column: PostgreSQL's catalog says `ARRAY`, DuckDB's `<element>[]`."""
+    return catalog.name == "array" or catalog.name.endswith("]")
+
+
+def _rank(old: CatalogType, new: CatalogType) -> tuple[int, int] | None:
+    """Positions of both types on one ladder of exact widenings; None if on none."""
+    for ladder in _LADDERS:
+        if old.name in ladder and new.name in ladder:
+            return ladder.index(old.name), ladder.index(new.name)
+    return None
+
 
 @dataclass(frozen=True)
 class TypeChange:
@@ -40,6 +77,11 @@ class TypeChange:
     source: CatalogType
     #: The type bronze must take to hold old and new values; None when no type can.
     widened: CatalogType | None
+
+    @property
+    def as_text(self) -> bool:
+        """Bronze's text column takes the new values as text (`_TEXT`, module docstring)."""
+        return self.widened is None and self.bronze.name in _TEXT
 
     def __str__(self) -> str:
         return f"{self.column} ({self.bronze} in bronze, {self.source} now)"
@@ -72,6 +114,9 @@ def _widened(old: CatalogType, new: CatalogType) -> CatalogType | None:
     """The narrowest type holding every value of both; None when there is none."""
     if old == new:
         return old
+    rank = _rank(old, new)
+    if rank is not None:
+        return old if rank[0] >= rank[1] else new
     if not (old.is_decimal and new.is_decimal):
         return None
     assert old.precision is not None and new.precision is not None
@@ -103,6 +148,11 @@ class Evolution:
     widen: dict[str, CatalogType] = field(default_factory=dict)
     #: Bronze columns the source no longer has: kept, NULL in new rows.
     keep: dict[str, CatalogType] = field(default_factory=dict)
+    #: Staged columns to turn into bronze's text before they go in: name → True when
+    #: the staged column is a list (written as JSON), False for a plain text cast.
+    as_text: dict[str, bool] = field(default_factory=dict)
+    #: What was decided about columns whose type differs, in words (the progress line).
+    notes: tuple[str, ...] = ()
 
 
 def decide(drift: Drift, policy: SchemaDrift, *, target: str, rebuild: bool) -> Evolution:
@@ -116,7 +166,7 @@ def decide(drift: Drift, policy: SchemaDrift, *, target: str, rebuild: bool) -> 
         )
     if rebuild:  # every row is rewritten: new types are taken as they are
         return Evolution(keep=dict(drift.dropped))
-    incompatible = [c for c in drift.changed if c.widened is None]
+    incompatible = [c for c in drift.changed if c.widened is None and not c.as_text]
     if incompatible:
         raise LoadFailed(
             f"incompatible type change in {target} (bronze unchanged): "
@@ -125,4 +175,25 @@ def decide(drift: Drift, policy: SchemaDrift, *, target: str, rebuild: bool) -> 
             "the column at the source"
         )
     widen = {c.column: c.widened for c in drift.changed if c.widened and c.widened != c.bronze}
-    return Evolution(add=tuple(drift.added), widen=widen, keep=dict(drift.dropped))
+    as_text = {c.column: _is_list(c.source) for c in drift.changed if c.as_text}
+    return Evolution(
+        add=tuple(drift.added),
+        widen=widen,
+        keep=dict(drift.dropped),
+        as_text=as_text,
+        notes=tuple(_note(c, target) for c in drift.changed),
+    )
+
+
+def _note(change: TypeChange, target: str) -> str:
+    """One decided type change, in words."""
+    name, old, new = change.column, change.bronze, change.source
+    if change.as_text:
+        form = "JSON text" if _is_list(new) else "text"
+        return (
+            f"{target}.{name} stays {old} (the source now gives {new}): new values "
+            f"written as {form}, like the rows already loaded; a full reload takes {new}"
+        )
+    if change.widened == old:
+        return f"{target}.{name} stays {old}: it holds every {new} value exactly"
+    return f"{target}.{name} widened from {old} to {change.widened}"

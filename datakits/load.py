@@ -34,7 +34,14 @@ from datakits.progress import LoadProgress, NullProgress
 from datakits.sources import SourceReader, reader_for
 from datakits.spec import Deletes, LoadMode, LoadSpec, TableSpec
 from datakits.types import bounds_for
-from datakits.watermarks import CursorMax, check_cursor_type, encode, to_json
+from datakits.watermarks import (
+    CursorMax,
+    Sighting,
+    StoredWatermark,
+    check_cursor_type,
+    encode,
+    to_json,
+)
 from datakits.writers import (
     BATCH_ID,
     DELETED_AT,
@@ -104,6 +111,13 @@ def _check_source(table: TableSpec, reader: SourceReader) -> Cursor | None:
     check_cursor_type(table.name, table.cursor, arrow_type)
     nullable = bool(reader.source_table.c[table.cursor].nullable)
     return Cursor(table.cursor, arrow_type, nullable, bronze=bronze)
+
+
+def _sightings(stored: StoredWatermark | None, cursor: Cursor) -> tuple[Sighting, ...]:
+    """The stored sightings that describe this cursor (none once the cursor changed)."""
+    if stored is None or stored.cursor_column != cursor.bronze_column:
+        return ()
+    return stored.pending
 
 
 def _refuse_null_cursors(
@@ -215,11 +229,12 @@ def load_table(
         filters = filter_conditions(reader.source_table, table.filter, reader.cursor_order)
         with writer.session(table.name, stamp) as session:
             bronze = session.bronze_columns()
+            stored = session.watermark() if cursor else None
             plan = plan_load(
                 table,
                 cursor,
                 bronze_exists=bronze is not None,
-                stored=session.watermark() if cursor else None,
+                stored=stored,
                 target=target,
                 full_reload=full_reload,
                 default_lookback=reader.default_lookback,
@@ -227,7 +242,10 @@ def load_table(
             )
             _refuse_null_cursors(plan, reader, filters, target)
             if cursor is not None:  # before the read: see `SourceReader.commit_horizon`
-                plan = plan.with_horizon(reader.commit_horizon(cursor.column, cursor.arrow_type))
+                horizon = reader.commit_horizon(
+                    cursor.column, cursor.arrow_type, _sightings(stored, cursor)
+                )
+                plan = plan.with_horizon(horizon)
             cursor_range = plan.conditions(reader.source_table, reader.cursor_order)
             reader.where = (*filters, *cursor_range)
             sink = session.stage(reader.schema)
@@ -238,9 +256,12 @@ def load_table(
                 evolution = decide(drift, table.schema_drift, target=target, rebuild=plan.rebuild)
                 if not plan.rebuild:
                     session.evolve(evolution)
-            progress.start(f"{spec.tenant}: {table.name} → {target} ({plan.describe()})")
+            drifted = "".join(f"; {note}" for note in evolution.notes)
+            progress.start(f"{spec.tenant}: {table.name} → {target} ({plan.describe()}){drifted}")
             tracker = CursorMax(cursor.bronze_column) if cursor else None
             nbytes = _stream(reader, sink, tracker, progress)
+            if not plan.rebuild:
+                session.restage(evolution)
             _into_bronze(session, plan, evolution)
             deleted: int | None = None
             if table.deletes is not Deletes.ignore:
@@ -253,7 +274,9 @@ def load_table(
             if cursor is not None and tracker is not None:
                 watermark = plan.next_watermark(tracker.value)
                 session.save_watermark(
-                    cursor.bronze_column, None if watermark is None else encode(watermark)
+                    cursor.bronze_column,
+                    None if watermark is None else encode(watermark),
+                    plan.pending,
                 )
             else:
                 session.clear_watermark()  # a full refresh has none; a stale one would lie

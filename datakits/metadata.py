@@ -17,6 +17,8 @@ from datakits.bronze import add_column, has_column
 
 LOAD_AUDIT = "load_audit"
 WATERMARKS = "watermarks"
+#: The watermarks column of the integer commit horizon's sightings (`datakits.watermarks`).
+PENDING = "pending"
 
 #: The audit status of a committed load. Failed loads leave no row: they roll back.
 STATUS_SUCCESS = "success"
@@ -60,6 +62,9 @@ def meta_tables(schema: str) -> MetaTables:
         Column("value", Text),
         Column("updated_at", DateTime(timezone=True), nullable=False),
         Column("batch_id", Text, nullable=False),
+        # Sightings of an integer cursor not yet known final (JSON; NULL: none). Added
+        # by the first load that has some to a watermarks table made before it.
+        Column(PENDING, Text),
     )
     return MetaTables(metadata, load_audit, watermarks)
 

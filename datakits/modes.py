@@ -29,6 +29,9 @@ Why these bounds guarantee "no row lost, none doubled", including ties and batch
   the read cannot see belongs to a transaction open then or started later, so (if its
   cursor is set at write time, see README) its cursor is at or past the horizon; the
   watermark never passes it (`with_horizon`), and such rows are re-read and merged.
+  Integer cursors (sequences): one past the largest cursor of a *sighting* taken before
+  every transaction still open began (`PostgresReader._integer_horizon`); none such:
+  `hold`, the watermark stays where it is.
   Append without a key reads only rows below the horizon (a re-read would double).
   MySQL/MariaDB have no horizon: a default window (`default_lookback`, 1 h) re-reads
   behind the watermark. SQLite has one writer at a time: none is needed.
@@ -50,11 +53,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Column, ColumnElement, Table, or_
+from sqlalchemy import Column, ColumnElement, Table, false, or_
 
 from datakits.errors import ConfigError
 from datakits.spec import LoadMode, NullCursor, TableSpec
-from datakits.watermarks import StoredWatermark, encode
+from datakits.watermarks import Horizon, Sighting, StoredWatermark, encode
 
 #: (cursor column, watermark value) → (SQL expression, bound) compared with >= or >.
 CursorOrder = Callable[[Column[Any], Any], tuple[Any, Any]]
@@ -106,19 +109,33 @@ class LoadPlan:
     horizon: Any = None
     #: Read only rows with cursor < upper (append without a key, `with_horizon`).
     upper: Any = None
+    #: No row is known final past `previous`: the watermark stays where it is.
+    hold: bool = False
+    #: The source's sightings to store with the watermark (`Horizon.pending`).
+    pending: tuple[Sighting, ...] = ()
 
-    def with_horizon(self, horizon: Any) -> LoadPlan:
+    def with_horizon(self, horizon: Horizon) -> LoadPlan:
         """This plan, kept below the source's commit horizon (see the module docstring).
 
         With a key, rows at or past the horizon are loaded now and the watermark stops
         at the horizon, so they are read again (and merged) next time. Without a key a
         re-read would double rows: the load reads only rows below the horizon instead.
+        `hold` (nothing known final): with a key the watermark stays; without one the
+        load reads nothing past it (the stored watermark is the last bound still safe).
         """
-        if horizon is None or self.cursor is None:
+        if self.cursor is None:
             return self
-        if self.mode is LoadMode.append and not self.keys:
-            return replace(self, upper=horizon)
-        return replace(self, horizon=horizon)
+        plan = replace(self, pending=horizon.pending)
+        keyless_append = self.mode is LoadMode.append and not self.keys
+        if horizon.hold:
+            if keyless_append:
+                return replace(plan, hold=True, upper=self.previous)
+            return replace(plan, hold=True)
+        if horizon.below is None:
+            return plan
+        if keyless_append:
+            return replace(plan, upper=horizon.below)
+        return replace(plan, horizon=horizon.below)
 
     def conditions(
         self, source: Table, order: CursorOrder | None = None
@@ -132,6 +149,8 @@ class LoadPlan:
             return []
         col = source.columns[self.cursor.column]
         below: list[ColumnElement[bool]] = []
+        if self.hold and self.upper is None and self.mode is LoadMode.append and not self.keys:
+            below = [false()]  # keyless, nothing final yet and no watermark: wait
         if self.upper is not None:
             key, upper = (order or _plain)(col, self.upper)
             below = [key < upper]
@@ -158,6 +177,8 @@ class LoadPlan:
             return str(self.mode)
         name = self.cursor.column
         below = f" below {encode(self.upper)}" if self.upper is not None else ""
+        if self.hold:
+            below += " (watermark held: a transaction older than every sighting is open)"
         if self.lower is None:
             return f"{self.mode}, {self.why}{below}"
         op = ">" if self.strict else ">="
@@ -165,6 +186,8 @@ class LoadPlan:
 
     def next_watermark(self, read_max: Any) -> Any:
         """The watermark to commit: never behind the stored one, never past the horizon."""
+        if self.hold:
+            return self.previous
         if read_max is not None and self.horizon is not None:
             read_max = min(read_max, self.horizon)
         if self.previous is None:

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, literal_column, select
 
+from datakits.bronze import add_column, has_column
 from datakits.errors import ConfigError, LoadFailed
-from datakits.metadata import MetaTables
+from datakits.metadata import PENDING, MetaTables
 
 #: What a cursor may be: types whose order is the same in Python and in every database.
 #: Text is refused: the source's collation and Python's code-point order differ.
@@ -121,12 +123,65 @@ class CursorMax:
 
 
 @dataclass(frozen=True)
+class Sighting:
+    """One look at the source, in one snapshot: when it was taken and the cursor's maximum.
+
+    Kept with the watermark (`StoredWatermark.pending`) until every transaction open at
+    `taken_at` has ended: from then on each row with a cursor up to `top` is committed
+    and visible (the integer commit horizon, `datakits.sources.postgres`).
+    """
+
+    #: The source's clock just after the snapshot was taken (`clock_timestamp()`).
+    taken_at: dt.datetime
+    #: The largest cursor value in that snapshot, encoded (`encode`).
+    top: str
+
+    def to_json(self) -> list[str]:
+        return [self.taken_at.isoformat(), self.top]
+
+    @classmethod
+    def from_json(cls, item: Any) -> Sighting:
+        taken_at, top = item
+        return cls(dt.datetime.fromisoformat(taken_at), str(top))
+
+
+def encode_pending(pending: tuple[Sighting, ...]) -> str | None:
+    """The stored form of the sightings (JSON); None when there are none."""
+    return json.dumps([s.to_json() for s in pending]) if pending else None
+
+
+def decode_pending(raw: str | None) -> tuple[Sighting, ...]:
+    """Sightings back from their stored form; () for a watermark stored without any."""
+    if not raw:
+        return ()
+    return tuple(Sighting.from_json(item) for item in json.loads(raw))
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """What the source says before the read about rows a commit still to come may add.
+
+    `below`: rows with a cursor below it are final (committed, visible to the read);
+    None with `hold` False: no bound needed (SQLite) or known (MySQL: a default window).
+    `hold`: no row is known final past the stored watermark (an integer cursor while a
+    transaction that may hold a lower value is still open): the watermark stays.
+    `pending`: the sightings to store with the watermark, for the next loads.
+    """
+
+    below: Any = None
+    hold: bool = False
+    pending: tuple[Sighting, ...] = ()
+
+
+@dataclass(frozen=True)
 class StoredWatermark:
     """A table's row in `meta.watermarks`."""
 
     cursor_column: str
     #: The encoded value; None when the loads so far read no row with a non-NULL cursor.
     value: str | None
+    #: Sightings not yet known final (integer horizon); () in watermarks stored before it.
+    pending: tuple[Sighting, ...] = ()
 
     def decoded(self, table: str, arrow_type: pa.DataType) -> Any:
         """The value in the cursor's type; a clear failure if the column's type changed."""
@@ -145,11 +200,22 @@ class StoredWatermark:
 def read_watermark(
     conn: Connection, tables: MetaTables, tenant: str, table: str
 ) -> StoredWatermark | None:
+    """The table's watermark, from a watermarks table with or without `pending`.
+
+    `*` rather than the named columns: a watermarks table made before `pending` existed
+    lacks it, and is read as it is (no catalog query first, no column added by a read).
+    """
     w = tables.watermarks
     row = conn.execute(
-        select(w.c.cursor_column, w.c.value).where(w.c.tenant == tenant, w.c.table_name == table)
+        select(literal_column("*"))
+        .select_from(w)
+        .where(w.c.tenant == tenant, w.c.table_name == table)
     ).first()
-    return None if row is None else StoredWatermark(row.cursor_column, row.value)
+    if row is None:
+        return None
+    fields = row._mapping
+    pending = decode_pending(fields[PENDING]) if PENDING in fields else ()
+    return StoredWatermark(fields["cursor_column"], fields["value"], pending)
 
 
 def clear_watermark(conn: Connection, tables: MetaTables, tenant: str, table: str) -> None:
@@ -166,11 +232,25 @@ def save_watermark(
     cursor_column: str,
     value: str | None,
     batch_id: str,
+    pending: tuple[Sighting, ...] = (),
 ) -> None:
-    """Replace the table's watermark, in the caller's (the load's) transaction."""
+    """Replace the table's watermark, in the caller's (the load's) transaction.
+
+    `pending` is written only when there is some, so other loads never need the column a
+    watermarks table made before it lacks; the first load with some adds it (once).
+    """
     clear_watermark(conn, tables, tenant, table)
+    extra: dict[str, str] = {}
+    stored = encode_pending(pending)
+    if stored is not None:
+        extra[PENDING] = stored
+        w = tables.watermarks
+        assert w.schema is not None
+        if not has_column(conn, w.schema, w.name, PENDING):
+            add_column(conn, w.schema, w.name, PENDING, w.c[PENDING].type)
     conn.execute(
         insert(tables.watermarks).values(
+            **extra,
             tenant=tenant,
             table_name=table,
             cursor_column=cursor_column,

@@ -41,6 +41,7 @@ from datakits.naming import column_names
 from datakits.spec import TableSpec
 from datakits.types import ColumnMapping, TemporalBounds, bounds_for, map_column, rows_to_batch
 from datakits.urls import make_engine, parse_url, require_backend, safe
+from datakits.watermarks import Horizon, Sighting
 
 #: Driver codes of "this database does not exist": PostgreSQL's SQLSTATE, MySQL's errno.
 _NO_DATABASE_SQLSTATE = "3D000"
@@ -77,7 +78,9 @@ class SourceReader(Protocol):
 
     def cursor_order(self, column: Column[Any], value: Any) -> tuple[Any, Any]: ...
 
-    def commit_horizon(self, cursor: str, arrow_type: pa.DataType) -> Any: ...
+    def commit_horizon(
+        self, cursor: str, arrow_type: pa.DataType, pending: tuple[Sighting, ...]
+    ) -> Horizon: ...
 
     def batches(self) -> Iterator[pa.RecordBatch]: ...
 
@@ -295,15 +298,18 @@ class SqlTableReader:
         )
         return stmt.where(*self.where) if self.where else stmt
 
-    def commit_horizon(self, cursor: str, arrow_type: pa.DataType) -> Any:
+    def commit_horizon(
+        self, cursor: str, arrow_type: pa.DataType, pending: tuple[Sighting, ...]
+    ) -> Horizon:
         """A cursor value below which no transaction still open can add or change a row.
 
         Called by the load before the rows are read; the watermark never passes it
-        (`LoadPlan.with_horizon`). None: no bound is needed (SQLite: one writer at a
-        time, so no commit can land behind a read) or none is known (MySQL/MariaDB: the
-        `default_lookback` window covers late commits instead).
+        (`LoadPlan.with_horizon`). `pending`: the sightings stored with the watermark.
+        No bound: none is needed (SQLite: one writer at a time, so no commit can land
+        behind a read) or none is known (MySQL/MariaDB: the `default_lookback` window
+        covers late commits instead).
         """
-        return None
+        return Horizon()
 
     def cursor_statement(self) -> Select[Any]:
         """The statement the server-side cursor path runs (a reader may refine it)."""

@@ -58,6 +58,7 @@ from sqlalchemy import (
     func,
     literal,
     or_,
+    select,
     text,
 )
 from sqlalchemy import types as sat
@@ -79,6 +80,7 @@ from datakits.types import (
     rows_to_batch,
 )
 from datakits.urls import CONNECT_TIMEOUT, safe
+from datakits.watermarks import Horizon, Sighting, encode
 
 #: Set to 0 to read through the server-side cursor instead of COPY (e.g. to compare).
 COPY_ENV = "DATAKITS_POSTGRES_COPY"
@@ -97,10 +99,10 @@ _LOST_MARKS = ("FATAL:", "server closed the connection", "could not receive data
 _HORIZON = text(
     """
     SELECT h.at, h.at AT TIME ZONE current_setting('TimeZone') AS local,
-           (h.at AT TIME ZONE current_setting('TimeZone'))::date AS day,
+           (h.at AT TIME ZONE current_setting('TimeZone'))::date AS day, h.oldest,
            h.hidden, current_user AS role, current_database() AS db
     FROM (
-        SELECT least(now(), min(a.xact_start)) AS at,
+        SELECT least(now(), min(a.xact_start)) AS at, min(a.xact_start) AS oldest,
                count(*) FILTER (WHERE a.backend_type IS NULL) AS hidden
         FROM pg_stat_activity AS a
         WHERE a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -109,6 +111,9 @@ _HORIZON = text(
     ) AS h
     """
 )
+#: How many not-yet-final sightings a watermark keeps (the newest): one per load while
+#: a transaction stays open; dropping older ones only delays the bound, never breaks it.
+_SIGHTINGS_KEPT = 16
 #: The last timestamp Arrow's int64 µs holds; later PostgreSQL values are refused.
 _ARROW_END = "294247-01-10 04:00:54.775807"
 #: What the cursor path selects for a timestamp past `_ARROW_END` (below every real one).
@@ -324,20 +329,79 @@ class PostgresReader(SqlTableReader):
             self._opening = None
         super().close()
 
-    def commit_horizon(self, cursor: str, arrow_type: pa.DataType) -> Any:
-        """The start of the oldest transaction open now (or now), in the cursor's type.
+    def commit_horizon(
+        self, cursor: str, arrow_type: pa.DataType, pending: tuple[Sighting, ...]
+    ) -> Horizon:
+        """Timestamp and date cursors: the start of the oldest transaction open now (or
+        now), in the cursor's type. Integer cursors: see `_integer_horizon`.
 
         Sound because it is taken *before* the read's snapshot: a row the read cannot
         see comes from a transaction open now or started later, and (the assumption,
         see README "Load modes") its cursor is at least that transaction's start. Rows
-        below the horizon are therefore all visible to the read. Only timestamp and date
-        cursors: an integer from a sequence has no such bound (None).
+        below the horizon are therefore all visible to the read.
         """
+        if pa.types.is_integer(arrow_type):
+            return self._integer_horizon(cursor, pending)
         temporal = pa.types.is_timestamp(arrow_type) or pa.types.is_date32(arrow_type)
         if not temporal:
-            return None
+            return Horizon()
+        row = self._open_transactions()
+        if pa.types.is_date32(arrow_type):
+            return Horizon(row.day)
+        if arrow_type.tz is None:
+            return Horizon(row.local)
+        return Horizon(row.at.astimezone(dt.UTC))
+
+    def _integer_horizon(self, cursor: str, pending: tuple[Sighting, ...]) -> Horizon:
+        """The bound for a cursor drawn from a sequence when the row is written.
+
+        A *sighting* is one snapshot's largest cursor `top` and the clock just after
+        that snapshot (`taken_at`). Every value up to `top` was drawn before the
+        snapshot, so by a transaction open at `taken_at` or committed before it. Once no
+        transaction that started before `taken_at` is open any more, each of those rows
+        is committed (visible to this read) or gone: the rows up to `top` are final.
+
+        Why transaction start times and not xids (`pg_snapshot_xmin`/`xmax`): a
+        transaction gets its xid at its first write, *after* `nextval` drew the value
+        it writes, so a transaction with an xid newer than a snapshot can still hold a
+        value below that snapshot's maximum. `pg_stat_activity.xact_start` covers
+        transactions that have no xid yet.
+
+        This load's sighting is taken first, then the open transactions, in the same
+        transaction (pg_stat_activity is read at its first access, after the sighting's
+        snapshot). The bound is the largest `top` of the final sightings (this load's
+        and the stored ones), exclusive: `top + 1`. None final: `hold`, the watermark
+        stays. Kept for later: the best final sighting and the newest others.
+        """
         assert self._conn is not None, "use the reader as a context manager first"
         self._conn.rollback()  # a fresh transaction: pg_stat_activity is read anew
+        column = self.source_table.columns[cursor]
+        try:
+            seen = self._conn.execute(
+                select(func.clock_timestamp(), func.max(column)).select_from(self.source_table)
+            ).one()
+        except DBAPIError as exc:
+            raise LoadFailed(
+                one_line(f"reading the largest {cursor} failed: {reason(exc, self.url.password)}")
+            ) from None
+        row = self._open_transactions(rollback=False)
+        # The read must see every commit up to now: a new transaction gets a new snapshot
+        # even where the server's default isolation is REPEATABLE READ.
+        self._conn.rollback()
+        taken_at, top = seen
+        sightings = (*pending, Sighting(taken_at, encode(top))) if top is not None else pending
+        final = [s for s in sightings if row.oldest is None or s.taken_at < row.oldest]
+        waiting = [s for s in sightings if s not in final][-_SIGHTINGS_KEPT:]
+        if not final:
+            return Horizon(hold=True, pending=tuple(waiting))
+        best = max(final, key=lambda s: int(s.top))
+        return Horizon(int(best.top) + 1, pending=(best, *waiting))
+
+    def _open_transactions(self, *, rollback: bool = True) -> Any:
+        """The `_HORIZON` row: the oldest open transaction of the source database."""
+        assert self._conn is not None, "use the reader as a context manager first"
+        if rollback:
+            self._conn.rollback()  # a fresh transaction: pg_stat_activity is read anew
         try:
             row = self._conn.execute(_HORIZON).one()
         except DBAPIError as exc:
@@ -351,11 +415,7 @@ class PostgresReader(SqlTableReader):
                 f"transactions still open: GRANT pg_read_all_stats TO {row.role} (it shows "
                 "activity, no table data)"
             )
-        if pa.types.is_date32(arrow_type):
-            return row.day
-        if arrow_type.tz is None:
-            return row.local
-        return row.at.astimezone(dt.UTC)
+        return row
 
     def _copy_driver(self) -> tuple[ModuleType, ModuleType] | None:
         """The ADBC modules when this read goes through COPY; None for the cursor path.

@@ -13,7 +13,7 @@ rows of the same 25 µs may be re-read (harmless with a primary key).
 Late commits: SQLite has one writer at a time, and a writer holds the lock from its
 first write to its commit, so no row can commit behind a read with a cursor the writing
 statement set (`CURRENT_TIMESTAMP`, a trigger): no commit horizon and no default
-lookback (`SqlTableReader.commit_horizon` stays None).
+lookback (`SqlTableReader.commit_horizon` gives no bound).
 """
 
 from __future__ import annotations

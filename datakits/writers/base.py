@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import pyarrow as pa
-from sqlalchemy import URL, Column, Connection, DateTime, Engine, MetaData, Table
+from sqlalchemy import URL, Column, Connection, DateTime, Engine, MetaData, Table, Text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import DropTable
 
@@ -61,7 +61,13 @@ from datakits.metadata import AuditRecord, MetaTables, ensure_meta, ensure_schem
 from datakits.spec import Deletes, Schemas
 from datakits.types import bronze_type
 from datakits.urls import connect, make_engine, parse_url, require_backend
-from datakits.watermarks import StoredWatermark, clear_watermark, read_watermark, save_watermark
+from datakits.watermarks import (
+    Sighting,
+    StoredWatermark,
+    clear_watermark,
+    read_watermark,
+    save_watermark,
+)
 
 #: Seconds a load waits for another load of the same table (or, on DuckDB, for the
 #: warehouse file) before giving up; the runner takes it from RUNNER_LOCK_TIMEOUT.
@@ -280,12 +286,30 @@ class BronzeSession:
     # --- into bronze ----------------------------------------------------------------------
 
     def evolve(self, evolution: Evolution) -> None:
-        """Add new columns and widen decimals in bronze, before the staged rows go in."""
+        """Add new columns and widen decimals in bronze, before the staged rows go in.
+
+        Columns bronze keeps as text: `restage`, once the rows are staged.
+        """
         for name in evolution.add:
             add_column(self.conn, self.schema, self.table, name, self.staging.c[name].type)
         for name, catalog in evolution.widen.items():
             with _dependents_refuse(self.target, f"widen its column {name}"):
                 alter_column_type(self.conn, self.schema, self.table, name, sql_type(catalog))
+
+    def restage(self, evolution: Evolution) -> None:
+        """Turn staged columns bronze keeps as text into text (`Evolution.as_text`).
+
+        In the staging table, once every batch is in it: only this load's rows are
+        converted, bronze's are never rewritten. Lists become JSON (`to_json`, the form
+        the earlier path gave them), other types their text cast.
+        """
+        if not evolution.as_text:
+            return
+        staging = self._staged(analyze=False)
+        for name, is_list in evolution.as_text.items():
+            alter_column_type(
+                self.conn, self.schema, staging.name, name, Text(), cast=True, json=is_list
+            )
 
     def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
         """Put the staged rows in place of bronze's, in this transaction.
@@ -410,7 +434,9 @@ class BronzeSession:
 
     # --- metadata -------------------------------------------------------------------------
 
-    def save_watermark(self, cursor_column: str, value: str | None) -> None:
+    def save_watermark(
+        self, cursor_column: str, value: str | None, pending: tuple[Sighting, ...] = ()
+    ) -> None:
         save_watermark(
             self.conn,
             self.meta,
@@ -418,6 +444,7 @@ class BronzeSession:
             table=self.table,
             cursor_column=cursor_column,
             value=value,
+            pending=pending,
             batch_id=self.stamp.batch_id,
         )
 

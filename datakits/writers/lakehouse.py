@@ -74,7 +74,7 @@ from datakits.errors import ConfigError, LoadFailed, SourceUnavailable, Warehous
 from datakits.messages import one_line
 from datakits.spec import Schemas
 from datakits.urls import parse_url, safe
-from datakits.watermarks import StoredWatermark
+from datakits.watermarks import Sighting, StoredWatermark, decode_pending, encode_pending
 
 #: Commit metadata keys (`CommitProperties.custom_metadata`) of a datakits load.
 META_PREFIX = "datakits."
@@ -196,6 +196,45 @@ def _delta_type(t: pa.DataType) -> pa.DataType:
 
 def _delta_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, _delta_type(f.type), nullable=True) for f in schema])
+
+
+def _as_json(array: pa.Array) -> pa.Array:
+    """A list column as JSON text, as the earlier path wrote lists (compact, UTF-8);
+    values JSON has no type for (decimals, timestamps) as their text."""
+    return pa.array(
+        [
+            None
+            if v is None
+            else json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
+            for v in array.to_pylist()
+        ],
+        pa.string(),
+    )
+
+
+def _conformed(reader: pa.RecordBatchReader, types: dict[str, pa.DataType]) -> pa.RecordBatchReader:
+    """`reader` with the columns named in `types` converted to those types."""
+    schema = pa.schema(
+        [pa.field(f.name, types.get(f.name, f.type), f.nullable) for f in reader.schema]
+    )
+
+    def convert(name: str, column: pa.Array) -> pa.Array:
+        target = types.get(name)
+        if target is None:
+            return column
+        text = pa.types.is_string(target) or pa.types.is_large_string(target)
+        if text and (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+            return _as_json(column).cast(target)
+        return column.cast(target)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            columns = [
+                convert(n, c) for n, c in zip(batch.schema.names, batch.columns, strict=True)
+            ]
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _catalog(schema: Any) -> dict[str, CatalogType]:
@@ -530,6 +569,8 @@ class LakehouseSession:
         self._op: tuple[str, Sequence[str]] | None = None
         self._evolve = False
         self._keep: dict[str, pa.DataType] = {}
+        #: Staged columns written in bronze's (older) type instead (`restage`).
+        self._conform: dict[str, pa.DataType] = {}
         self._metadata: dict[str, str] = {}
         #: The streamed files are the table's now: never delete them.
         self._committed = False
@@ -578,7 +619,11 @@ class LakehouseSession:
             if raw is None:
                 return None
             value = json.loads(raw)
-            return StoredWatermark(cursor_column=value["cursor_column"], value=value["value"])
+            return StoredWatermark(
+                cursor_column=value["cursor_column"],
+                value=value["value"],
+                pending=decode_pending(value.get("pending")),
+            )
         return None
 
     # --- staging --------------------------------------------------------------------------
@@ -660,6 +705,23 @@ class LakehouseSession:
             )
         self._evolve = bool(evolution.add)
 
+    def restage(self, evolution: Evolution) -> None:
+        """Write the columns bronze keeps in its own type (`datakits.drift`) in that type.
+
+        A column whose staged type differs from the Delta table's although the drift
+        was accepted: a type bronze holds exactly (float into double: Arrow's cast is
+        exact) or a string column (`Evolution.as_text`: lists as JSON, the rest cast).
+        """
+        if self._delta is None:
+            return
+        bronze = pa.schema(self._delta.schema().to_arrow())
+        staged = self._staged.schema
+        self._conform = {
+            f.name: bronze.field(f.name).type
+            for f in staged
+            if f.name in bronze.names and not bronze.field(f.name).type.equals(f.type)
+        }
+
     def replace(self, keep: dict[str, CatalogType], keys: Sequence[str]) -> None:
         if keep and self._delta is not None:
             bronze = pa.schema(self._delta.schema().to_arrow())
@@ -677,10 +739,13 @@ class LakehouseSession:
 
     # --- metadata -------------------------------------------------------------------------
 
-    def save_watermark(self, cursor_column: str, value: str | None) -> None:
-        self._metadata[META_WATERMARK] = json.dumps(
-            {"cursor_column": cursor_column, "value": value}
-        )
+    def save_watermark(
+        self, cursor_column: str, value: str | None, pending: tuple[Sighting, ...] = ()
+    ) -> None:
+        stored: dict[str, Any] = {"cursor_column": cursor_column, "value": value}
+        if pending:  # absent in commits made before the integer horizon: read as none
+            stored["pending"] = encode_pending(pending)
+        self._metadata[META_WATERMARK] = json.dumps(stored)
 
     def clear_watermark(self) -> None:
         self._metadata.pop(META_WATERMARK, None)
@@ -701,6 +766,8 @@ class LakehouseSession:
 
     def _data(self) -> pa.RecordBatchReader:
         reader = self._staged.reader()
+        if self._conform:
+            reader = _conformed(reader, self._conform)
         if not self._keep:
             return reader
         schema = reader.schema

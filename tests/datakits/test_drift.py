@@ -203,3 +203,110 @@ def test_full_refresh_fail_policy_refuses_a_new_shape(
     with pytest.raises(LoadFailed, match=r"new column\(s\) colour"):
         _load(spec, pg_source, warehouse)
     assert _state(warehouse) == before
+
+
+# --- bronze made before the type-fidelity change (real, arrays, money, char(n)) -----------
+
+
+class _Lines:
+    """A `LoadProgress` that keeps its start lines (what the runner prints)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, label: str) -> None:
+        self.started.append(label)
+
+    def advance(self, rows: int, nbytes: int) -> None:
+        pass
+
+    def finish(self, summary: str) -> None:
+        pass
+
+
+_EDGES = ("CREATE TABLE ev (id bigint PRIMARY KEY, ver bigint NOT NULL, f4 real, ints int[], "
+          "texts text[], cash money, code char(5))")  # fmt: skip
+
+#: Bronze as the earlier path wrote these columns: real widened to double, arrays as
+#: PostgreSQL's `to_json` text, money as its locale text, char(n) with its padding.
+_OLD_FORM = {
+    "postgres": [
+        "ALTER TABLE bronze.ev ALTER f4 TYPE double precision",
+        "ALTER TABLE bronze.ev ALTER ints TYPE text USING CASE id WHEN 1 THEN '[1,null,3]' END",
+        "ALTER TABLE bronze.ev ALTER texts TYPE text USING CASE id WHEN 1 THEN "
+        '\'["a b",null,"ü"]\' END',
+        "ALTER TABLE bronze.ev ALTER cash TYPE text USING CASE id WHEN 1 THEN '$1,234.50' END",
+        "UPDATE bronze.ev SET code = 'ab   '",
+    ],
+    "duckdb": [
+        "ALTER TABLE bronze.ev ALTER f4 TYPE DOUBLE",
+        "ALTER TABLE bronze.ev ALTER ints TYPE VARCHAR USING CASE id WHEN 1 THEN '[1,null,3]' END",
+        "ALTER TABLE bronze.ev ALTER texts TYPE VARCHAR USING CASE id WHEN 1 THEN "
+        '\'["a b",null,"ü"]\' END',
+        "ALTER TABLE bronze.ev ALTER cash TYPE VARCHAR USING CASE id WHEN 1 THEN '$1,234.50' END",
+        "UPDATE bronze.ev SET code = 'ab   '",
+    ],
+}
+
+
+def _old_bronze(
+    kind: str, source: str, make_warehouse: Callable[[str], str]
+) -> tuple[LoadSpec, str]:
+    """Rows 1 and 3 loaded, then bronze's columns turned into the earlier path's types and
+    values (row 3, on the watermark, is re-read by the next load: its values are NULL)."""
+    warehouse = make_warehouse(kind)
+    execute(source, _EDGES, "INSERT INTO ev VALUES (1, 1, 0.1, '{1,NULL,3}', "
+            "'{\"a b\",NULL,ü}', 1234.5, 'ab'), (3, 3, NULL, NULL, NULL, NULL, NULL)")  # fmt: skip
+    spec = _spec(kind, **INCREMENTAL)
+    _load(spec, source, warehouse)
+    for statement in _OLD_FORM[kind]:  # DuckDB: one ALTER per transaction
+        execute(warehouse, statement)
+    return spec, warehouse
+
+
+@pytest.mark.parametrize("kind", WAREHOUSES)
+def test_bronze_from_before_native_types_takes_the_next_incremental_load(
+    kind: str, pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    spec, warehouse = _old_bronze(kind, pg_source, make_warehouse)
+    before = _types(warehouse)
+    execute(pg_source, "INSERT INTO ev VALUES (2, 5, 0.25, '{4,5}', '{c,NULL}', -7.25, 'cd')")
+    lines = _Lines()
+
+    load_table(spec, spec.tables[0], pg_source, warehouse, lines)
+
+    # No column rewritten: double holds every real exactly; text holds any value.
+    assert _types(warehouse) == before
+    got = query(warehouse, "SELECT id, f4, ints, texts, cash, code FROM bronze.ev ORDER BY id")
+    assert got == [
+        (1, 0.10000000149011612, "[1,null,3]", '["a b",null,"ü"]', "$1,234.50", "ab   "),
+        (2, 0.25, "[4,5]", '["c",null]', "-7.25", "cd"),
+        (3, None, None, None, None, None),
+    ]
+    line = lines.started[-1]
+    double = "double" if kind == "duckdb" else "double precision"
+    text = "varchar" if kind == "duckdb" else "text"
+    assert f"bronze.ev.f4 stays {double}: it holds every " in line
+    assert f"bronze.ev.ints stays {text} (the source now gives " in line
+    assert "new values written as JSON text, like the rows already loaded" in line
+    assert f"bronze.ev.cash stays {text} (the source now gives decimal(19, 2)): new values " \
+        "written as text" in line  # fmt: skip
+    assert "code" not in line  # char(n) is text on both sides: no drift
+
+
+@pytest.mark.parametrize("kind", WAREHOUSES)
+def test_evolve_widens_real_to_double(
+    kind: str, pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    warehouse = make_warehouse(kind)
+    execute(pg_source, "CREATE TABLE ev (id bigint PRIMARY KEY, ver bigint NOT NULL, f real)",
+            "INSERT INTO ev VALUES (1, 1, 0.5)")  # fmt: skip
+    spec = _spec(kind, **INCREMENTAL)
+    _load(spec, pg_source, warehouse)
+    execute(pg_source, "ALTER TABLE ev ALTER f TYPE double precision",
+            "INSERT INTO ev VALUES (2, 2, 0.1)")  # fmt: skip
+
+    _load(spec, pg_source, warehouse)
+
+    assert _types(warehouse)["f"].lower() in ("double precision", "double")
+    assert query(warehouse, "SELECT f FROM bronze.ev ORDER BY id") == [(0.5,), (0.1,)]

@@ -159,7 +159,10 @@ def test_source_killed_mid_copy_is_unavailable(
                 if "rows" in line and not killed:
                     killed = admin.execute(
                         "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
-                        "FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY%%'",
+                        # Only the COPY's own session: a parallel plan adds workers
+                        # that show the same query (they end with their leader).
+                        "FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY%%' "
+                        "AND backend_type = 'client backend'",
                         (database,),
                     ).fetchone()[0]  # type: ignore[index]
                     break

@@ -185,3 +185,134 @@ def test_mariadb_row_committed_after_a_load_is_picked_up_by_the_default_window(
     _load(spec, source_url, warehouse_url)
 
     assert query(warehouse_url, "SELECT v FROM bronze.ev ORDER BY id") == [("A",), ("B",)]
+
+
+# --- integer (sequence) cursors: the sightings horizon ------------------------------------
+
+
+def _serial_events(url: str) -> None:
+    execute(url, "CREATE TABLE ev (id bigserial PRIMARY KEY, v text)",
+            "INSERT INTO ev (v) SELECT 'old' FROM generate_series(1, 3)")  # fmt: skip
+
+
+@PATHS
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+@pytest.mark.parametrize("mode", ["incremental", "append"])
+def test_postgres_serial_id_taken_early_and_committed_late_is_picked_up(
+    copy: bool,
+    warehouse: str,
+    mode: str,
+    pg_source: str,
+    make_warehouse: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A takes id 4 and stays open, B takes 5 and commits: the load sees 5 only. With
+    the watermark at 5, row 4 (committed after) was lost; the sightings hold it back."""
+    if not copy:
+        monkeypatch.setenv("DATAKITS_POSTGRES_COPY", "0")
+    _serial_events(pg_source)
+    warehouse_url = make_warehouse(warehouse)
+    spec = _spec("postgres", warehouse, mode=mode, cursor="id", primary_key=["id"])
+    _load(spec, pg_source, warehouse_url)
+
+    with _open_transaction(pg_source) as a:
+        a.execute(text("INSERT INTO ev (v) VALUES ('A')"))  # takes id 4
+        execute(pg_source, "INSERT INTO ev (v) VALUES ('B')")  # takes id 5, commits
+        first = _load(spec, pg_source, warehouse_url)  # sees 5, not 4
+        a.commit()
+    assert query(warehouse_url, "SELECT id, v FROM bronze.ev ORDER BY id")[-1] == (5, "B")
+    # Held back: A, open since before id 5 was seen, may still add below it. Only the
+    # first load's sighting (top 3) is final: the next load reads from 4 on.
+    assert first.watermark == 4
+
+    _load(spec, pg_source, warehouse_url)
+
+    got = query(warehouse_url, "SELECT id, v FROM bronze.ev ORDER BY id")
+    assert got == [(1, "old"), (2, "old"), (3, "old"), (4, "A"), (5, "B")]
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_postgres_keyless_append_on_a_serial_id_waits_for_the_open_transaction(
+    warehouse: str, pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    _serial_events(pg_source)
+    warehouse_url = make_warehouse(warehouse)
+    spec = _spec("postgres", warehouse, mode="append", cursor="id")
+    _load(spec, pg_source, warehouse_url)
+
+    with _open_transaction(pg_source) as a:
+        a.execute(text("INSERT INTO ev (v) VALUES ('A')"))
+        execute(pg_source, "INSERT INTO ev (v) VALUES ('B')")
+        held = _load(spec, pg_source, warehouse_url)
+        a.commit()
+    assert held.rows == 0  # 5 is visible, but 4 may still come: nothing past 3 is read
+    _load(spec, pg_source, warehouse_url)
+    _load(spec, pg_source, warehouse_url)  # and nothing doubles on a further run
+
+    got = query(warehouse_url, "SELECT id, v FROM bronze.ev ORDER BY id")
+    assert got == [(1, "old"), (2, "old"), (3, "old"), (4, "A"), (5, "B")]
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_postgres_serial_id_on_a_quiet_database_rereads_nothing(
+    warehouse: str, pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    """No transaction open: this load's own sighting is final, the watermark is its maximum."""
+    _serial_events(pg_source)
+    warehouse_url = make_warehouse(warehouse)
+    keyless = _spec("postgres", warehouse, mode="append", cursor="id")
+    first = _load(keyless, pg_source, warehouse_url)
+    execute(pg_source, "INSERT INTO ev (v) VALUES ('new')")
+    second = _load(keyless, pg_source, warehouse_url)
+    third = _load(keyless, pg_source, warehouse_url)
+
+    assert (first.rows, first.watermark) == (3, 3)
+    assert (second.rows, second.watermark) == (1, 4)  # only the new row
+    assert (third.rows, third.watermark) == (0, 4)  # nothing re-read
+    pending = query(warehouse_url, "SELECT pending FROM meta.watermarks")[0][0]
+    assert pending is not None and '"4"' in pending  # the final sighting, kept
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_postgres_serial_id_watermark_stored_before_sightings_is_read(
+    warehouse: str, pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    """A meta.watermarks table made before `pending` existed: read, then extended."""
+    _serial_events(pg_source)
+    warehouse_url = make_warehouse(warehouse)
+    spec = _spec("postgres", warehouse, mode="incremental", cursor="id", primary_key=["id"])
+    _load(spec, pg_source, warehouse_url)
+    execute(warehouse_url, "ALTER TABLE meta.watermarks DROP COLUMN pending",
+            "UPDATE meta.watermarks SET value = '2'")  # fmt: skip
+    execute(pg_source, "UPDATE ev SET v = 'changed' WHERE id = 3")
+
+    result = _load(spec, pg_source, warehouse_url)
+
+    assert result.rows == 2  # ids 2 and 3: from the old watermark on
+    assert result.watermark == 3
+    assert query(warehouse_url, "SELECT v FROM bronze.ev WHERE id = 3") == [("changed",)]
+    assert query(warehouse_url, "SELECT pending IS NOT NULL FROM meta.watermarks") == [(True,)]
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb"])
+def test_postgres_serial_id_drawn_before_the_transaction_first_writes_is_picked_up(
+    warehouse: str, pg_source: str, make_warehouse: Callable[[str], str]
+) -> None:
+    """Why open transactions' start times and not xids: A draws id 4 (`nextval`, no xid
+    yet), B writes 5 and commits, a load runs, and only then A writes (taking an xid
+    newer than the load's snapshot) and commits. An xid bound would take 4 for final."""
+    _serial_events(pg_source)
+    warehouse_url = make_warehouse(warehouse)
+    spec = _spec("postgres", warehouse, mode="incremental", cursor="id", primary_key=["id"])
+    _load(spec, pg_source, warehouse_url)
+
+    with _open_transaction(pg_source) as a:
+        drawn = a.execute(text("SELECT nextval('ev_id_seq')")).scalar_one()
+        execute(pg_source, "INSERT INTO ev (v) VALUES ('B')")
+        _load(spec, pg_source, warehouse_url)
+        a.execute(text("INSERT INTO ev (id, v) VALUES (:id, 'A')"), {"id": drawn})
+        a.commit()
+    _load(spec, pg_source, warehouse_url)
+
+    got = query(warehouse_url, "SELECT id, v FROM bronze.ev ORDER BY id")
+    assert got == [(1, "old"), (2, "old"), (3, "old"), (4, "A"), (5, "B")]

@@ -18,7 +18,16 @@ from datakits.drift import compare, decide
 from datakits.errors import ConfigError, LoadFailed
 from datakits.modes import Cursor, plan_load
 from datakits.spec import SchemaDrift, TableSpec
-from datakits.watermarks import CursorMax, StoredWatermark, decode, encode
+from datakits.watermarks import (
+    CursorMax,
+    Horizon,
+    Sighting,
+    StoredWatermark,
+    decode,
+    decode_pending,
+    encode,
+    encode_pending,
+)
 
 TS = pa.timestamp("us", tz="UTC")
 SOURCE = Table("ev", MetaData(), Column("id", BigInteger), Column("at", DateTime(timezone=True)))
@@ -189,3 +198,65 @@ def test_drift_refuses_what_no_type_holds() -> None:
         decide(drift, SchemaDrift.evolve, target="t", rebuild=False)
     rebuilt = decide(drift, SchemaDrift.evolve, target="t", rebuild=True)
     assert rebuilt.widen == {} and rebuilt.keep == {}
+
+
+# --- the integer horizon: hold, bound, sightings codec -------------------------------------
+
+ID = Cursor("id", pa.int64(), nullable=False)
+BY_ID = StoredWatermark("id", "10")
+
+
+@pytest.mark.parametrize(
+    ("table", "sql", "watermark"),
+    [
+        ({"mode": "incremental", "cursor": "id", "primary_key": ["id"]}, ["ev.id >= 10"], 10),
+        ({"mode": "append", "cursor": "id"}, ["ev.id > 10", "ev.id < 10"], 10),
+    ],
+    ids=["keyed", "keyless"],
+)
+def test_hold_keeps_the_watermark_and_keyless_reads_nothing_past_it(
+    table: dict[str, Any], sql: list[str], watermark: int
+) -> None:
+    plan = plan_load(_table(**table), ID, bronze_exists=True, stored=BY_ID, target="t")
+    held = plan.with_horizon(Horizon(hold=True))
+    assert _sql(held.conditions(SOURCE)) == sql
+    assert held.next_watermark(25) == watermark
+
+
+def test_hold_on_a_first_keyless_load_reads_nothing_and_saves_no_watermark() -> None:
+    plan = plan_load(_table(mode="append", cursor="id"), ID, bronze_exists=False, stored=None,
+                     target="t")  # fmt: skip
+    held = plan.with_horizon(Horizon(hold=True))
+    assert _sql(held.conditions(SOURCE)) == ["ev.id IS NOT NULL", "false"]
+    assert held.next_watermark(None) is None
+
+
+def test_integer_bound_stops_the_watermark_and_sightings_round_trip() -> None:
+    table = _table(mode="incremental", cursor="id", primary_key=["id"])
+    seen = Sighting(dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC), "17")
+    plan = plan_load(table, ID, bronze_exists=True, stored=BY_ID, target="t")
+    bounded = plan.with_horizon(Horizon(18, pending=(seen,)))
+    assert bounded.next_watermark(25) == 18 and bounded.next_watermark(12) == 12
+    assert bounded.pending == (seen,)
+    assert decode_pending(encode_pending((seen,))) == (seen,)
+    assert decode_pending(None) == () and encode_pending(()) is None
+
+
+def test_drift_keeps_what_bronze_holds_and_takes_any_type_into_text() -> None:
+    bronze = {
+        "f": CatalogType("double precision"),
+        "a": CatalogType("text"),
+        "m": CatalogType("varchar"),
+        "r": CatalogType("real"),
+        "n": CatalogType("bigint"),
+    }
+    now = {"f": CatalogType("real"), "a": CatalogType("array"),
+           "m": CatalogType("decimal", 19, 2), "r": CatalogType("double precision"),
+           "n": CatalogType("text")}  # fmt: skip
+    with pytest.raises(LoadFailed, match=r"incompatible type change in t .*: n \(bigint in"):
+        decide(compare(bronze, now), SchemaDrift.evolve, target="t", rebuild=False)
+    del now["n"], bronze["n"]
+    evolution = decide(compare(bronze, now), SchemaDrift.evolve, target="t", rebuild=False)
+    assert evolution.widen == {"r": CatalogType("double precision")}
+    assert evolution.as_text == {"a": True, "m": False}
+    assert len(evolution.notes) == 4 and "t.f stays double precision" in evolution.notes[0]

@@ -17,9 +17,12 @@ from deltalake import DeltaTable
 
 from datakits.errors import ConfigError, LoadFailed, SourceUnavailable, WarehouseBusy
 from datakits.load import load_table
+from datakits.spec import LoadSpec
 from datakits.writers.base import LoadStamp
 from datakits.writers.lakehouse import LakehouseWriter, lake_location
+from devtools.postgres import PostgresCluster
 from devtools.s3 import SECRET_KEY, S3Server
+from tests.datakits.bronze_state import execute
 from tests.datakits.runner_proc import run_extract, start_extract
 from tests.lakehouse.conftest import make_source, make_spec
 
@@ -146,11 +149,12 @@ def test_drift_new_column_evolves_incompatible_type_fails(tmp_path: Path, lake_u
     assert "tag" in names and table.version() == 1
     data = table.to_pyarrow_table().sort_by("id")
     assert data["tag"].to_pylist()[2] == "x" and data["tag"].null_count == 19
-    # `updated` becomes text at the source: old rows cannot take it → refused, unchanged
+    # `amount` becomes text at the source: old rows cannot take it → refused, unchanged
+    # (the reverse, a text column whose source became a number, takes the numbers as text)
     with sqlite3.connect(db) as conn:
         conn.execute("ALTER TABLE events RENAME TO old")
         conn.execute(
-            "CREATE TABLE events (id INTEGER PRIMARY KEY, amount NUMERIC(12,2), "
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, amount TEXT, "
             "note TEXT, updated INTEGER NOT NULL, tag INTEGER)"
         )
         conn.execute("INSERT INTO events SELECT id, amount, note, updated + 1000, 7 FROM old")
@@ -249,3 +253,54 @@ def test_append_with_a_key_inserts_only_absent_keys_and_leaves_no_staged_file(
     assert _data_files(s3_server, bucket) >= _files(table)
     staged = {f for f in _data_files(s3_server, bucket) if second.batch_id in f}
     assert staged == set()
+
+
+def test_delta_bronze_from_before_native_types_takes_the_next_load(
+    pg_cluster: PostgresCluster, lake_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A Delta table written when `real` was double and arrays/money were text (the
+    earlier path): the next incremental load writes its rows in those types."""
+    import hashlib
+
+    from deltalake import CommitProperties, write_deltalake
+
+    name = (
+        "lkold_" + hashlib.sha1(request.node.nodeid.encode(), usedforsecurity=False).hexdigest()[:8]
+    )
+    source = pg_cluster.create_database(name)
+    execute(source, "CREATE TABLE ev (id bigint PRIMARY KEY, ver bigint NOT NULL, f4 real, "
+            "ints int[], cash money)", "INSERT INTO ev VALUES (1, 1, 0.1, '{1,NULL}', 2.5), "
+            "(3, 3, NULL, NULL, NULL)")  # fmt: skip
+    spec = LoadSpec.model_validate(
+        {
+            "tenant": "lake",
+            "source": {"kind": "postgres", "connection": {"env": "SRC"}},
+            "warehouse": {"kind": "lakehouse", "connection": {"env": "WH"}},
+            "tables": [{"name": "ev", **INCREMENTAL, "cursor": "ver"}],
+        }
+    )
+    load_table(spec, spec.tables[0], source, lake_url)
+    table = delta(lake_url, table="ev")
+    meta = {k: str(v) for k, v in table.history(1)[0].items() if k.startswith("datakits.")}
+    data = table.to_pyarrow_table().sort_by("id")
+    old = (
+        data.set_column(2, "f4", data["f4"].cast(pa.float64()))
+        .set_column(3, "ints", pa.array(["[1,null]", None], pa.string()))
+        .set_column(4, "cash", pa.array(["$2.50", None], pa.string()))
+    )
+    write_deltalake(table.table_uri, old, mode="overwrite", schema_mode="overwrite",
+                    storage_options=lake_location(lake_url).storage_options(),
+                    commit_properties=CommitProperties(custom_metadata=meta))  # fmt: skip
+    execute(source, "INSERT INTO ev VALUES (2, 5, 0.25, '{4,5}', -7.25)")
+
+    load_table(spec, spec.tables[0], source, lake_url)
+
+    after = delta(lake_url, table="ev").to_pyarrow_table().sort_by("id")
+    assert after.schema.field("f4").type == pa.float64()
+    assert after.schema.field("ints").type == pa.string()
+    got = after.select(["id", "f4", "ints", "cash"]).to_pylist()
+    assert [tuple(r.values()) for r in got] == [
+        (1, 0.10000000149011612, "[1,null]", "$2.50"),
+        (2, 0.25, "[4,5]", "-7.25"),
+        (3, None, None, None),
+    ]
