@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dag_factory.doctor.airflow_side import check_pool, resolve_ref
 from dag_factory.doctor.findings import Finding, Status
+from dag_factory.doctor.graph import CHECK, check_graph
 from dag_factory.doctor.layers import finish_listings, start_listings
 from dag_factory.doctor.servers import check_source, check_warehouse
 from dag_factory.loader import Tenant
@@ -71,6 +72,7 @@ class Doctor:
             name, "warehouse.connection", spec.warehouse.connection, spec.warehouse.kind
         )
         pool = self._airflow.submit(_guarded, name, "pool", lambda: [check_pool(name, spec.pool)])
+        graph = _guarded(name, CHECK, lambda: [check_graph(tenant, self.root)])
 
         def source() -> list[Finding]:
             url, resolved = source_url.result()
@@ -102,4 +104,4 @@ class Doctor:
             self._work.submit(_guarded, name, "warehouse", warehouse_and_dbt),
             pool,
         ]
-        return lambda: [finding for part in parts for finding in part.result()]
+        return lambda: [*graph, *(finding for part in parts for finding in part.result())]

@@ -114,6 +114,9 @@ def test_demo_passes_every_check(demo_env: dict[str, str]):
     by_check = {f["check"]: f["message"] for f in findings}
     assert by_check["dbt gold"] == "layer gold selects 1 model(s): revenue_per_customer_month"
     assert by_check["pool"] == "pool tenant_demo exists (2 slots)"
+    assert by_check["dbt graph"] == (  # the suite's tenants are compiled by no one
+        "none: one task per dbt layer (run `dag-factory dbt compile demo` for one per model)"
+    )
 
 
 def test_acme_passes_every_check(acme_env: dict[str, str]):
