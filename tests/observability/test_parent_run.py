@@ -24,7 +24,8 @@ from devtools.shop import generate_shop
 from runners.lineage import NAMESPACE as RUNNER_NAMESPACE
 from tests.integration.test_tenant_dags import dags_test
 from tests.observability.conftest import MakeTenant
-from tests.observability.test_lineage import Receiver, _validate
+from tests.observability.openlineage_schema import validate_events
+from tests.observability.test_lineage import Receiver
 
 #: The provider's job namespace in this test (its default is `default`).
 AIRFLOW_NAMESPACE = "airflow-test"
@@ -67,7 +68,7 @@ def test_runner_events_name_airflows_task_runs_as_parent(
         },
     )
     events = receiver.events()
-    _validate(events)
+    validate_events(events)  # Airflow's events and the runner's
     airflow_runs: dict[str, dict[str, set[str]]] = {}  # task → event type → run ids
     for event in events:
         job = event["job"]
