@@ -277,7 +277,10 @@ def test_postgres_builds_silver_then_gold(pg: SimpleNamespace) -> None:
             "AND nspname <> 'information_schema'",
         )
     }
-    assert schemas == {"public", "acme_bronze", "acme_silver", "acme_gold"}
+    # the layers' schemas, and meta, where each run keeps its dbt artifacts; nothing else
+    assert schemas == {"public", "acme_bronze", "acme_silver", "acme_gold", "acme_meta"}
+    kinds = _pg(pg.dsn, "SELECT kind, count(*) FROM acme_meta.dbt_artifacts GROUP BY kind")
+    assert dict(kinds) == {"manifest": 2, "run_results": 2}  # silver, then gold
 
 
 def test_profiles_yml_and_logs_hold_no_password(pg: SimpleNamespace) -> None:
