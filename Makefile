@@ -24,7 +24,7 @@ help:
 	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
 	@echo "make ui     the tenants of warehouses/ in a local Airflow (UI + scheduler) until Ctrl-C"
 	@echo "make test   set up everything, run ruff, the import contracts and pytest"
-	@echo "make test-fast [ARGS=…]  the same without any test that starts a server (< 1 min)"
+	@echo "make test-fast [ARGS=…]  the same without tests that start a server or build dbt (< 1 min)"
 	@echo "make clean  remove .venv and .data"
 	@echo "make platform-up / platform-down   Traefik + registry for the laptop path"
 	@echo "make astro-wheels                  wheels and tenants for the Astro image"
@@ -73,9 +73,10 @@ lint: install
 test: install services lint
 	$(BIN)/pytest
 
-# What a contributor waits for: lint and every test that starts no server. The marks are
+# What a contributor waits for: lint and every test that starts no server and runs no whole
+# dbt build (`dbt`: the modules in tests/conftest.py DBT_MODULES). The server marks are
 # derived from each test's fixtures (tests/conftest.py); ARGS narrows it (paths, -k, -x).
-FAST_MARKS := not (postgres or mariadb or docker or airflow or browser or prometheus or s3 or spark)
+FAST_MARKS := not (postgres or mariadb or docker or airflow or browser or prometheus or s3 or spark or dbt)
 
 # Two workers, a test file each at a time (module fixtures stay shared): on this 2-core
 # machine, quiet, 52 s against 90 s serial. `make test` stays serial (its servers and ports).

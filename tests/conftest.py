@@ -87,11 +87,29 @@ def pytest_configure(config: pytest.Config) -> None:
     point the DAG file at the committed tenants (`_committed_tenants`)."""
     for mark, (_, meaning) in SERVER_MARKS.items():
         config.addinivalue_line("markers", f"{mark}: {meaning}")
+    config.addinivalue_line("markers", DBT_MARK)
     os.environ.setdefault("DAG_FACTORY_WAREHOUSES", str(_committed_tenants()))
 
 
+#: Modules whose tests run whole dbt invocations (3-10 s each, no server): marked `dbt`, so
+#: `make test` runs them and `make test-fast` (a minute's budget) leaves them out.
+DBT_MODULES = frozenset(
+    {
+        "tests/benchmarks/test_dbt_project_gen.py",
+        "tests/dag_factory/test_compile.py",
+        "tests/dag_factory/test_docs.py",
+        "tests/runners/test_dbt.py",
+        "tests/runners/test_dbt_failures.py",
+        "tests/runners/test_dbt_graph.py",
+        "tests/runners/test_layers.py",
+        "tests/runners/test_report_nodes.py",
+    }
+)
+DBT_MARK = "dbt: runs real dbt builds, seconds each (tests/conftest.py DBT_MODULES)"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test by the servers its fixture closure starts.
+    """Mark each test by the servers its fixture closure starts, and `dbt` by module.
 
     `item.fixturenames` is the whole closure: a fixture that depends on `pg_cluster`
     (pg_source, make_warehouse, ...) marks its tests `postgres` too.
@@ -101,6 +119,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for mark, (fixtures, _) in SERVER_MARKS.items():
             if used & fixtures:
                 item.add_marker(mark)
+        module = Path(str(item.fspath)).resolve()
+        if module.is_relative_to(REPO) and module.relative_to(REPO).as_posix() in DBT_MODULES:
+            item.add_marker("dbt")
 
 
 _DESELECTED = pytest.StashKey[int]()
