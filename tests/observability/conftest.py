@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,4 +79,42 @@ def make_tenant(warehouses: Path) -> MakeTenant:
 
 
 # The lakehouse tests' S3-compatible server (moto), for `dag-factory status` on a lake tenant.
+
+
+class Receiver:
+    """A lineage backend's HTTP endpoint: keeps each POST's path, headers and body."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+        received = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append((self.path, dict(self.headers), body))
+                self.send_response(201)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, _, body in self.posts]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
 from tests.lakehouse.conftest import s3_server  # noqa: E402, F401

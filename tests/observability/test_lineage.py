@@ -5,57 +5,19 @@ OpenLineage schema and each facet's own schema (`openlineage_schema`, vendored f
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runners.lineage import NAMESPACE, PRODUCER, dataset_address
+from tests.observability.conftest import Receiver
 from tests.observability.openlineage_schema import problems, validate_events
 from tests.observability.runner_helpers import result_of, run_extract, spec, sqlite_source
 
 SECRET = "s3cr3t-key-do-not-log"
 PARENT_RUN = str(uuid.uuid4())
-
-
-class Receiver:
-    """A lineage backend's HTTP endpoint: keeps each POST's path, headers and body."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, str], bytes]] = []
-        received = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append((self.path, dict(self.headers), body))
-                self.send_response(201)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, _, body in self.posts]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def test_extract_sends_start_and_complete_with_datasets(receiver: Receiver, tmp_path: Path) -> None:

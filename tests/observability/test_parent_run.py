@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,25 +21,12 @@ from datakits.contract import OPENLINEAGE_URL_ENV, PARENT_RUN_ENV, RUN_ID_ENV
 from devtools.shop import generate_shop
 from runners.lineage import NAMESPACE as RUNNER_NAMESPACE
 from tests.integration.test_tenant_dags import dags_test
-from tests.observability.conftest import MakeTenant
+from tests.observability.conftest import MakeTenant, Receiver
 from tests.observability.openlineage_schema import validate_events
-from tests.observability.test_lineage import Receiver
 
 #: The provider's job namespace in this test (its default is `default`).
 AIRFLOW_NAMESPACE = "airflow-test"
 DAG_ID = "tenant_demo"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def _parent(event: dict[str, Any]) -> dict[str, Any]:
