@@ -23,7 +23,7 @@ from dag_factory.adapters import adapter_for, model_fields_for
 from dag_factory.adapters.model_task import clone_operator
 from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks, freshness_deadline
-from dag_factory.dbt_graph import DbtGraph, GraphError, graph_path, load
+from dag_factory.dbt_graph import DbtGraph, tenant_graph
 from dag_factory.errors import Problem, TenantFileError
 from dag_factory.images import dbt_image
 from dag_factory.isolation import effective_executor
@@ -82,12 +82,8 @@ def _model_doc(task: PlannedTask) -> str:
 
 
 def read_graph(tenant: Tenant) -> tuple[DbtGraph | None, str | None]:
-    """The tenant's compiled dbt graph (None when it has none) and, for a file that cannot
-    be used, the error that says why: the tenant then keeps its layer tasks."""
-    try:
-        return load(graph_path(tenant.file.parent)), None
-    except GraphError as exc:
-        return None, str(exc)
+    """The tenant's compiled dbt graph and, for an unusable file, why (`tenant_graph`)."""
+    return tenant_graph(tenant.file.parent)
 
 
 def _schedule(spec: TenantSpec) -> Any:

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dag_factory.adapters import renderer_for
+from dag_factory.dbt_graph import DbtGraph, tenant_graph
 from dag_factory.errors import TenantFileError
 from dag_factory.loader import TENANT_FILE, Loader, LoadReport, Tenant
 from dag_factory.plan import PlatformOverrides, plan_tenant
@@ -178,9 +179,15 @@ def plan(
     warehouses: WarehousesOption = DEFAULT_WAREHOUSES,
 ) -> None:
     """Show the tasks a tenant's DAG runs: id, image, argv, env names, upstreams."""
+    loaded = _one_tenant(warehouses, tenant)
     planned = plan_tenant(
-        _one_tenant(warehouses, tenant), warehouses.resolve().parent, PlatformOverrides.from_env()
+        loaded,
+        warehouses.resolve().parent,
+        PlatformOverrides.from_env(),
+        _compiled_graph(loaded),
     )
+    if planned.fallback is not None:
+        err.print(f"{tenant}: layer tasks: {planned.fallback}", highlight=False, soft_wrap=True)
     table = Table(
         "task", "image", "runner argv", "env", "secrets", "upstream", title=planned.dag_id
     )
@@ -194,6 +201,15 @@ def plan(
             ", ".join(task.upstream) or "-",
         )
     out.print(table)
+
+
+def _compiled_graph(tenant: Tenant) -> DbtGraph | None:
+    """The tenant's compiled dbt graph, as the DAG file reads it (`plan`, `render` show
+    what the DAG runs: model tasks and the tenant's own dbt image when there is one)."""
+    graph, problem = tenant_graph(tenant.file.parent)
+    if problem is not None:
+        err.print(f"{tenant.spec.tenant}: {problem}", highlight=False, soft_wrap=True)
+    return graph
 
 
 def _one_tenant(warehouses: Path, tenant: str) -> Tenant:
@@ -218,7 +234,7 @@ def render(
     For kubernetes, the pod manifests as YAML documents."""
     loaded = _one_tenant(warehouses, tenant)
     root = warehouses.resolve().parent
-    planned = plan_tenant(loaded, root, PlatformOverrides.from_env())
+    planned = plan_tenant(loaded, root, PlatformOverrides.from_env(), _compiled_graph(loaded))
     renderer = renderer_for(executor)
     documents = [renderer(task) for task in planned.tasks]
     sys.stdout.write(yaml.safe_dump_all(documents, sort_keys=False))

@@ -118,3 +118,13 @@ def load(path: Path) -> DbtGraph | None:
     except FileNotFoundError:
         return None
     return parse(text, str(path))
+
+
+def tenant_graph(tenant_dir: Path) -> tuple[DbtGraph | None, str | None]:
+    """The compiled graph of the tenant in `tenant_dir` (None when it has none) and, for a
+    file that cannot be used, the error that says why: the tenant then keeps its layer
+    tasks. The DAG build, `dag-factory plan`/`render` and the doctor read it this way."""
+    try:
+        return load(graph_path(tenant_dir)), None
+    except GraphError as exc:
+        return None, str(exc)
