@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from tests.dag_factory.conftest import REPO, WriteTenant
+from tests.dag_factory.graphs import graph_doc, shop_nodes, write_graph
 
 CLI = Path(sys.executable).parent / "dag-factory"
 
@@ -64,6 +65,29 @@ def test_plan_and_list():
     assert planned.returncode == 0 and "extract_orders" in planned.stdout
     listed = run("list")
     assert listed.returncode == 0 and "acme" in listed.stdout and "demo" in listed.stdout
+
+
+def test_plan_and_render_show_the_model_tasks_of_a_compiled_tenant(tmp_path: Path):
+    shutil.copytree(
+        REPO / "warehouses", tmp_path / "warehouses", ignore=shutil.ignore_patterns("compiled")
+    )
+    plain = run("render", "demo", "-w", str(tmp_path / "warehouses"))
+    assert [d["task_id"] for d in yaml.safe_load_all(plain.stdout)][-2:] == [
+        "dbt_silver",
+        "dbt_gold",
+    ]
+    write_graph(
+        tmp_path / "warehouses" / "demo",
+        graph_doc("demo", "warehouses/_dbt/shop", shop_nodes()),
+    )
+    rendered = run("render", "demo", "-w", str(tmp_path / "warehouses"))
+    docs = {d["task_id"]: d for d in yaml.safe_load_all(rendered.stdout)}
+    assert {"dbt_build", "silver.customers", "gold.revenue_per_customer_month"} <= set(docs)
+    assert "--report-nodes" in docs["dbt_build"]["argv"]
+    # the tenant's own dbt image, tagged from the graph (the local adapter runs no image)
+    assert docs["dbt_build"]["image"].startswith("registry.localhost/tenant-dbt-demo:")
+    planned = run("plan", "demo", "-w", str(tmp_path / "warehouses"))
+    assert planned.returncode == 0 and "dbt_build" in planned.stdout
 
 
 def test_unknown_tenant_fails_with_one_line():
