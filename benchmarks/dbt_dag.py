@@ -322,6 +322,42 @@ def run_ours(
     }
 
 
+#: A DAG of `tasks` no-op tasks, each after up to two earlier ones (a model graph's fan-in):
+#: what Airflow itself costs per task in `airflow dags test`, whatever the task does.
+FLOOR_DAG = """
+import datetime as dt
+from airflow.sdk import DAG, BaseOperator
+
+class Noop(BaseOperator):
+    def execute(self, context):
+        return None
+
+with DAG("airflow_floor", schedule=None, start_date=dt.datetime(2026, 1, 1)):
+    made = []
+    for i in range({tasks}):
+        task = Noop(task_id=f"t{{i}}")
+        for earlier in made[-2:]:
+            earlier >> task
+        made.append(task)
+"""
+
+
+def run_floor(tasks: int, env: dict[str, str], airflow_db: Path, folder: Path) -> float:
+    """Seconds `airflow dags test` takes for `tasks` no-op tasks (first start to last end):
+    the least any design with one Airflow task per dbt model can cost on top of dbt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "airflow_floor.py").write_text(FLOOR_DAG.format(tasks=tasks))
+    subprocess.run(
+        [BIN / "airflow", "dags", "test", "airflow_floor"],
+        env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)},
+        capture_output=True,
+        check=True,
+        cwd=REPO,
+    )
+    times = task_times(airflow_db, "airflow_floor")
+    return max(end for _, _, end, _ in times) - min(start for _, start, _, _ in times)
+
+
 def run_plain(tenant: Tenant, out: Path) -> dict:
     target = out / "target-plain"
     shutil.rmtree(target, ignore_errors=True)
@@ -478,7 +514,13 @@ def bench(work: Path, args: argparse.Namespace) -> dict:
             functools.partial(run_plain, tenant, work / "plain" / tenant.name),
         )
 
-    return report(args, mode, tenants, parse_rows, tenants_row, run_rows)
+    dbt_tasks = run_rows["bench"][0][-1]["dbt_tasks"]
+    floor_s = statistics.median(
+        run_floor(dbt_tasks, airflow_env, airflow_db, work / "floor")
+        for _ in range(max(1, args.repeat))
+    )
+    log(f"airflow floor: {dbt_tasks} no-op tasks in {floor_s:.2f} s")
+    return report(args, mode, tenants, parse_rows, tenants_row, run_rows, (dbt_tasks, floor_s))
 
 
 def _ratio(rows: dict[str, dict], other: str, *keys: str) -> float | None:
@@ -495,6 +537,7 @@ def report(
     parse_rows: dict[str, dict[str, dict]],
     tenants_row: dict,
     run_rows: dict[str, tuple[list[dict], list[dict]]],
+    floor: tuple[int, float],
 ) -> dict:
     log(f"\nmode: {mode}; median of {args.repeat}, fresh process each")
     log(
@@ -590,6 +633,17 @@ def report(
             "rss_after_imports_mb": round(tenants_row["rss_imports_mb"]),
         },
         "run": run_detail,
+        # Airflow's own cost of as many no-op tasks as the bench DAG has dbt tasks, and the
+        # ratio a plain dbt build plus that cost would give: the floor of any design with
+        # one Airflow task per model
+        "airflow_floor": {
+            "tasks": floor[0],
+            "seconds": round(floor[1], 2),
+            "ms_per_task": round(1000 * floor[1] / floor[0], 1),
+            "run_overhead_floor": round(
+                (run_detail["bench"]["plain_s"] + floor[1]) / run_detail["bench"]["plain_s"], 3
+            ),
+        },
     }
 
 
