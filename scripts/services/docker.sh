@@ -5,7 +5,7 @@
 # kubectl (for `kubectl kustomize` in the Kubernetes tests) is usually on the machine;
 # Debian's kubernetes-client is the fallback.
 _docker_missing=()
-[ -x /usr/bin/dockerd ] || _docker_missing+=(docker.io)
+{ [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ]; } || _docker_missing+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || _docker_missing+=(docker-registry)
 command -v debootstrap >/dev/null 2>&1 || _docker_missing+=(debootstrap)
 command -v kubectl >/dev/null 2>&1 || _docker_missing+=(kubernetes-client)
