@@ -10,6 +10,7 @@ the tenants' files and the code that writes the graph.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -21,19 +22,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 #: What a developer's runs leave in a tenants folder (all git-ignored): never compiled from.
 LOCAL_OUTPUT = ("compiled", "target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal")
+#: Not part of the key either: local output and byte code.
+_SKIPPED = (*LOCAL_OUTPUT, "__pycache__")
 #: The code whose change changes a compiled graph.
 _GRAPH_CODE = ("runners/dbt_graph.py", "runners/dbt_project.py", "runners/dbt.py")
 
 
+def _local_output(relative: Path) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in _SKIPPED)
+
+
 def _key(warehouses: Path) -> str:
     digest = hashlib.sha256()
-    skipped = {"compiled", "target", "logs", "dbt_packages", "__pycache__"}
     tenant_files = sorted(
         p
         for p in warehouses.rglob("*")
-        if p.is_file()
-        and not skipped & set(p.relative_to(warehouses).parts)
-        and not p.name.endswith((".duckdb", ".duckdb.wal"))
+        if p.is_file() and not _local_output(p.relative_to(warehouses))
     )
     named = [(p.relative_to(warehouses).as_posix(), p) for p in tenant_files]
     named += [(name, REPO / name) for name in _GRAPH_CODE]

@@ -18,6 +18,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # Validated tenant specs are cached on disk; the test run keeps its own cache.
 os.environ.setdefault("DAG_FACTORY_CACHE_DIR", tempfile.mkdtemp(prefix="dag-factory-cache-"))
 
+from devtools.compiled import LOCAL_OUTPUT
 from devtools.mariadb import MariaDBServer
 from devtools.postgres import PostgresCluster, free_port
 
@@ -66,10 +67,6 @@ SERVER_MARKS: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
-#: What a developer's runs leave in a checkout's tenants folder (all git-ignored).
-_LOCAL_OUTPUT = ("compiled", "target", "logs", "dbt_packages", "*.duckdb", "*.duckdb.wal")
-
-
 def _committed_tenants() -> Path:
     """A copy of the repository's tenants folder without local build output.
 
@@ -78,7 +75,7 @@ def _committed_tenants() -> Path:
     a fresh clone and in a checkout where the demo ran first.
     """
     view = Path(tempfile.mkdtemp(prefix="tenants-")) / "warehouses"
-    shutil.copytree(REPO / "warehouses", view, ignore=shutil.ignore_patterns(*_LOCAL_OUTPUT))
+    shutil.copytree(REPO / "warehouses", view, ignore=shutil.ignore_patterns(*LOCAL_OUTPUT))
     return view
 
 
