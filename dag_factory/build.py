@@ -50,10 +50,13 @@ def executor_for(tenant: Tenant) -> Executor:
 def _dbt_line(plan: TenantPlan, graph: DbtGraph | None) -> str:
     if plan.fallback is not None or graph is None:
         return f"one task per layer (`dbt_<layer>`): {plan.fallback}"
+    units = sum(1 for t in plan.tasks if t.is_model)
+    grain = "dbt node" if units == len(graph.nodes) else "project folder (`dbt.tasks: folder`)"
     return (
-        f"one task per dbt node ({len(graph.nodes)}, from the compiled graph: dbt "
-        f"{graph.dbt_version}, project hash `{graph.project_hash[:12]}`); `dbt_build` runs "
-        "them all in one dbt build, each node's task reports its status or reruns it"
+        f"one task per {grain} ({units} tasks for {len(graph.nodes)} nodes, from the compiled "
+        f"graph: dbt {graph.dbt_version}, project hash `{graph.project_hash[:12]}`); "
+        "`dbt_build` runs them all in one dbt build, each task reports its nodes' status or "
+        "reruns them"
     )
 
 
@@ -70,15 +73,17 @@ def _doc(tenant: Tenant, executor: Executor, dbt: str) -> str:
 
 
 def _model_doc(task: PlannedTask) -> str:
-    """The task doc of a model task: its dbt node and the tests it answers for."""
-    node = task.node
-    assert node is not None
-    tests = "".join(f"\n  * `{t}`" for t in node.tests) or " none"
-    sources = ", ".join(f"`{t}`" for t in node.sources) or "none"
-    return (
-        f"dbt {node.resource_type} `{node.unique_id}` ({node.materialized}), layer "
-        f"`{node.layer}`\n\n* bronze sources: {sources}\n* tests:{tests}\n"
-    )
+    """The task doc of a model task: its dbt nodes and the tests it answers for."""
+    parts = []
+    for node in task.nodes:
+        tests = "".join(f"\n  * `{t}`" for t in node.tests) or " none"
+        sources = ", ".join(f"`{t}`" for t in node.sources) or "none"
+        parts.append(
+            f"dbt {node.resource_type} `{node.unique_id}` ({node.materialized}), layer "
+            f"`{node.layer}`, `{node.path or '?'}`\n\n* bronze sources: {sources}\n"
+            f"* tests:{tests}\n"
+        )
+    return "\n".join(parts)
 
 
 def read_graph(tenant: Tenant) -> tuple[DbtGraph | None, str | None]:
@@ -167,7 +172,7 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
         operators: dict[str, BaseOperator] = {
             task.task_id: adapter(task, task_kwargs(task, assets))
             for task in plan.tasks
-            if task.node is None
+            if not task.is_model
         }
         # one TaskGroup per layer, for model tasks only (layer tasks stay top-level)
         groups = {layer: TaskGroup(layer, dag=dag) for layer in spec.dbt.layers if plan.gates}
@@ -223,7 +228,7 @@ def _model_operators(
     made: dict[str, BaseOperator] = {}
     prototype: tuple[PlannedTask, BaseOperator] | None = None
     for task in plan.tasks:
-        if task.node is None or task.group is None:
+        if not task.is_model or task.group is None:
             continue
         group = groups[task.group]
         doc = _model_doc(task)
@@ -235,14 +240,13 @@ def _model_operators(
                 prototype[1],
                 {
                     **fields_of(task),
-                    "task_id": group.child_id(task.node.name),
+                    "task_id": group.child_id(name := task.task_id.split(".", 1)[1]),
                     "doc_md": doc,
                     "outlets": [assets[uri] for uri in task.outlets],
                     "inlets": [assets[uri] for uri in task.inlets],
-                    "dbt_node": task.node.unique_id,
-                    "dbt_tests": task.node.tests,
+                    "dbt_nodes": {n.unique_id: n.tests for n in task.nodes},
                 },
-                task.node.name,
+                name,
             )
             group.add(op)
         dag.add_task(op)
@@ -258,9 +262,9 @@ def model_operator(
     assets: dict[str, Asset],
 ) -> BaseOperator:
     """A model task's operator as its adapter builds it (not yet in the DAG)."""
-    assert task.node is not None
     kwargs = task_kwargs(task, assets)
-    kwargs.update(default_args, task_id=task.node.name, task_group=group, doc_md=_model_doc(task))
+    name = task.task_id.split(".", 1)[1]  # `<layer>.<name>`: the id within its TaskGroup
+    kwargs.update(default_args, task_id=name, task_group=group, doc_md=_model_doc(task))
     return adapter(task, kwargs)
 
 

@@ -43,6 +43,9 @@ class GraphNode:
     sources: tuple[str, ...]
     #: Unique ids of the tests attached to it.
     tests: tuple[str, ...]
+    #: Its file in the project (`models/marts/finance/fct_orders.sql`); "" in a graph
+    #: compiled before files were recorded.
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def _node(unique_id: str, raw: Mapping[str, Any]) -> GraphNode:
         depends_on=tuple(raw.get("depends_on", ())),
         sources=tuple(raw.get("sources", ())),
         tests=tuple(raw.get("tests", ())),
+        path=str(raw.get("path", "")),
     )
 
 

@@ -29,7 +29,8 @@ from dag_factory.images import dbt_image, image_ref
 from dag_factory.k8s_names import label_value
 from dag_factory.k8s_objects import labels, placement, secret_refs
 from dag_factory.loader import Tenant
-from dag_factory.spec import SecretKeyRef, TaskSettings, TenantSpec, asset_uri
+from dag_factory.model_units import ModelUnit, model_units
+from dag_factory.spec import DbtTaskGrain, SecretKeyRef, TaskSettings, TenantSpec, asset_uri
 from datakits.contract import (
     PROGRESS_INTERVAL_ENV,
     RUNNER_SPEC_ENV,
@@ -56,7 +57,7 @@ NO_GRAPH = "no compiled dbt graph: `dag-factory dbt compile` gives one task per 
 class TaskKind(StrEnum):
     extract = "extract"
     dbt = "dbt"
-    #: One dbt node of a compiled graph (`dag_factory.dbt_graph`); its settings are dbt's.
+    #: Nodes of a compiled graph (`dag_factory.model_units`); its settings are dbt's.
     model = "model"
 
 
@@ -140,8 +141,9 @@ class PlannedTask:
     #: An extract's table and load mode (what a run's options refer to); None for dbt.
     table: str | None = None
     load_mode: LoadMode | None = None
-    #: A model task's node of the compiled graph, and its TaskGroup (the layer); None else.
-    node: GraphNode | None = None
+    #: A model task's nodes of the compiled graph (one, or a folder's: `dbt.tasks`) and
+    #: its TaskGroup (the layer); empty and None for other tasks.
+    nodes: tuple[GraphNode, ...] = ()
     group: str | None = None
     #: Asset URIs this task reads (a model task's parents and bronze sources).
     inlets: tuple[str, ...] = ()
@@ -149,6 +151,11 @@ class PlannedTask:
     @property
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
+
+    @property
+    def is_model(self) -> bool:
+        """Whether this is a model task (it covers nodes of the compiled graph)."""
+        return bool(self.nodes)
 
 
 @dataclass(frozen=True)
@@ -343,15 +350,19 @@ def stale_graph(graph: DbtGraph, spec: TenantSpec, project: str) -> str | None:
             return f"node {node.unique_id} depends on {missing[0]}, which it does not hold"
     if unloaded:
         return f"models read bronze tables the tenant does not load: {', '.join(sorted(unloaded))}"
+    if spec.dbt.tasks is DbtTaskGrain.folder and any(not n.path for n in graph.nodes.values()):
+        return "it was compiled before node files were recorded, which dbt.tasks: folder needs"
     return None
 
 
-def _node_selection(node: GraphNode) -> tuple[str, ...]:
-    """`--select <node> <its attached tests>` with cautious indirect selection: exactly the
-    node and the tests the graph attaches to it. dbt's default (eager) would also run a
-    relationships test attached to another parent, whose table may not be built yet."""
-    tests = (uid.split(".")[2] for uid in node.tests)
-    return ("--select", node.name, *tests, "--indirect-selection", "cautious")
+def _unit_selection(unit: ModelUnit) -> tuple[str, ...]:
+    """`--select <its nodes> <their attached tests>` with cautious indirect selection:
+    exactly the unit's nodes and the tests the graph attaches to them. dbt's default
+    (eager) would also run a relationships test attached to another parent, whose table
+    may not be built yet."""
+    tests = (uid.split(".")[2] for uid in unit.tests)
+    names = (n.name for n in unit.nodes)
+    return ("--select", *names, *tests, "--indirect-selection", "cautious")
 
 
 def _model_tasks(
@@ -363,7 +374,8 @@ def _model_tasks(
     task_labels: Callable[[str], Pairs],
 ) -> tuple[tuple[PlannedTask, ...], tuple[LayerGate, ...]]:
     """The producer (`dbt_build`: one dbt build of every layer, per-node statuses in its
-    result), one task per node of `graph` and one gate per layer. Everything shared is
+    result), one task per unit of `graph` (a node or a folder: `dbt.tasks`) and one gate
+    per layer. Everything shared is
     computed once: a tenant of 200 models is planned in about a millisecond."""
     dbt = spec.dbt
     tenant = spec.tenant
@@ -390,23 +402,27 @@ def _model_tasks(
         layer: ("--layer", layer, "--layers", layers_json) if dbt.custom_layers else ()
         for layer in dbt.layers
     }
-    ids = {uid: f"{n.layer}.{n.name}" for uid, n in graph.nodes.items()}
+    units = model_units(graph, dbt.tasks)
+    ids = {uid: f"{u.layer}.{u.name}" for u in units for uid in u.unique_ids}
     assets = {uid: asset_uri(tenant, n.layer, n.name) for uid, n in graph.nodes.items()}
     bronze = {t.name: asset_uri(tenant, "bronze", t.name) for t in spec.enabled_tables}
     models = []
-    for uid, node in graph.nodes.items():
-        task_id = ids[uid]
+    for unit in units:
+        task_id = f"{unit.layer}.{unit.name}"
+        own = set(unit.unique_ids)
+        parents = dict.fromkeys(p for n in unit.nodes for p in n.depends_on if p not in own)
+        sources = dict.fromkeys(t for n in unit.nodes for t in n.sources)
         models.append(
             PlannedTask(
                 task_id=task_id,
                 kind=TaskKind.model,
-                argv=(*head, *routing[node.layer], "build", *_node_selection(node)),
-                upstream=(PRODUCER_TASK, *(ids[p] for p in node.depends_on)),
-                outlets=(assets[uid],),
-                inlets=(*(assets[p] for p in node.depends_on), *(bronze[t] for t in node.sources)),
+                argv=(*head, *routing[unit.layer], "build", *_unit_selection(unit)),
+                upstream=(PRODUCER_TASK, *dict.fromkeys(ids[p] for p in parents)),
+                outlets=tuple(assets[uid] for uid in unit.unique_ids),
+                inlets=(*(assets[p] for p in parents), *(bronze[t] for t in sources)),
                 labels=task_labels(task_id),
-                node=node,
-                group=node.layer,
+                nodes=unit.nodes,
+                group=unit.layer,
                 **common,
             )
         )

@@ -387,6 +387,16 @@ class PlatformSpec(Strict):
     kubernetes: KubernetesSettings = KubernetesSettings()
 
 
+class DbtTaskGrain(StrEnum):
+    """What one Airflow task of a compiled tenant covers (`dag_factory.model_units`)."""
+
+    #: One task per dbt model, seed or snapshot.
+    model = "model"
+    #: One task per project folder (`models/marts/finance`): for projects whose hundreds
+    #: of quick models would cost Airflow more than dbt.
+    folder = "folder"
+
+
 class DbtSpec(Strict):
     #: The dbt project folder, relative to the tenant's folder: its own (`dbt`) or one
     #: shared by several tenants under the warehouses folder (`../_dbt/shop`).
@@ -395,6 +405,10 @@ class DbtSpec(Strict):
     #: retried: the data still breaks the test on a retry); `warn` lets the task succeed
     #: and counts the failed tests in its result (`tests_failed`).
     on_test_failure: Literal["fail", "warn"] = "fail"
+    #: With a compiled graph (`dag-factory dbt compile`), the tasks after `dbt_build`:
+    #: `model` (one per model, the default) or `folder` (one per project folder). Either
+    #: way dbt runs once, in `dbt_build`; the tasks show and retry its result.
+    tasks: DbtTaskGrain = DbtTaskGrain.model
     #: The layers, in the order they build: each one dbt task (`dbt_<layer>`, asset
     #: `tenant://<tenant>/<layer>`) running `dbt build --select <selector>`, its nodes in
     #: the layer's schema (`warehouse.schemas`: silver, gold, or `layers.<name>`; the

@@ -179,6 +179,9 @@ def graph_nodes(manifest: Any, layer_of: Mapping[str, str]) -> dict[str, dict[st
             "resource_type": kind,
             "layer": layer,
             "materialized": str(node.config.materialized),
+            # its file in the project (`models/marts/finance/fct_x.sql`): its folder is
+            # its model group under `dbt.tasks: folder`
+            "path": str(node.original_file_path),
             "depends_on": parents,
             "sources": sorted(sources),
             "tests": [],

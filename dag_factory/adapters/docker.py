@@ -174,7 +174,7 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerContainer
     requests = resources.requests if resources else None
     cls, model = (
         (ModelContainerOperator, model_kwargs(task))
-        if task.node is not None
+        if task.is_model
         else (RunnerContainerOperator, {})
     )
     return cls(

@@ -197,7 +197,7 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperat
     where = task.kubernetes
     pull_secret = where.image_pull_secret
     cls, model = (
-        (ModelPodOperator, model_kwargs(task)) if task.node is not None else (RunnerPodOperator, {})
+        (ModelPodOperator, model_kwargs(task)) if task.is_model else (RunnerPodOperator, {})
     )
     return cls(
         **common,

@@ -159,7 +159,7 @@ class ModelProcessOperator(ModelTaskMixin, RunnerProcessOperator):
 
 
 def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerProcessOperator:
-    if task.node is not None:
+    if task.is_model:
         return ModelProcessOperator(
             **common,
             **model_kwargs(task),

@@ -1,4 +1,5 @@
-"""Model tasks: one light Airflow task per dbt node, fed by the producer's one dbt build.
+"""Model tasks: one light Airflow task per dbt node (or folder: `dbt.tasks`), fed by the
+producer's one dbt build.
 
 `dbt_build` runs every layer in one `dbt build` (one parse per run) and its result carries
 each node's status (`nodes`, contract B of issue 14). A model task reads that result
@@ -14,6 +15,10 @@ first and runs a runner only when it must (contract C):
 * its node is missing or `skipped`, or this is a retry (try_number > 1) → it runs
   `runner dbt ... build --select <node>` through the tenant's adapter, the same way every
   other task of the tenant runs.
+
+A task that covers a folder's nodes (`dag_factory.model_units`) judges each of them this
+way; the worst verdict wins (permanent, then retried, then run), and running means
+building all of them.
 
 `ModelTaskMixin` goes in front of each adapter's operator class (local, Docker,
 Kubernetes), so "run the node" is that adapter's own `execute`: on Kubernetes a model
@@ -97,50 +102,66 @@ def judge(
     return Judgement(Verdict.passed, f"{node_id} {status} in dbt_build", statuses)
 
 
+#: Which verdict a unit of several nodes takes: the worst of its nodes'.
+_SEVERITY = (Verdict.permanent, Verdict.retried, Verdict.run, Verdict.passed)
+
+
+def judge_unit(
+    report: Mapping[str, Any] | None,
+    nodes: Mapping[str, tuple[str, ...]],
+    on_test_failure: str = "fail",
+) -> Judgement:
+    """`judge` for a task covering `nodes` (unique id → its attached tests): passed when
+    every node passed, else the worst node's judgement, which names that node."""
+    seen = [judge(report, uid, tests, on_test_failure) for uid, tests in nodes.items()]
+    statuses = {uid: status for j in seen for uid, status in j.statuses.items()}
+    worst = min(seen, key=lambda j: _SEVERITY.index(j.verdict))
+    if worst.verdict is Verdict.passed and len(seen) > 1:
+        return Judgement(Verdict.passed, f"{len(seen)} nodes passed in dbt_build", statuses)
+    return Judgement(worst.verdict, worst.reason, statuses)
+
+
 class ModelTaskMixin:
     """In front of an adapter's runner operator: `execute` reads the producer's report and
     calls the adapter's own `execute` (a runner process, container or pod) only when the
-    node must run here."""
+    task's nodes must run here."""
 
     def __init__(
         self,
         *,
-        dbt_node: str,
-        dbt_tests: tuple[str, ...] = (),
+        dbt_nodes: Mapping[str, tuple[str, ...]],
         on_test_failure: str = "fail",
         producer: str = "dbt_build",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.dbt_node = dbt_node
-        self.dbt_tests = dbt_tests
+        #: unique id → its attached tests, in the order of the task's outlets.
+        self.dbt_nodes = dict(dbt_nodes)
         self.on_test_failure = on_test_failure
         self.producer = producer
 
     def execute(self, context: Any) -> Any:
-        """Pass on the producer's report, or run the node here.
+        """Pass on the producer's report, or run the nodes here.
 
-        A retry (try 2+) never repeats a failure it read: it runs the node itself, unless
-        the report now says the node passed — the whole DAG run was cleared and
-        `dbt_build` built it again just before, so running it once more per model (a
-        runner each) would only repeat that work.
+        A retry (try 2+) never repeats a failure it read: it runs the nodes itself, unless
+        the report now says they passed — the whole DAG run was cleared and `dbt_build`
+        built them again just before, so running them once more per task (a runner each)
+        would only repeat that work.
         """
         ti = context["ti"]
         log = self.log  # type: ignore[attr-defined]
         result = ti.xcom_pull(task_ids=self.producer)
         report = result.get("nodes") if isinstance(result, dict) else None
-        seen = judge(report, self.dbt_node, self.dbt_tests, self.on_test_failure)
+        seen = judge_unit(report, self.dbt_nodes, self.on_test_failure)
+        names = ", ".join(self.dbt_nodes)
         if ti.try_number > 1 and seen.verdict is not Verdict.passed:
-            log.info("try %s: running %s itself (%s)", ti.try_number, self.dbt_node, seen.reason)
+            log.info("try %s: running %s itself (%s)", ti.try_number, names, seen.reason)
             return self._run(context)
         if seen.verdict is Verdict.passed:
-            log.info("%s (tests: %s)", seen.reason, len(self.dbt_tests))
-            node = (report or {}).get(self.dbt_node, {})
-            tests = {t: s for t, s in seen.statuses.items() if t != self.dbt_node}
-            extra = {"status": node.get("status"), "seconds": node.get("seconds"), "tests": tests}
-            for outlet in self.outlets:  # type: ignore[attr-defined]
-                context["outlet_events"][outlet].extra.update(extra)
-            return {"node": self.dbt_node, "ran": "dbt_build", "statuses": dict(seen.statuses)}
+            tests = sum(len(t) for t in self.dbt_nodes.values())
+            log.info("%s (tests: %s)", seen.reason, tests)
+            self._record_outlets(context, report or {}, seen)
+            return {"nodes": list(self.dbt_nodes), "ran": "dbt_build", "statuses": seen.statuses}
         if seen.verdict is Verdict.permanent:
             raise AirflowFailException(f"dbt failed (permanent, not retried): {seen.reason}")
         if seen.verdict is Verdict.retried:
@@ -148,31 +169,45 @@ class ModelTaskMixin:
         log.info("%s: running it here", seen.reason)
         return self._run(context)
 
+    def _record_outlets(self, context: Any, report: Mapping[str, Any], seen: Judgement) -> None:
+        """Each node's asset event carries its dbt status, seconds and tests' statuses."""
+        outlets = self.outlets  # type: ignore[attr-defined]
+        for outlet, (uid, tests) in zip(outlets, self.dbt_nodes.items(), strict=False):
+            node = report.get(uid, {})
+            extra = {
+                "status": node.get("status"),
+                "seconds": node.get("seconds"),
+                "tests": {t: seen.statuses[t] for t in tests if t in seen.statuses},
+            }
+            context["outlet_events"][outlet].extra.update(extra)
+
     def _run(self, context: Any) -> Any:
-        """The adapter's own execute: the runner builds the node and its tests; its exit
+        """The adapter's own execute: the runner builds the nodes and their tests; its exit
         code classifies a failure as for every task."""
         result = super().execute(context)  # type: ignore[misc]
-        statuses = {self.dbt_node: "success"}
+        statuses = dict.fromkeys(self.dbt_nodes, "success")
         if isinstance(result, dict) and isinstance(result.get("nodes"), dict):
             reported = result["nodes"]
+            wanted = (*self.dbt_nodes, *(t for ts in self.dbt_nodes.values() for t in ts))
             statuses = {
                 uid: str(reported[uid].get("status"))
-                for uid in (self.dbt_node, *self.dbt_tests)
+                for uid in wanted
                 if isinstance(reported.get(uid), dict)
             }
-        return {"node": self.dbt_node, "ran": "runner", "statuses": statuses, "runner": result}
+        return {
+            "nodes": list(self.dbt_nodes),
+            "ran": "runner",
+            "statuses": statuses,
+            "runner": result,
+        }
 
 
 def model_kwargs(task: Any) -> dict[str, Any]:
-    """The ModelTaskMixin arguments of a planned model task (a `PlannedTask` with a
-    node); the test-failure policy is the one its runner argv carries."""
+    """The ModelTaskMixin arguments of a planned model task (a `PlannedTask` with
+    nodes); the test-failure policy is the one its runner argv carries."""
     argv = task.argv
     policy = argv[argv.index("--on-test-failure") + 1] if "--on-test-failure" in argv else "fail"
-    return {
-        "dbt_node": task.node.unique_id,
-        "dbt_tests": task.node.tests,
-        "on_test_failure": policy,
-    }
+    return {"dbt_nodes": {n.unique_id: n.tests for n in task.nodes}, "on_test_failure": policy}
 
 
 #: Per-task values the clones share by reference unless copied: every mutable container.

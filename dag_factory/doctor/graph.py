@@ -61,4 +61,5 @@ def check_graph(tenant: Tenant, root: Path) -> Finding:
         return Finding(
             name, CHECK, Status.problem, f"stale ({shown} changed after it was compiled): {fix}"
         )
-    return Finding(name, CHECK, Status.ok, f"{len(graph.nodes)} dbt nodes, one task each")
+    grain = tenant.spec.dbt.tasks.value
+    return Finding(name, CHECK, Status.ok, f"{len(graph.nodes)} dbt nodes, one task per {grain}")

@@ -58,7 +58,7 @@ def test_no_graph_is_fine_locally_and_a_problem_for_containers(
 def test_a_current_graph_is_ok(root: Path):
     _compiled(root)
     found = check_graph(_demo(root), root)
-    assert (found.status, found.message) == (Status.ok, "5 dbt nodes, one task each")
+    assert (found.status, found.message) == (Status.ok, "5 dbt nodes, one task per model")
 
 
 def test_a_model_edited_after_the_compile_is_stale(root: Path):

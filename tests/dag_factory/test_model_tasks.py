@@ -348,14 +348,14 @@ def test_model_task_passes_or_fails_on_the_report_without_a_runner(
     """With no warehouse env at all: a runner started here would fail on the secret."""
     monkeypatch.delenv("DEMO_WAREHOUSE_URL", raising=False)
     task = build_dag(demo(shop_root), shop_root).task_dict["silver.customers"]
-    tests = task.dbt_tests
+    tests = task.dbt_nodes[CUSTOMERS]
     assert len(tests) == 3
     passed = report({CUSTOMERS: "success", **dict.fromkeys(tests, "pass")})
     context = _context(1, passed)
     result = task.execute(context)
     assert context["ti"].pulled == [PRODUCER_TASK]
     assert result == {
-        "node": CUSTOMERS,
+        "nodes": [CUSTOMERS],
         "ran": "dbt_build",
         "statuses": {CUSTOMERS: "success", **dict.fromkeys(tests, "pass")},
     }
@@ -398,7 +398,7 @@ def test_model_task_runs_its_node_on_a_retry(
     failed = report({CUSTOMERS: "error"}, {CUSTOMERS: {"message": "Runtime Error: disk full"}})
     context = _context(2, failed)
     result = task.execute(context)
-    assert result["ran"] == "runner" and result["node"] == CUSTOMERS
+    assert result["ran"] == "runner" and result["nodes"] == [CUSTOMERS]
     assert result["runner"]["models"] == ["silver.customers"]
     assert result["runner"]["tests_passed"] == 3
     engine = sa.create_engine(f"duckdb:///{warehouse}")
@@ -421,10 +421,10 @@ def test_a_retry_after_the_whole_run_was_cleared_passes_on_the_new_report(
     env: a runner started here would fail on the secret)."""
     monkeypatch.delenv("DEMO_WAREHOUSE_URL", raising=False)
     task = build_dag(demo(shop_root), shop_root).task_dict["silver.customers"]
-    passed = report({CUSTOMERS: "success", **dict.fromkeys(task.dbt_tests, "pass")})
+    passed = report({CUSTOMERS: "success", **dict.fromkeys(task.dbt_nodes[CUSTOMERS], "pass")})
     context = _context(2, passed)
     result = task.execute(context)
-    assert result["ran"] == "dbt_build" and result["node"] == CUSTOMERS
+    assert result["ran"] == "dbt_build" and result["nodes"] == [CUSTOMERS]
 
 
 # --- clones -------------------------------------------------------------------------------------
@@ -456,7 +456,7 @@ def test_cloned_model_operators_equal_built_ones(
     dag = build_dag(tenant, shop_root)
     plan = plan_tenant(tenant, shop_root, graph=read_graph(tenant)[0])
     adapter = adapter_for(executor_for(tenant))
-    models = [t for t in plan.tasks if t.node is not None]
+    models = [t for t in plan.tasks if t.is_model]
     with DAG("parity", schedule=None) as other:
         groups = {layer: TaskGroup(layer) for layer in ("silver", "gold")}
     for task in models[1:]:
