@@ -7,12 +7,16 @@ Why generated: the shop project has 5 models; the questions of issue 14 (parse t
 DAG of one task per model against Cosmos, the run overhead against a plain `dbt build`)
 only show at the size of a real project. The layout is the one users bring (not ours):
 
-- `models/staging/`: 20 % of the models, views, each over one bronze table
+- `models/staging/<source table>/`: 20 % of the models, views, each over one bronze table
   (`source('bronze', ...)`), its key renamed `id` and a `bucket` column;
-- `models/intermediate/`: 50 %, tables, each a left join of 2-3 earlier staging or
-  intermediate models on `id` (fan-in; joins on a unique key keep `id` unique);
-- `models/marts/`: 30 %, tables, each joining 2-4 intermediate (or staging) models;
+- `models/intermediate/<domain>/`: 50 %, tables, each a left join of 2-3 earlier staging
+  or intermediate models on `id` (fan-in; joins on a unique key keep `id` unique);
+- `models/marts/<domain>/`: 30 %, tables, each joining 2-4 intermediate (or staging) models;
 - a `unique` and a `not_null` test on `id` of every fourth model.
+
+The domains (finance, marketing, ...) are contiguous runs of models, as dbt's style guide
+groups intermediate models and marts by business area; a model reads mostly the latest
+ones, so most edges stay inside a domain and the rest point at earlier domains.
 
 The tenant (`warehouses/<tenant>/warehouse.yaml`) reads the demo shop from SQLite
 (`devtools.shop`, env `<TENANT>_SOURCE_URL`) into DuckDB (`<TENANT>_WAREHOUSE_URL`), maps the three
@@ -45,6 +49,9 @@ def env_names(tenant: str) -> tuple[str, str]:
     that start with its own id (dag_factory.isolation)."""
     return f"{tenant.upper()}_SOURCE_URL", f"{tenant.upper()}_WAREHOUSE_URL"
 
+
+#: The business areas of intermediate models and marts, in order.
+DOMAINS = ("finance", "marketing", "product", "operations", "sales")
 
 #: Layer name → (folder, selector, materialization, share of the models).
 LAYERS = {
@@ -101,6 +108,11 @@ def _join(parents: list[str]) -> str:
     )
 
 
+def _domain(index: int, count: int) -> str:
+    """The domain of the `index`-th of `count` models: contiguous runs, one per domain."""
+    return DOMAINS[index * len(DOMAINS) // count]
+
+
 def _staging(index: int) -> tuple[str, str]:
     table = list(SOURCES)[index % len(SOURCES)]
     key = SOURCES[table]
@@ -141,7 +153,7 @@ def write_project(project_dir: Path, models: int, *, seed: int = 14) -> dict[str
     for i in range(sizes["silver"]):
         model, sql = _staging(i)
         names["silver"].append(model)
-        files[f"staging/{model}.sql"] = sql
+        files[f"staging/{model.split('_', 2)[2]}/{model}.sql"] = sql
     for i in range(sizes["intermediate"]):
         pool = names["silver"] + names["intermediate"]
         recent = pool[-12:]  # depth: mostly the latest models, sometimes any earlier one
@@ -150,7 +162,8 @@ def write_project(project_dir: Path, models: int, *, seed: int = 14) -> dict[str
             parents[-1] = rng.choice(pool[: -len(recent)])
         model = f"int_{i:03d}"
         names["intermediate"].append(model)
-        files[f"intermediate/{model}.sql"] = _join(list(dict.fromkeys(parents)))
+        domain = _domain(i, sizes["intermediate"])
+        files[f"intermediate/{domain}/{model}.sql"] = _join(list(dict.fromkeys(parents)))
     upstream = names["intermediate"] or names["silver"]
     for i in range(sizes["gold"]):
         parents = rng.sample(upstream, k=min(len(upstream), rng.randint(2, 4)))
@@ -158,7 +171,9 @@ def write_project(project_dir: Path, models: int, *, seed: int = 14) -> dict[str
             parents.append(rng.choice(names["silver"]))
         model = f"mart_{i:03d}"
         names["gold"].append(model)
-        files[f"marts/{model}.sql"] = _join(list(dict.fromkeys(parents)))
+        files[f"marts/{_domain(i, sizes['gold'])}/{model}.sql"] = _join(
+            list(dict.fromkeys(parents))
+        )
     for relative, sql in files.items():
         path = project_dir / "models" / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +201,7 @@ def _tests_yml(project_dir: Path, names: dict[str, list[str]]) -> tuple[str, ...
     return tuple(tested)
 
 
-def tenant_yaml(tenant: str, project: str) -> str:
+def tenant_yaml(tenant: str, project: str, tasks: str = "model") -> str:
     source_env, warehouse_env = env_names(tenant)
     doc = {
         "tenant": tenant,
@@ -201,6 +216,8 @@ def tenant_yaml(tenant: str, project: str) -> str:
         "dbt": {
             "project": project,
             "layers": {layer: selector for layer, (_, selector, _, _) in LAYERS.items()},
+            # `folder`: one Airflow task per domain folder (dag_factory.model_units)
+            **({"tasks": tasks} if tasks != "model" else {}),
         },
         "schedule": "@daily",
     }
@@ -226,9 +243,10 @@ def generate_tenant(
     )
 
 
-def copy_tenant(warehouses: Path, tenant: str, new: str) -> Path:
+def copy_tenant(warehouses: Path, tenant: str, new: str, *, tasks: str | None = None) -> Path:
     """A copy of `tenant` named `new`, sharing its dbt project (and compiled graph, if any:
-    it names no tenant-specific input but the tenant id), with env vars of its own."""
+    it names no tenant-specific input but the tenant id), with env vars of its own;
+    `tasks` sets its `dbt.tasks` (the grain of its model tasks)."""
     source = warehouses / tenant
     target = warehouses / new
     shutil.copytree(source, target)
@@ -236,6 +254,12 @@ def copy_tenant(warehouses: Path, tenant: str, new: str) -> Path:
     text = spec.read_text().replace(f"tenant: {tenant}\n", f"tenant: {new}\n", 1)
     for old_env, new_env in zip(env_names(tenant), env_names(new), strict=True):
         text = text.replace(f"env: {old_env}\n", f"env: {new_env}\n")
+    if tasks is not None:
+        doc = yaml.safe_load(text)
+        doc["dbt"]["tasks"] = tasks
+        text = "# yaml-language-server: $schema=../schema.json\n" + yaml.safe_dump(
+            doc, sort_keys=False
+        )
     spec.write_text(text)
     graph = target / "compiled" / "dbt_graph.json"
     if graph.exists():

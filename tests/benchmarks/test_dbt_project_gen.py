@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.dbt_dag import Tenant, prepare_plain
 from benchmarks.dbt_project_gen import (
+    DOMAINS,
     copy_tenant,
     env_names,
     generate_tenant,
@@ -61,14 +62,24 @@ def test_generated_project_parses_into_the_requested_nodes(tmp_path: Path):
     # every layer routes to its own schema (the runner's macro, from dbt.layers)
     schemas = {node["fqn"][1]: node["schema"] for node in models.values()}
     assert schemas == {"staging": "silver", "intermediate": "intermediate", "marts": "gold"}
+    # domain folders: staging by source table, the others by business area
+    folders = {"/".join(node["fqn"][1:3]) for node in models.values()}
+    assert {f for f in folders if f.startswith("staging/")} == {
+        "staging/customers", "staging/products", "staging/orders", "staging/order_items",
+    }  # fmt: skip
+    assert {f.split("/")[1] for f in folders if not f.startswith("staging/")} == set(DOMAINS)
 
 
 def test_generated_tenant_and_its_copies_are_valid_tenants(tmp_path: Path):
     generated = generate_tenant(tmp_path, models=10)
     copy_tenant(generated.warehouses, "bench", "bench001")
+    copy_tenant(generated.warehouses, "bench", "bench002", tasks="folder")
     loader = Loader(generated.warehouses)
     copy = loader.load(generated.warehouses / "bench001" / "warehouse.yaml")
     assert copy.spec.tenant == "bench001"
     assert copy.spec.source.connection.env == "BENCH001_SOURCE_URL"
     assert copy.dbt_project_dir.resolve() == generated.project_dir.resolve()
     assert list(copy.spec.dbt.layers) == ["silver", "intermediate", "gold"]
+    assert copy.spec.dbt.tasks == "model"
+    folders = loader.load(generated.warehouses / "bench002" / "warehouse.yaml")
+    assert folders.spec.dbt.tasks == "folder" and folders.spec.tenant == "bench002"

@@ -91,6 +91,7 @@ def compile_shop_graph(root: Path, tenant: str, work: Path) -> dict[str, Any]:
             "resource_type": str(n.resource_type),
             "layer": n.fqn[1],
             "materialized": n.config.materialized,
+            "path": n.original_file_path,
             "depends_on": [p for p in n.depends_on.nodes if p in picked],
             "sources": [
                 manifest.sources[p].name
@@ -104,21 +105,25 @@ def compile_shop_graph(root: Path, tenant: str, work: Path) -> dict[str, Any]:
     return graph_doc(tenant, "warehouses/_dbt/shop", nodes, layers)
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the warehouses folder whose demo tenant has no retries and a compiled
-    graph, and its shop source."""
-    root = tmp_path_factory.mktemp("model_dag")
+def _demo_copy(root: Path, **dbt: str) -> Path:
+    """A copy of the warehouses folder under `root` whose demo tenant has no retries, the
+    given `dbt:` settings and a compiled graph, and its shop source; returns `root`."""
     shutil.copytree(REPO / "warehouses", root / "warehouses")
     tenant_file = root / "warehouses" / "demo" / "warehouse.yaml"
     doc = yaml.safe_load(tenant_file.read_text())
     doc["retries"] = 0  # a failed model fails at once (airflow dags test waits out delays)
+    doc.setdefault("dbt", {}).update(dbt)
     tenant_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     work = root / "parse"
     work.mkdir()
     write_graph(tenant_file.parent, compile_shop_graph(root, "demo", work))
     generate_shop(f"sqlite:///{root}/shop.sqlite", orders=500)
     return root
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _demo_copy(tmp_path_factory.mktemp("model_dag"))
 
 
 def dags_test(env: dict[str, str], root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -221,3 +226,32 @@ def test_model_tasks_pass_on_the_report_then_a_failure_fails_its_branch_only(
     assert {states[f"silver.{m}"] for m in ("customers", "orders", "products")} == {"success"}
     assert "tenant://demo/silver/orders" in events
     assert "tenant://demo/silver" not in events and "tenant://demo/gold" not in events
+
+
+def test_folder_tasks_pass_on_the_report_and_a_failure_fails_its_folder(
+    airflow_env: dict[str, str], tmp_path: Path
+):
+    """`dbt.tasks: folder`: one task per project folder (the shop's `silver` and `gold`),
+    each node still with its own asset event; a failing model fails its folder's task and
+    the folders after it."""
+    root = _demo_copy(tmp_path, tasks="folder")
+    done = dags_test(airflow_env, root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    states, xcoms, events = last_run(airflow_env)
+    assert sorted(t for t in states if "." in t) == ["gold.gold", "silver.silver"]
+    assert set(states.values()) == {"success"}
+    assert xcoms["silver.silver"]["ran"] == "dbt_build"
+    assert len(xcoms["silver.silver"]["nodes"]) == 4
+    assert {f"tenant://demo/silver/{m}" for m in ("customers", "orders", "order_items")} | {
+        "tenant://demo/gold/revenue_per_customer_month",
+        "tenant://demo/gold",
+    } <= set(events)
+
+    broken = root / "warehouses" / "_dbt" / "shop" / "models" / "silver" / "order_items.sql"
+    broken.write_text(broken.read_text() + "\n  and cast('not a number' as integer) > 0\n")
+    dags_test(airflow_env, root)
+    states, xcoms, events = last_run(airflow_env)
+    assert states["dbt_build"] == "success"
+    assert states["silver.silver"] == "failed"
+    assert states["gold.gold"] == states["gold_done"] == "upstream_failed"
+    assert not {e for e in events if e.startswith("tenant://demo/silver")}
