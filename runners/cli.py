@@ -260,13 +260,26 @@ def spark(
     project_dir: Annotated[
         Path, typer.Option("--project-dir", help="The tenant's dbt project (read only).")
     ],
+    on_test_failure: Annotated[
+        TestFailurePolicy,
+        typer.Option(
+            "--on-test-failure",
+            help="A failing dbt test fails the task, or only warns (as `runner dbt`).",
+        ),
+    ] = TestFailurePolicy.fail,
 ) -> None:
-    """Build a lakehouse tenant's silver and gold with dbt-spark (e.g. `run --select silver
-    gold`): bronze is read from the Delta tables' latest versions (`runners.spark`)."""
+    """Build a lakehouse tenant's silver and gold with dbt-spark (e.g. `build --select
+    silver`): bronze is read from the Delta tables' latest versions (`runners.spark`)."""
     from runners.spark import run_spark
 
     def work() -> dict[str, Any]:
-        return run_spark(load_spec(), project_dir, list(ctx.args), require_env(WAREHOUSE_URL_ENV))
+        return run_spark(
+            load_spec(),
+            project_dir,
+            list(ctx.args),
+            require_env(WAREHOUSE_URL_ENV),
+            tests_warn=on_test_failure is TestFailurePolicy.warn,
+        )
 
     _emit("spark", work, args=list(ctx.args))
 
