@@ -284,6 +284,14 @@ def spark(
     _emit("spark", work, args=list(ctx.args))
 
 
+@app.command(hidden=True)
+def executor() -> None:
+    """A Spark executor: what Spark's executor pods run (`runners.spark_executor`)."""
+    from runners.spark_executor import exec_executor
+
+    exec_executor()
+
+
 def _layers_option(text: str) -> dict[str, str]:
     """`--layers` JSON → {layer: selector}, in order; a ConfigError says what is wrong."""
     try:

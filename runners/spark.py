@@ -116,7 +116,7 @@ def run_spark(
         target_dir = warehouse_dir or os.environ.get(WAREHOUSE_DIR_ENV)
         if not target_dir:
             target_dir = f"s3a://{location.bucket}/{spec.tenant}/spark-warehouse"
-        conf = spark_conf(location, target_dir, access=access)
+        conf = spark_conf(location, target_dir, access=access, work_dir=work)
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder.appName(f"runner-spark-{spec.tenant}")
