@@ -36,6 +36,7 @@ def spark_tenant(warehouses: Path, spark_dir: Path) -> Path:
     doc = yaml.safe_load((warehouses / "lake" / "warehouse.yaml").read_text())
     doc.update(tenant="lake_spark", description="Shop on a lakehouse, silver and gold on Spark.")
     doc.pop("pool", None)
+    doc["retries"] = 0  # a failing task fails the test now, not after retry delays
     doc["source"]["connection"] = {"env": "LAKE_SPARK_SOURCE_URL"}
     doc["warehouse"]["connection"] = {"env": "LAKE_SPARK_WAREHOUSE_URL"}
     doc["dbt"] = {
