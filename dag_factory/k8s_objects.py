@@ -170,8 +170,12 @@ def _extreme(spec: TenantSpec, part: str, pick: Any) -> dict[str, str]:
 
 
 def parallel_pods(spec: TenantSpec) -> int:
-    """Pods the tenant can run at once: its DAG runs times the tasks one run runs at once."""
+    """Pods the tenant can run at once: its DAG runs times the tasks one run runs at once,
+    plus, with `dbt.engine: spark`, each run's executor pods (they live in the namespace
+    and count against its quota like the task pods)."""
     per_run = 1 if spec.serial_only else min(spec.concurrency, max(len(spec.enabled_tables), 1))
+    if uses_spark(spec):
+        per_run += spec.dbt.spark.executors
     return spec.max_active_runs * per_run
 
 

@@ -20,6 +20,7 @@ from dag_factory.k8s_objects import (
     SPARK_DRIVER,
     EgressUndefined,
     network_policy,
+    parallel_pods,
     spark_objects,
     tenant_objects,
 )
@@ -131,6 +132,8 @@ def test_spark_objects_validate_and_fence_the_executors(warehouses: Path) -> Non
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": SPARK_DRIVER, "namespace": "tenant-lake-spark"}
     ]
+    lake = load(warehouses, "lake").spec
+    assert parallel_pods(spec) == parallel_pods(lake) + spec.dbt.spark.executors  # quota room
     # the namespace-wide policy leaves the executors out; theirs: DNS, driver, peers, lake
     runner = by[("NetworkPolicy", "runner-egress")]["spec"]["podSelector"]
     assert runner["matchExpressions"][0] == {
@@ -140,9 +143,9 @@ def test_spark_objects_validate_and_fence_the_executors(warehouses: Path) -> Non
     }
     executors = by[("NetworkPolicy", "spark-executors")]["spec"]
     assert executors["podSelector"] == {"matchLabels": {"spark-role": "executor"}}
-    lake = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "minio"}}}
+    minio = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "minio"}}}
     targets = [peer for rule in executors["egress"] for peer in rule["to"]]
-    assert lake in targets
+    assert minio in targets
     assert {"podSelector": {"matchLabels": {"spark-role": "driver"}}} in targets
     assert len(executors["egress"]) == 3  # DNS, driver + executors, the lake: nothing else
     driver = by[("NetworkPolicy", "spark-driver")]["spec"]
