@@ -15,7 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from dag_factory import dbt_graph
 from dag_factory.adapters import renderer_for
+from dag_factory.dbt_graph import graph_path
 from dag_factory.k8s_objects import (
     SPARK_DRIVER,
     EgressUndefined,
@@ -25,12 +27,13 @@ from dag_factory.k8s_objects import (
     tenant_objects,
 )
 from dag_factory.loader import Loader, Tenant
-from dag_factory.plan import SPARK_LAYERS, is_spark, plan_tenant
+from dag_factory.plan import SPARK_LAYERS, is_spark, plan_tenant, stale_graph
 from dag_factory.spec import DbtEngine, Executor
 from datakits.errors import ConfigError
 from devtools.compiled import LOCAL_OUTPUT
 from runners.spark_conf import executor_pod_template
 from runners.spark_executor import BACKEND, executor_argv
+from tests.dag_factory.graphs import graph_doc, shop_nodes, write_graph
 from tests.lakehouse.test_spark_tenant import spark_tenant
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,6 +96,30 @@ def test_a_spark_tenants_layer_tasks_run_runner_spark_with_its_settings(
         assert env["RUNNER_SPARK_WAREHOUSE"].endswith("spark-warehouse")
     extracts = [t for t in spark.tasks if t.task_id.startswith("extract_")]
     assert extracts and not any(is_spark(t) or "SPARK_IMAGE" in t.env_dict for t in extracts)
+
+
+def test_a_compiled_graph_gives_model_tasks_to_duckdb_but_layer_tasks_to_spark(
+    warehouses: Path,
+) -> None:
+    """The same current graph: the DuckDB lake tenant gets `dbt_build` + a task per model,
+    the Spark tenant keeps its two layer tasks, and its DAG doc says why (`fallback`)."""
+    project = "warehouses/_dbt/shop"
+    lake = load(warehouses, "lake")
+    spark = load(warehouses, "lake_spark")
+    for tenant in (lake, spark):
+        write_graph(
+            warehouses / tenant.spec.tenant, graph_doc(tenant.spec.tenant, project, shop_nodes())
+        )
+    duck_plan = plan_tenant(
+        lake, warehouses.parent, graph=dbt_graph.load(graph_path(warehouses / "lake"))
+    )
+    assert duck_plan.fallback is None and duck_plan.task("gold.revenue_per_customer_month")
+    graph = dbt_graph.load(graph_path(warehouses / "lake_spark"))
+    assert graph is not None and stale_graph(graph, spark.spec, project) is None  # current
+    plan = plan_tenant(spark, warehouses.parent, graph=graph)
+    assert plan.fallback == SPARK_LAYERS and not plan.gates
+    dbt = [t.task_id for t in plan.tasks if not t.task_id.startswith("extract_")]
+    assert dbt == ["dbt_silver", "dbt_gold"] and all(is_spark(plan.task(t)) for t in dbt)
 
 
 def test_the_spark_pod_drives_executors_and_no_other_pod_has_a_token(warehouses: Path) -> None:
