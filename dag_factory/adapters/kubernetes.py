@@ -53,7 +53,8 @@ RESULT_FILE = f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
 #: A Spark task's master (runners/spark_conf.py): the cluster the pod runs in, client mode.
 SPARK_MASTER = "k8s://https://kubernetes.default.svc"
 #: Spark tasks only: the master, and the pod's IP (downward API) the executors dial back.
-SPARK_ENV = frozenset({"SPARK_MASTER", "SPARK_DRIVER_HOST"})
+#: Its pod's name owns the executor pods: deleting the task's pod deletes them too.
+SPARK_ENV = frozenset({"SPARK_MASTER", "SPARK_DRIVER_HOST", "SPARK_DRIVER_POD"})
 #: Env the transport adds to the planned env (parity compares the rest).
 TRANSPORT_ENV = frozenset({RESULT_FILE_ENV, *SPARK_ENV})
 _SCRATCH_VOLUME = "scratch"
@@ -178,11 +179,13 @@ def _env(task: PlannedTask) -> list[k8s.V1EnvVar]:
             k8s.V1EnvVar(name=secret.env, value_from=k8s.V1EnvVarSource(secret_key_ref=selector))
         )
     if is_spark(task):
-        pod_ip = k8s.V1ObjectFieldSelector(field_path="status.podIP")
-        env += [
-            k8s.V1EnvVar(name="SPARK_MASTER", value=SPARK_MASTER),
-            k8s.V1EnvVar(name="SPARK_DRIVER_HOST", value_from=k8s.V1EnvVarSource(field_ref=pod_ip)),
-        ]
+        env.append(k8s.V1EnvVar(name="SPARK_MASTER", value=SPARK_MASTER))
+        for name, field in (
+            ("SPARK_DRIVER_HOST", "status.podIP"),
+            ("SPARK_DRIVER_POD", "metadata.name"),
+        ):
+            selector = k8s.V1ObjectFieldSelector(field_path=field)
+            env.append(k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(field_ref=selector)))
     return env
 
 

@@ -7,6 +7,7 @@ schemas, strict, as the other pods and objects are.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -30,8 +31,10 @@ from dag_factory.loader import Loader, Tenant
 from dag_factory.plan import SPARK_LAYERS, is_spark, plan_tenant, stale_graph
 from dag_factory.spec import DbtEngine, Executor
 from datakits.errors import ConfigError
+from datakits.writers.lakehouse import lake_location
 from devtools.compiled import LOCAL_OUTPUT
-from runners.spark_conf import executor_pod_template
+from runners.spark_bronze import BronzeAccess
+from runners.spark_conf import SCRATCH, executor_pod_template, spark_conf
 from runners.spark_executor import BACKEND, executor_argv
 from tests.dag_factory.graphs import graph_doc, shop_nodes, write_graph
 from tests.lakehouse.test_spark_tenant import spark_tenant
@@ -134,13 +137,14 @@ def test_the_spark_pod_drives_executors_and_no_other_pod_has_a_token(warehouses:
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
     assert env["SPARK_MASTER"]["value"] == "k8s://https://kubernetes.default.svc"
     assert env["SPARK_DRIVER_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["SPARK_DRIVER_POD"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert spec["containers"][0]["args"][0] == "spark"
     extract = render(plan.task("extract_orders"))
     kubernetes_validate.validate(extract, "1.32", strict=True)
     assert extract["spec"]["automountServiceAccountToken"] is False
     assert extract["spec"]["serviceAccountName"] == "runner"
     assert "spark-role" not in extract["metadata"]["labels"]
-    assert not {"SPARK_MASTER", "SPARK_DRIVER_HOST"} & {
+    assert not {"SPARK_MASTER", "SPARK_DRIVER_HOST", "SPARK_DRIVER_POD"} & {
         e["name"] for e in extract["spec"]["containers"][0]["env"]
     }
 
@@ -245,3 +249,25 @@ def test_the_spark_image_target_statically() -> None:
     assert users[-1] == "${RUNNER_UID}:${RUNNER_UID}"
     assert re.search(r'^ENTRYPOINT \["runner"\]$', spark, re.M)
     assert not re.search(r"\b(curl|wget)\b|(?<!uv )pip install", spark)
+
+
+def test_on_kubernetes_the_runner_writes_the_executor_template_and_owns_the_executors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SPARK_MASTER", "k8s://https://kubernetes.default.svc")
+    monkeypatch.setenv("SPARK_DRIVER_POD", "lake-spark-dbt-gold-abc123")
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "hadoop-aws.jar").write_bytes(b"")
+    monkeypatch.setenv("SPARK_EXTRA_JARS", str(jars))
+    location = lake_location("s3://key:secret@minio.minio:9000/lake-bucket?secure=false")
+    conf = spark_conf(
+        location, "s3a://lake-bucket/lake_spark/w", access=BronzeAccess.s3a, work_dir=tmp_path
+    )
+    template = Path(conf["spark.kubernetes.executor.podTemplateFile"])
+    assert json.loads(template.read_text()) == executor_pod_template()
+    assert conf["spark.kubernetes.driver.pod.name"] == "lake-spark-dbt-gold-abc123"
+    assert conf["spark.local.dir"].startswith(SCRATCH + "/")  # the emptyDir
+    assert (
+        conf["spark.driver.extraClassPath"] == conf["spark.executor.extraClassPath"] == f"{jars}/*"
+    )
