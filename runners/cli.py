@@ -286,10 +286,15 @@ def spark(
 
 @app.command(hidden=True)
 def executor() -> None:
-    """A Spark executor: what Spark's executor pods run (`runners.spark_executor`)."""
+    """A Spark executor: what Spark's executor pods run (`runners.spark_executor`). It
+    replaces this process (no result line: Spark's driver watches the executor)."""
     from runners.spark_executor import exec_executor
 
-    exec_executor()
+    try:
+        exec_executor()
+    except DatakitsError as exc:
+        print(f"runner executor: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _layers_option(text: str) -> dict[str, str]:

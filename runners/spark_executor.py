@@ -41,8 +41,7 @@ def executor_argv(env: Mapping[str, str], spark_home: Path) -> list[str]:
     )
     if missing:
         raise ConfigError(
-            f"runner executor is started by Spark in an executor pod; {', '.join(missing)} "
-            "unset: this is not one"
+            f"only Spark starts this, in its executor pods ({', '.join(missing)} unset)"
         )
     classpath = [f"{spark_home}/jars/*"]
     extra = Path(env.get("SPARK_EXTRA_JARS", DEFAULT_EXTRA_JARS))

@@ -8,8 +8,10 @@ schemas, strict, as the other pods and objects are.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -37,6 +39,7 @@ from runners.spark_bronze import BronzeAccess
 from runners.spark_conf import SCRATCH, executor_pod_template, spark_conf
 from runners.spark_executor import BACKEND, executor_argv
 from tests.dag_factory.graphs import graph_doc, shop_nodes, write_graph
+from tests.datakits.runner_proc import RUNNER
 from tests.lakehouse.test_spark_tenant import spark_tenant
 
 REPO = Path(__file__).resolve().parents[2]
@@ -270,4 +273,13 @@ def test_on_kubernetes_the_runner_writes_the_executor_template_and_owns_the_exec
     assert conf["spark.local.dir"].startswith(SCRATCH + "/")  # the emptyDir
     assert (
         conf["spark.driver.extraClassPath"] == conf["spark.executor.extraClassPath"] == f"{jars}/*"
+    )
+
+
+def test_runner_executor_outside_an_executor_pod_is_a_one_line_config_error() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_")}
+    done = subprocess.run([RUNNER, "executor"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2  # ConfigError: permanent, never retried
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith(
+        "runner executor: only Spark starts this"
     )
