@@ -31,7 +31,14 @@ from dag_factory.adapters.container import (
     millicores,
 )
 from dag_factory.k8s_names import dns_label
-from dag_factory.spec import Egress, Enclave, ResourceAmounts, SecretKeyRef, TenantSpec
+from dag_factory.spec import (
+    DbtEngine,
+    Egress,
+    Enclave,
+    ResourceAmounts,
+    SecretKeyRef,
+    TenantSpec,
+)
 from datakits.contract import RUNNER_UID
 from datakits.kinds import Kind, source_kind, warehouse_kind
 
@@ -52,6 +59,18 @@ URL_KEY = "url"
 #: Each pod slot of the quota is counted this many times: the running pod, and one still
 #: terminating (its grace period) while its retry or the next task already starts.
 POD_SLOT_HEADROOM = 2
+
+
+#: `dbt.engine: spark` (client mode, runners/spark_conf.py): the ServiceAccount, Role and
+#: RoleBinding of the Spark tasks' pods, which start their executor pods themselves.
+SPARK_DRIVER = "spark-driver"
+#: The label Spark puts on the executor pods it starts (`spark-role: executor`); the
+#: Kubernetes adapter puts `spark-role: driver` on the Spark tasks' pods.
+SPARK_ROLE_LABEL = "spark-role"
+SPARK_DRIVER_ROLE = "driver"
+SPARK_EXECUTOR_ROLE = "executor"
+#: The API server's port when `dbt.spark.api_server.ports` is empty.
+API_SERVER_PORT = 443
 
 
 class EgressUndefined(ValueError):
@@ -151,8 +170,12 @@ def _extreme(spec: TenantSpec, part: str, pick: Any) -> dict[str, str]:
 
 
 def parallel_pods(spec: TenantSpec) -> int:
-    """Pods the tenant can run at once: its DAG runs times the tasks one run runs at once."""
+    """Pods the tenant can run at once: its DAG runs times the tasks one run runs at once,
+    plus, with `dbt.engine: spark`, each run's executor pods (they live in the namespace
+    and count against its quota like the task pods)."""
     per_run = 1 if spec.serial_only else min(spec.concurrency, max(len(spec.enabled_tables), 1))
+    if uses_spark(spec):
+        per_run += spec.dbt.spark.executors
     return spec.max_active_runs * per_run
 
 
@@ -346,6 +369,10 @@ def _egress_rule(role: str, kind: Kind, egress: Egress) -> dict[str, Any] | None
     problem = egress_problem(role, kind, egress)
     if problem is not None:
         raise EgressUndefined(f"platform.kubernetes.{role}_egress: {problem}")
+    return {"to": _peers(egress), "ports": [{"protocol": "TCP", "port": p} for p in ports]}
+
+
+def _peers(egress: Egress) -> list[dict[str, Any]]:
     peers: list[dict[str, Any]] = [{"ipBlock": {"cidr": cidr}} for cidr in egress.cidrs]
     if egress.namespace_selector or egress.pod_selector:
         peer: dict[str, Any] = {}
@@ -354,7 +381,7 @@ def _egress_rule(role: str, kind: Kind, egress: Egress) -> dict[str, Any] | None
         if egress.pod_selector:
             peer["podSelector"] = {"matchLabels": dict(egress.pod_selector)}
         peers.append(peer)
-    return {"to": peers, "ports": [{"protocol": "TCP", "port": p} for p in ports]}
+    return peers
 
 
 def network_policy(spec: TenantSpec) -> dict[str, Any]:
@@ -362,7 +389,29 @@ def network_policy(spec: TenantSpec) -> dict[str, Any]:
     warehouse (ports by database kind, destinations from `platform.kubernetes.*_egress`);
     raises EgressUndefined when a server database has no destination."""
     k8s = spec.platform.kubernetes
-    dns = {
+    egress = [_dns_rule()]
+    for role, kind, settings in (
+        ("source", source_kind(spec.source.kind), k8s.source_egress),
+        ("warehouse", warehouse_kind(spec.warehouse.kind), k8s.warehouse_egress),
+    ):
+        rule = _egress_rule(role, kind, settings)
+        if rule is not None and rule not in egress:
+            egress.append(rule)
+    # Spark's executor pods have a policy of their own (the lake only, `spark_objects`)
+    pods: dict[str, Any] = {}
+    if uses_spark(spec):
+        not_executor = {"key": SPARK_ROLE_LABEL, "operator": "NotIn", "values": ["executor"]}
+        pods = {"matchExpressions": [not_executor]}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, "runner-egress"),
+        "spec": {"podSelector": pods, "policyTypes": ["Ingress", "Egress"], "egress": egress},
+    }
+
+
+def _dns_rule() -> dict[str, Any]:
+    return {
         "to": [
             {
                 "namespaceSelector": {
@@ -373,20 +422,108 @@ def network_policy(spec: TenantSpec) -> dict[str, Any]:
         ],
         "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
     }
-    egress = [dns]
-    for role, kind, settings in (
-        ("source", source_kind(spec.source.kind), k8s.source_egress),
-        ("warehouse", warehouse_kind(spec.warehouse.kind), k8s.warehouse_egress),
-    ):
-        rule = _egress_rule(role, kind, settings)
-        if rule is not None and rule not in egress:
-            egress.append(rule)
-    return {
+
+
+# --- Spark (dbt.engine: spark) ----------------------------------------------------------------
+
+
+def uses_spark(spec: TenantSpec) -> bool:
+    return spec.dbt.engine is DbtEngine.spark
+
+
+def _role_selector(role: str) -> dict[str, Any]:
+    return {"matchLabels": {SPARK_ROLE_LABEL: role}}
+
+
+def spark_objects(spec: TenantSpec) -> list[dict[str, Any]]:
+    """The driver's account and rights, and the NetworkPolicies of driver and executors.
+
+    Client mode (runners/spark_conf.py): the Spark task's pod is the driver and creates
+    its executor pods through the API, so only that pod mounts a token, of `spark-driver`,
+    whose Role reaches pods, their config maps and services in this namespace and nothing
+    else. Executors need no API access. Traffic: executors talk to the driver and to each
+    other (shuffle blocks), and read the lake; the driver also reaches the API server.
+    The namespace's `runner-egress` policy leaves the executors out, so they reach the
+    tenant's source nowhere.
+    """
+    if not uses_spark(spec):
+        return []
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(spec, SPARK_DRIVER),
+        # pods opt in: only the Spark tasks' pods set automountServiceAccountToken: true
+        "automountServiceAccountToken": False,
+    }
+    if spec.platform.kubernetes.image_pull_secret:
+        account["imagePullSecrets"] = [{"name": spec.platform.kubernetes.image_pull_secret}]
+    every = ["create", "get", "list", "watch", "patch", "delete", "deletecollection"]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(spec, SPARK_DRIVER),
+        "rules": [
+            {"apiGroups": [""], "resources": ["pods"], "verbs": every},
+            {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": every},
+            {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["list"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(spec, SPARK_DRIVER),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SPARK_DRIVER},
+        "subjects": [{"kind": "ServiceAccount", "name": SPARK_DRIVER, "namespace": spec.namespace}],
+    }
+    return [account, role, binding, *spark_network_policies(spec)]
+
+
+def api_server_rule(spec: TenantSpec) -> dict[str, Any]:
+    """The driver's egress to the API server; EgressUndefined without a destination."""
+    egress = spec.dbt.spark.api_server
+    if not egress.has_destination:
+        raise EgressUndefined(
+            "dbt.spark.api_server: the Spark driver starts its executors through the "
+            "Kubernetes API: set `cidrs` (the API server's address, e.g. [10.96.0.1/32]) or "
+            f"selectors; without one, TCP {API_SERVER_PORT} would be open to every address"
+        )
+    ports = egress.ports or (API_SERVER_PORT,)
+    return {"to": _peers(egress), "ports": [{"protocol": "TCP", "port": p} for p in ports]}
+
+
+def spark_network_policies(spec: TenantSpec) -> list[dict[str, Any]]:
+    driver = {"podSelector": _role_selector(SPARK_DRIVER_ROLE)}
+    executors = {"podSelector": _role_selector(SPARK_EXECUTOR_ROLE)}
+    lake = _egress_rule(
+        "warehouse", warehouse_kind(spec.warehouse.kind), spec.platform.kubernetes.warehouse_egress
+    )
+    driver_policy = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(spec, "runner-egress"),
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "egress": egress},
+        "metadata": _meta(spec, "spark-driver"),
+        "spec": {
+            "podSelector": _role_selector(SPARK_DRIVER_ROLE),
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [executors]}],
+            "egress": [{"to": [executors]}, api_server_rule(spec)],
+        },
     }
+    executor_policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, "spark-executors"),
+        "spec": {
+            "podSelector": _role_selector(SPARK_EXECUTOR_ROLE),
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [driver, executors]}],
+            "egress": [
+                _dns_rule(),
+                {"to": [driver, executors]},
+                *([lake] if lake is not None else []),
+            ],
+        },
+    }
+    return [driver_policy, executor_policy]
 
 
 def tenant_objects(spec: TenantSpec) -> list[dict[str, Any]]:
@@ -400,6 +537,7 @@ def tenant_objects(spec: TenantSpec) -> list[dict[str, Any]]:
         resource_quota(spec),
         limit_range(spec),
         network_policy(spec),
+        *spark_objects(spec),
     ]
     return [o for o in objects if o is not None]
 

@@ -14,6 +14,7 @@ value, read from the environment by the caller (`PlatformOverrides.from_env()`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import posixpath
@@ -30,7 +31,14 @@ from dag_factory.k8s_names import label_value
 from dag_factory.k8s_objects import labels, placement, secret_refs
 from dag_factory.loader import Tenant
 from dag_factory.model_units import ModelUnit, model_units
-from dag_factory.spec import DbtTaskGrain, SecretKeyRef, TaskSettings, TenantSpec, asset_uri
+from dag_factory.spec import (
+    DbtEngine,
+    DbtTaskGrain,
+    SecretKeyRef,
+    TaskSettings,
+    TenantSpec,
+    asset_uri,
+)
 from datakits.contract import (
     PROGRESS_INTERVAL_ENV,
     RUNNER_SPEC_ENV,
@@ -52,6 +60,12 @@ PRODUCER_TASK = "dbt_build"
 #: The runner flag asking for per-node statuses in the result (contract B of issue 14).
 REPORT_NODES_FLAG = "--report-nodes"
 NO_GRAPH = "no compiled dbt graph: `dag-factory dbt compile` gives one task per dbt model"
+#: The runner command of a `dbt.engine: spark` tenant's layer tasks (`runner spark`).
+SPARK_COMMAND = "spark"
+SPARK_LAYERS = (
+    "dbt.engine: spark runs one task per layer (a Spark session per model would cost a JVM "
+    "and executor start each, and its catalog does not outlive the session)"
+)
 
 
 class TaskKind(StrEnum):
@@ -285,6 +299,8 @@ def plan_tenant(
     }
     extract_ids = tuple(t.task_id for t in extracts)
     fallback = NO_GRAPH
+    if spec.dbt.engine is DbtEngine.spark:
+        graph, fallback = None, SPARK_LAYERS
     if graph is not None:
         fallback = stale_graph(graph, spec, project)
         if fallback is None:
@@ -319,9 +335,50 @@ def plan_tenant(
             labels=task_labels(f"dbt_{layer}"),
             **dbt_common,
         )
+        if spec.dbt.engine is DbtEngine.spark:
+            task = spark_task(task, spec, overrides)
         layers.append(task)
         upstream = (task.task_id,)
     return TenantPlan(dag_id=spec.dag_id, tasks=(*extracts, *layers), fallback=fallback)
+
+
+def spark_task(task: PlannedTask, spec: TenantSpec, overrides: PlatformOverrides) -> PlannedTask:
+    """A layer task of a `dbt.engine: spark` tenant: `runner spark` in the Spark image.
+
+    The same dbt argv after the command (`--project-dir`, `--on-test-failure`, `build
+    --select <layer>`), so both engines build exactly the same selection; the tenant's
+    `dbt.spark` settings become the env `runners.spark_conf` reads. `SPARK_MASTER` (and the
+    driver's pod IP) are the Kubernetes adapter's: only there is the master a cluster, and
+    the plan stays the same value for every executor.
+
+    Why layer tasks and no model-level DAG (`dbt_build` + one task per model): each model
+    task would start its own Spark session, i.e. a JVM and, on Kubernetes, its executor
+    pods (tens of seconds each, for a model that runs in seconds), and the session's
+    in-memory catalog is gone when it ends, so every task would re-register bronze and
+    the earlier layers first. A tenant that outgrew DuckDB wants few, big Spark jobs; the
+    plan's `fallback` says so in the DAG's doc.
+    """
+    settings = spec.dbt.spark
+    env = {
+        **dict(task.env),
+        "RUNNER_SPARK_BRONZE": settings.bronze_access.value,
+        "SPARK_EXECUTORS": str(settings.executors),
+        "SPARK_IMAGE": image_ref(spec.images.spark, overrides.registry),
+        "SPARK_NAMESPACE": spec.namespace,
+    }
+    if settings.warehouse_dir:
+        env["RUNNER_SPARK_WAREHOUSE"] = settings.warehouse_dir
+    return dataclasses.replace(
+        task,
+        argv=(SPARK_COMMAND, *task.argv[1:]),
+        image=env["SPARK_IMAGE"],
+        env=tuple(sorted(env.items())),
+    )
+
+
+def is_spark(task: PlannedTask) -> bool:
+    """Whether the task runs `runner spark` (its pod drives Spark executors)."""
+    return task.argv[:1] == (SPARK_COMMAND,)
 
 
 def stale_graph(graph: DbtGraph, spec: TenantSpec, project: str) -> str | None:

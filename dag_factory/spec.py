@@ -23,9 +23,12 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dag_factory.k8s_names import is_qualified_name, is_valid_label_value
 from datakits.contract import Duration
@@ -36,6 +39,7 @@ from datakits.spec import (
     Strict,
     TableSpec,
     TenantId,
+    WarehouseKind,
     WarehouseSpec,
 )
 
@@ -95,6 +99,10 @@ K8sName = Annotated[str, Field(pattern=K8S_NAME_PATTERN)]
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
 
+#: An absolute local folder (no scheme): never a path into the lake, where it could name
+#: another tenant's prefix.
+LOCAL_DIR_PATTERN = r"^/[A-Za-z0-9_.@+=/-]{0,500}$"
+
 DBT_PROJECT_PATTERN = r"^(\.\./)?[A-Za-z0-9_][A-Za-z0-9_./-]*$"
 
 #: A dbt layer's name: its task is `dbt_<layer>`, its asset `tenant://<tenant>/<layer>`.
@@ -114,6 +122,7 @@ PATTERN_WORDS = {
     K8S_NAME_PATTERN: "a Kubernetes name (a-z, 0-9, -; at most 63 characters)",
     EMAIL_PATTERN: "an email address",
     DBT_PROJECT_PATTERN: "a folder relative to the tenant's, like dbt or ../_dbt/shop",
+    LOCAL_DIR_PATTERN: "an absolute local folder like /data/spark-warehouse",
     LAYER_PATTERN: "a layer name (a-z, 0-9, _; starting with a letter; at most 30 characters)",
     SELECTOR_PATTERN: "a dbt selector like path:models/staging, tag:nightly or gold",
 }
@@ -224,6 +233,10 @@ class Images(Strict):
     #: `{tenant}` is replaced by the tenant id; the tag hashes the compiled inputs and the
     #: base image.
     tenant_dbt: TenantRepository = "registry.localhost/tenant-dbt-{tenant}"
+    #: The Spark runner image (`runners/docker/Dockerfile`, target `spark`): the dbt image
+    #: plus a Java runtime and pyspark. The dbt tasks of a `dbt.engine: spark` tenant run
+    #: it, and Spark's executors on Kubernetes run it too (`SPARK_IMAGE`).
+    spark: ImageRef = "registry.localhost/tenant-runner-spark:0.1.0"
 
     def tenant_repository(self, tenant: str) -> str:
         return self.tenant_dbt.replace(TENANT_IMAGE_PLACEHOLDER, tenant)
@@ -397,6 +410,46 @@ class DbtTaskGrain(StrEnum):
     folder = "folder"
 
 
+class DbtEngine(StrEnum):
+    """What runs a tenant's silver and gold models.
+
+    `warehouse` (the default): the warehouse's own dbt adapter (dbt-postgres, dbt-duckdb;
+    for a lakehouse, DuckDB reading the bronze Delta tables), one machine. `spark`: a
+    lakehouse tenant that outgrew one machine runs the same dbt project with dbt-spark
+    (`runner spark`), over the same bronze tables. Named after what is chosen, not after
+    DuckDB: a PostgreSQL tenant's default engine is PostgreSQL.
+    """
+
+    warehouse = "warehouse"
+    spark = "spark"
+
+
+class BronzeAccess(StrEnum):
+    """How Spark reads the bronze files (`runners.spark_bronze.BronzeAccess`)."""
+
+    #: Executors read s3a:// straight from the lake (needs hadoop-aws in the image).
+    s3a = "s3a"
+    #: The driver copies the snapshot to local disk first: one machine, no hadoop-aws.
+    copy = "copy"
+
+
+class SparkSettings(Strict):
+    """How `dbt.engine: spark` runs (runners/spark_conf.py reads them from env)."""
+
+    #: Executor pods on Kubernetes (`SPARK_EXECUTORS`); local mode ignores it.
+    executors: int = Field(default=2, ge=1, le=256)
+    #: `s3a` in production; `copy` for a Spark image without the hadoop-aws jars, or tests.
+    bronze_access: BronzeAccess = BronzeAccess.s3a
+    #: Where silver and gold are written (`RUNNER_SPARK_WAREHOUSE`). Unset: the tenant's
+    #: own prefix of its lake, `s3a://<bucket>/<tenant>/spark-warehouse` (needs `s3a`). A
+    #: local folder only with `bronze_access: copy` on one machine (the local executor).
+    warehouse_dir: Annotated[str, Field(pattern=LOCAL_DIR_PATTERN)] | None = None
+    #: Kubernetes: where the driver (the runner pod) reaches the API server to start its
+    #: executor pods (NetworkPolicy egress; ports default to 443). Required there, like a
+    #: database's destination: never every address.
+    api_server: Egress = Egress()
+
+
 class DbtSpec(Strict):
     #: The dbt project folder, relative to the tenant's folder: its own (`dbt`) or one
     #: shared by several tenants under the warehouses folder (`../_dbt/shop`).
@@ -419,6 +472,10 @@ class DbtSpec(Strict):
         Annotated[str, Field(pattern=LAYER_PATTERN)],
         Annotated[str, Field(pattern=SELECTOR_PATTERN)],
     ] = Field(default_factory=lambda: {"silver": "silver", "gold": "gold"}, min_length=1)
+    #: What runs the models (`DbtEngine`): `spark` only for `warehouse.kind: lakehouse`.
+    engine: DbtEngine = DbtEngine.warehouse
+    #: Settings of `engine: spark` (ignored otherwise).
+    spark: SparkSettings = SparkSettings()
 
     @field_validator("layers")
     @classmethod
@@ -556,6 +613,37 @@ class TenantSpec(Strict):
         if tables and not any(t.enabled for t in tables):
             raise ValueError("every table is disabled: disable the tenant instead")
         return tables
+
+    @model_validator(mode="after")
+    def _spark_needs_a_lake(self) -> TenantSpec:
+        """`dbt.engine: spark` reads bronze Delta tables: only a lakehouse has them. Raised
+        at the field (`dbt.engine`), so the error names its line, not the tenant's first."""
+        if self.dbt.engine is not DbtEngine.spark:
+            return self
+        problem, loc = None, ("dbt", "engine")
+        if self.warehouse.kind is not WarehouseKind.lakehouse:
+            problem = (
+                f"spark reads bronze Delta tables, which only `warehouse.kind: lakehouse` "
+                f"has (this warehouse is {self.warehouse.kind}): set the warehouse kind to "
+                "lakehouse or remove dbt.engine"
+            )
+        elif self.dbt.custom_layers:
+            problem = (
+                "spark builds the silver and gold folders (the default layers): remove "
+                "dbt.layers or the engine"
+            )
+        elif self.dbt.spark.warehouse_dir and self.dbt.spark.bronze_access is BronzeAccess.s3a:
+            loc = ("dbt", "spark", "warehouse_dir")
+            problem = (
+                "a local dbt.spark.warehouse_dir needs dbt.spark.bronze_access: copy (with "
+                "s3a, silver and gold belong in the lake): set it, or remove warehouse_dir"
+            )
+        if problem is None:
+            return self
+        error = PydanticCustomError("value_error", "{error}", {"error": problem})
+        value = self.dbt.spark.warehouse_dir if len(loc) == 3 else self.dbt.engine.value
+        detail = InitErrorDetails(type=error, loc=loc, input=value)
+        raise ValidationError.from_exception_data(type(self).__name__, [detail])
 
     @property
     def dag_id(self) -> str:

@@ -260,15 +260,41 @@ def spark(
     project_dir: Annotated[
         Path, typer.Option("--project-dir", help="The tenant's dbt project (read only).")
     ],
+    on_test_failure: Annotated[
+        TestFailurePolicy,
+        typer.Option(
+            "--on-test-failure",
+            help="A failing dbt test fails the task, or only warns (as `runner dbt`).",
+        ),
+    ] = TestFailurePolicy.fail,
 ) -> None:
-    """Build a lakehouse tenant's silver and gold with dbt-spark (e.g. `run --select silver
-    gold`): bronze is read from the Delta tables' latest versions (`runners.spark`)."""
+    """Build a lakehouse tenant's silver and gold with dbt-spark (e.g. `build --select
+    silver`): bronze is read from the Delta tables' latest versions (`runners.spark`)."""
     from runners.spark import run_spark
 
     def work() -> dict[str, Any]:
-        return run_spark(load_spec(), project_dir, list(ctx.args), require_env(WAREHOUSE_URL_ENV))
+        return run_spark(
+            load_spec(),
+            project_dir,
+            list(ctx.args),
+            require_env(WAREHOUSE_URL_ENV),
+            tests_warn=on_test_failure is TestFailurePolicy.warn,
+        )
 
     _emit("spark", work, args=list(ctx.args))
+
+
+@app.command(hidden=True)
+def executor() -> None:
+    """A Spark executor: what Spark's executor pods run (`runners.spark_executor`). It
+    replaces this process (no result line: Spark's driver watches the executor)."""
+    from runners.spark_executor import exec_executor
+
+    try:
+        exec_executor()
+    except DatakitsError as exc:
+        print(f"runner executor: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _layers_option(text: str) -> dict[str, str]:

@@ -90,8 +90,11 @@ def run_spark(
     *,
     access: BronzeAccess | None = None,
     warehouse_dir: str | None = None,
+    tests_warn: bool = False,
 ) -> dict[str, Any]:
-    """Run `dbt <dbt_args>` (e.g. `run --select silver gold`) with dbt-spark over bronze."""
+    """Run `dbt <dbt_args>` (e.g. `build --select silver`) with dbt-spark over bronze.
+
+    `tests_warn`: the project's tests at severity `warn` (`dbt.on_test_failure: warn`)."""
     from datakits.writers.lakehouse import lake_location
     from runners.dbt import DBT_DEFAULTS, summarise
 
@@ -113,7 +116,7 @@ def run_spark(
         target_dir = warehouse_dir or os.environ.get(WAREHOUSE_DIR_ENV)
         if not target_dir:
             target_dir = f"s3a://{location.bucket}/{spec.tenant}/spark-warehouse"
-        conf = spark_conf(location, target_dir, access=access)
+        conf = spark_conf(location, target_dir, access=access, work_dir=work)
         from pyspark.sql import SparkSession
 
         builder = SparkSession.builder.appName(f"runner-spark-{spec.tenant}")
@@ -134,7 +137,7 @@ def run_spark(
             built = register_built(spark, target_dir, [schemas.silver, schemas.gold])
             if built:
                 print(f"runner spark: tables of earlier runs {built}", file=sys.stderr)
-            project = prepare_project(Path(project_dir), work, spec)
+            project = prepare_project(Path(project_dir), work, spec, tests_warn=tests_warn)
             _point_sources_at(project.dir, "global_temp")
             _locate_layers(project.dir, project.name, target_dir, spec)
             profiles = work / "profiles"

@@ -16,19 +16,25 @@ scheduler starts the executor pods. Why this and not the Spark operator's
   its /etc/hosts, or `SPARK_DRIVER_HOST`). `spark-submit --deploy-mode cluster` would
   add a second driver pod for nothing: the runner pod already is one.
 
-The image: a `spark` target of `runners/docker/Dockerfile` (not built yet: it belongs
-to the images' owner), `FROM dbt` plus `openjdk-17-jre-headless`, the `spark` extra's
-wheels, and the hadoop-aws and AWS SDK bundle jars copied into pyspark's `jars/` (they
-come from Maven, which the build must reach or a wheelhouse-like jar cache must hold);
-the executors run the same image.
+The image: the `spark` target of `runners/docker/Dockerfile`, `FROM dbt` plus Debian's
+`openjdk-17-jre-headless`, the `spark` extra's wheels, and the jars of a local folder
+(build arg `SPARK_JARS`: hadoop-aws and the AWS SDK bundle for `s3a`, from Maven through
+your own cache) in `/opt/spark/jars`, put on the driver's and executors' class path here
+(`EXTRA_JARS_ENV`). The executors run the same image: its entrypoint starts Spark's
+executor backend when Spark passes `executor` (runners/docker/spark-entrypoint.sh), and
+they run under the pod template `executor_pod_template` writes (the namespace enforces
+the `restricted` Pod Security Standard, which Spark's default executor pod fails).
 Here, with no jars and no cluster, the same code runs in local mode with bronze copied
 to a scratch directory (`runners.spark_bronze.BronzeAccess.copy`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from pathlib import Path
+from typing import Any
 
 from datakits.writers.lakehouse import LakeLocation
 from runners.spark_bronze import BronzeAccess
@@ -41,12 +47,27 @@ DRIVER_HOST_ENV = "SPARK_DRIVER_HOST"
 EXECUTORS_ENV = "SPARK_EXECUTORS"
 IMAGE_ENV = "SPARK_IMAGE"
 NAMESPACE_ENV = "SPARK_NAMESPACE"
+#: The driver pod's name (downward API): executors are owned by it, so deleting the task's
+#: pod deletes them too.
+DRIVER_POD_ENV = "SPARK_DRIVER_POD"
+#: A folder of extra jars (the image's `/opt/spark/jars`: hadoop-aws, the AWS SDK).
+EXTRA_JARS_ENV = "SPARK_EXTRA_JARS"
+#: The pod's emptyDir (the root filesystem is read-only), as in every runner pod.
+SCRATCH = "/tmp"  # noqa: S108 - a per-pod emptyDir, not a shared /tmp
+#: The runner's uid, as in every runner pod (datakits.contract.RUNNER_UID).
+_RUNNER_UID = 10001
 
 
 def spark_conf(
-    location: LakeLocation, warehouse_dir: str, *, access: BronzeAccess
+    location: LakeLocation,
+    warehouse_dir: str,
+    *,
+    access: BronzeAccess,
+    work_dir: Path | None = None,
 ) -> dict[str, str]:
-    """Spark settings for one run; secrets only as values Spark keeps in the JVM."""
+    """Spark settings for one run; secrets only as values Spark keeps in the JVM.
+
+    `work_dir`: where the executors' pod template is written (Kubernetes only)."""
     master = os.environ.get(MASTER_ENV) or "local[2]"
     conf = {
         "spark.master": master,
@@ -60,11 +81,57 @@ def spark_conf(
         # a model is rebuilt where its last run wrote it (the catalog is per session)
         "spark.sql.legacy.allowNonEmptyLocationInCTAS": "true",
     }
+    jars = os.environ.get(EXTRA_JARS_ENV)
+    if jars and Path(jars).is_dir() and any(Path(jars).glob("*.jar")):
+        conf["spark.driver.extraClassPath"] = f"{jars}/*"
+        conf["spark.executor.extraClassPath"] = f"{jars}/*"
     if access is BronzeAccess.s3a:
         conf.update(_s3a(location))
     if master.startswith("k8s://"):
         conf.update(_kubernetes())
+        if work_dir is not None:
+            template = Path(work_dir) / "executor-pod.json"
+            template.write_text(json.dumps(executor_pod_template()))
+            conf["spark.kubernetes.executor.podTemplateFile"] = str(template)
+            conf["spark.kubernetes.executor.podTemplateContainerName"] = "executor"
     return conf
+
+
+def executor_pod_template() -> dict[str, Any]:
+    """The executor pods as the `restricted` Pod Security Standard wants them, like the
+    runner pods: non-root, read-only root filesystem with an emptyDir at /tmp (Spark's
+    local dirs), no capabilities, no API token. Spark adds image, env, resources, labels."""
+    restricted = {
+        "runAsNonRoot": True,
+        "runAsUser": _RUNNER_UID,
+        "runAsGroup": _RUNNER_UID,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "spec": {
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": _RUNNER_UID,
+                "runAsGroup": _RUNNER_UID,
+                "fsGroup": _RUNNER_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "executor",
+                    "securityContext": restricted,
+                    "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+                }
+            ],
+            "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "8Gi"}}],
+        },
+    }
 
 
 def _s3a(location: LakeLocation) -> dict[str, str]:
@@ -91,7 +158,12 @@ def _kubernetes() -> dict[str, str]:
         "spark.kubernetes.container.image": os.environ.get(IMAGE_ENV, ""),
         "spark.kubernetes.namespace": os.environ.get(NAMESPACE_ENV, "default"),
         "spark.kubernetes.executor.deleteOnTermination": "true",
+        # scratch and shuffle files on the emptyDir: the root filesystem is read-only
+        "spark.local.dir": f"{SCRATCH}/spark-local",
     }
+    pod = os.environ.get(DRIVER_POD_ENV)
+    if pod:
+        conf["spark.kubernetes.driver.pod.name"] = pod
     # the pod's IP: a pod's /etc/hosts maps its hostname to it (no downward API needed)
     conf["spark.driver.host"] = os.environ.get(DRIVER_HOST_ENV) or socket.gethostbyname(
         socket.gethostname()

@@ -39,13 +39,24 @@ from dag_factory.adapters.failures import runner_failure
 from dag_factory.adapters.model_task import ModelTaskMixin, model_kwargs
 from dag_factory.adapters.run_env import run_env
 from dag_factory.k8s_names import dns_label
-from dag_factory.k8s_objects import SIDECAR_RESOURCES, XCOM_VOLUME_SIZE
-from dag_factory.plan import PlannedTask
+from dag_factory.k8s_objects import (
+    SIDECAR_RESOURCES,
+    SPARK_DRIVER,
+    SPARK_DRIVER_ROLE,
+    SPARK_ROLE_LABEL,
+    XCOM_VOLUME_SIZE,
+)
+from dag_factory.plan import PlannedTask, is_spark
 from datakits.contract import RESULT_FILE_ENV, RUNNER_UID, RunnerResult
 
 RESULT_FILE = f"{PodDefaults.XCOM_MOUNT_PATH}/return.json"
+#: A Spark task's master (runners/spark_conf.py): the cluster the pod runs in, client mode.
+SPARK_MASTER = "k8s://https://kubernetes.default.svc"
+#: Spark tasks only: the master, and the pod's IP (downward API) the executors dial back.
+#: Its pod's name owns the executor pods: deleting the task's pod deletes them too.
+SPARK_ENV = frozenset({"SPARK_MASTER", "SPARK_DRIVER_HOST", "SPARK_DRIVER_POD"})
 #: Env the transport adds to the planned env (parity compares the rest).
-TRANSPORT_ENV = frozenset({RESULT_FILE_ENV})
+TRANSPORT_ENV = frozenset({RESULT_FILE_ENV, *SPARK_ENV})
 _SCRATCH_VOLUME = "scratch"
 
 
@@ -167,7 +178,34 @@ def _env(task: PlannedTask) -> list[k8s.V1EnvVar]:
         env.append(
             k8s.V1EnvVar(name=secret.env, value_from=k8s.V1EnvVarSource(secret_key_ref=selector))
         )
+    if is_spark(task):
+        env.append(k8s.V1EnvVar(name="SPARK_MASTER", value=SPARK_MASTER))
+        for name, field in (
+            ("SPARK_DRIVER_HOST", "status.podIP"),
+            ("SPARK_DRIVER_POD", "metadata.name"),
+        ):
+            selector = k8s.V1ObjectFieldSelector(field_path=field)
+            env.append(k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(field_ref=selector)))
     return env
+
+
+def _identity(task: PlannedTask) -> dict[str, Any]:
+    """Service account, token and labels. Every pod runs as the tenant's runner account
+    with no API token, except a Spark task's: it is Spark's driver in client mode and
+    starts its executor pods, so it runs as `spark-driver` (k8s_objects.spark_objects)
+    with its token mounted, labelled so the Spark NetworkPolicies find it."""
+    labels = dict(task.labels)
+    if not is_spark(task):
+        return {
+            "service_account_name": task.kubernetes.service_account,
+            "automount_service_account_token": False,
+            "labels": labels,
+        }
+    return {
+        "service_account_name": SPARK_DRIVER,
+        "automount_service_account_token": True,
+        "labels": {**labels, SPARK_ROLE_LABEL: SPARK_DRIVER_ROLE},
+    }
 
 
 #: The pod name before the operator's `-<8 random>` suffix (the whole at most 63).
@@ -208,9 +246,7 @@ def build_operator(task: PlannedTask, common: dict[str, Any]) -> RunnerPodOperat
         image_pull_policy="IfNotPresent",  # tags are pinned (spec.ImageRef)
         arguments=list(task.argv),  # the image's ENTRYPOINT is `runner`
         env_vars=_env(task),
-        labels=dict(task.labels),
-        service_account_name=where.service_account,
-        automount_service_account_token=False,
+        **_identity(task),
         image_pull_secrets=[k8s.V1LocalObjectReference(name=pull_secret)] if pull_secret else [],
         container_resources=_resources(task),
         node_selector=dict(where.node_selector),
