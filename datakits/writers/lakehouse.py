@@ -286,8 +286,55 @@ ROW_GROUP_BYTES = 16 * 1024 * 1024
 _WRITE_DEPTH = 4
 
 
+class _Upload:
+    """A Parquet writer's output stream onto delta-rs' object store (one object).
+
+    Why not pyarrow's S3 file system for the data files: on the benchmark's S3 server
+    the AWS C++ SDK's multipart uploads (10 MB parts, checksummed chunked bodies) cost
+    the server ~0.37 s of CPU per 35 MB, delta-rs' `object_store` (5 MB parts) ~0.22 s,
+    and its calls are 35-50% faster; the load also skips the AWS SDK's start-up and
+    talks to the lake through one client (`storage_options`) for data and log alike.
+    The stream takes `bytes` only: pyarrow hands it buffers, copied here once. It
+    uploads a part whenever 5 MB are buffered (the GIL released meanwhile) and completes
+    the object on `close`.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        chunk = data.to_pybytes() if isinstance(data, pa.Buffer) else bytes(data)
+        self._stream.write(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def flush(self) -> None:
+        """Parts are uploaded as they fill; nothing to push early."""
+
+    def tell(self) -> int:
+        return self.size
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._stream.close()
+
+
+def _object_store(location: LakeLocation) -> Any:
+    """delta-rs' object store on the bucket (the options its commits use)."""
+    from deltalake._internal import DeltaFileSystemHandler
+
+    return DeltaFileSystemHandler(location.root, location.storage_options())
+
+
 def _file_system(location: LakeLocation) -> Any:
-    """pyarrow's S3 file system on the lake (path-style, as MinIO and the tests use)."""
+    """pyarrow's S3 file system on the lake (path-style, as MinIO and the tests use):
+    reading staged files back (a keyed append's checks)."""
     from pyarrow import fs
 
     return fs.S3FileSystem(
@@ -344,12 +391,14 @@ class _StreamedSink:
     adds them (one commit); a failed or killed load leaves them unreferenced, and the
     session deletes them when it can (`VACUUM` removes any a SIGKILL left behind).
     Encoding and upload run in one thread while the load reads the next batches: pyarrow
-    releases the GIL, so reading from the source and writing to S3 overlap.
+    and delta-rs release the GIL, so reading from the source and writing to S3 overlap.
+    Files go up through delta-rs' object store (`_Upload`), read back through pyarrow's.
     """
 
     def __init__(
         self,
         file_system: Callable[[], Any],
+        object_store: Callable[[], Any],
         directory: str,
         source: pa.Schema,
         target: pa.Schema,
@@ -358,7 +407,9 @@ class _StreamedSink:
         self.rows = 0
         #: made by the writer thread on the first batch (AWS SDK start-up overlaps the read)
         self._file_system = file_system
-        self._directory = directory
+        self._object_store = object_store
+        self._directory = directory  # bucket/prefix, for pyarrow
+        self._key_prefix = directory.split("/", 1)[1]  # the same under the bucket's root
         self._source = source
         self._target = target
         self.schema = target.append(pa.field(LOADED_AT, pa.timestamp("us", tz="UTC"))).append(
@@ -402,8 +453,10 @@ class _StreamedSink:
         if self._writer is None:
             name = f"{self._prefix}-{len(self.files):05d}.snappy.parquet"
             self.written.append(name)
-            self._stream = self._fs().open_output_stream(f"{self._directory}/{name}")
-            self._writer = pq.ParquetWriter(self._stream, self.schema, **PARQUET_OPTIONS)
+            key = f"{self._key_prefix}/{name}"
+            self._stream = _Upload(self._object_store().open_output_stream(key))
+            sink = pa.PythonFile(self._stream, mode="w")
+            self._writer = pq.ParquetWriter(sink, self.schema, **PARQUET_OPTIONS)
             self._open_name = name
         rows = pa.Table.from_batches(self._buffer, schema=self.schema)
         self._buffer, self._buffer_rows, self._buffer_bytes = [], 0, 0
@@ -419,7 +472,7 @@ class _StreamedSink:
             return
         self._writer.close()
         meta = self._writer.writer.metadata
-        size = self._stream.tell()
+        size = self._stream.size
         self._stream.close()
         assert self._open_name is not None
         self.files.append((self._open_name, size, meta))
@@ -466,7 +519,7 @@ class _StreamedSink:
         """Delete the files written (best effort: unreferenced files are never read)."""
         for name in self.written:
             with contextlib.suppress(Exception):
-                self._fs().delete_file(f"{self._directory}/{name}")
+                self._object_store().delete_file(f"{self._key_prefix}/{name}")
         self.written = []
 
     def actions(self) -> list[Any]:
@@ -645,7 +698,12 @@ class LakehouseSession:
             names = set(bronze.names)
             target = pa.schema([bronze.field(f.name) if f.name in names else f for f in target])
         self._sink = _StreamedSink(
-            self.writer.file_system, self._directory, schema, target, self.stamp
+            self.writer.file_system,
+            self.writer.object_store,
+            self._directory,
+            schema,
+            target,
+            self.stamp,
         )
         return self._sink
 
@@ -876,6 +934,7 @@ class LakehouseWriter:
         self.safe_url = safe(self.url)
         self.storage_options = self.location.storage_options()
         self._fs: Any = None
+        self._store: Any = None
 
     def scrub(self, exc: BaseException) -> str:
         return _scrub(exc, self.location.secret_key, self.location.access_key)
@@ -888,6 +947,12 @@ class LakehouseWriter:
         if self._fs is None:
             self._fs = _file_system(self.location)
         return self._fs
+
+    def object_store(self) -> Any:
+        """The lake as delta-rs' object store (made once, in the writer thread)."""
+        if self._store is None:
+            self._store = _object_store(self.location)
+        return self._store
 
     @contextmanager
     def session(self, table: str, stamp: Any) -> Iterator[LakehouseSession]:
