@@ -587,9 +587,9 @@ class _StreamedSink:
             self.closed = True
             for future in self._pending:
                 future.cancel()
-            self._pool.shutdown(wait=True)
-            if isinstance(self._stream, _Upload):
-                self._stream.abort()  # the open file is never completed: no object
+        self._pool.shutdown(wait=True)
+        if self._stream is not None:  # also when `close` failed half-way
+            self._stream.abort()  # the open file is never completed: no object
 
     def discard(self) -> None:
         """Delete the files written (best effort: unreferenced files are never read)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sqlite3
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -252,6 +253,7 @@ def test_a_failed_upload_fails_the_load_and_leaves_the_previous_version(
         load_table(spec, spec.tables[0], src, lake_url)
     assert delta(lake_url).version() == 0
     assert rows(delta(lake_url)) == source_rows(db)
+    assert not [t for t in threading.enumerate() if t.name == "datakits-lake-upload"]
 
 
 def test_full_refresh_takes_the_sources_new_types(tmp_path: Path, lake_url: str) -> None:
