@@ -53,7 +53,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import queue
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -314,9 +316,6 @@ class _Upload:
     """
 
     def __init__(self, stream: Any) -> None:
-        import queue
-        import threading
-
         self._stream = stream
         self._buffer = bytearray()
         self._queue: queue.Queue[bytes | None] = queue.Queue(_UPLOAD_DEPTH)
@@ -445,9 +444,10 @@ class _StreamedSink:
     `_delta_log/` adds. The files become the load's data when `LakehouseSession.commit`
     adds them (one commit); a failed or killed load leaves them unreferenced, and the
     session deletes them when it can (`VACUUM` removes any a SIGKILL left behind).
-    Encoding and upload run in one thread while the load reads the next batches: pyarrow
-    and delta-rs release the GIL, so reading from the source and writing to S3 overlap.
-    Files go up through delta-rs' object store (`_Upload`), read back through pyarrow's.
+    A writer thread encodes and an uploader thread per open file (`_Upload`, delta-rs'
+    object store) sends while the load reads the next batches: pyarrow and delta-rs
+    release the GIL, so reading, encoding and uploading overlap. Files are read back
+    (a keyed append's checks) through pyarrow's S3 file system.
     """
 
     def __init__(
@@ -460,7 +460,7 @@ class _StreamedSink:
         stamp: Any,
     ) -> None:
         self.rows = 0
-        #: made by the writer thread on the first batch (AWS SDK start-up overlaps the read)
+        #: made by the writer thread on the first batch (client start-up overlaps the read)
         self._file_system = file_system
         self._object_store = object_store
         self._directory = directory  # bucket/prefix, for pyarrow
