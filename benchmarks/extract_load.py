@@ -18,24 +18,36 @@ PostgreSQL → DuckDB:
 * into DuckDB also: connectorx → Arrow → DuckDB, the ADBC driver's record-batch reader
   streamed into DuckDB, and `COPY … (FORMAT CSV)` through a temporary file into
   DuckDB's CSV reader;
+* PostgreSQL → lakehouse (a Delta table on the S3 server `devtools.s3` starts, a fresh
+  bucket per run): ours, a whole `runner extract` process writing the table (Parquet
+  files streamed under the table prefix while the source is read, one Delta commit with
+  the load's metadata), against `adbc-parquet-s3` (`extract_load_lake_baseline.py`):
+  ADBC record batches written by pyarrow into one Parquet file on the same server, with
+  our writer's Parquet options (`PARQUET_OPTIONS`, row-group size), no table format, no
+  commit. *Both are timed the same way*, as whole fresh processes (start-up and imports
+  included: what an orchestrator pays per table), and both in-process as well (ours:
+  `load_table`'s own seconds; the baseline: connect to file closed), each side's best;
 * ours again in `mode: incremental` after 1% of the rows changed;
 * the key scan of `deletes: hard` (`keyscan`, see `Bench.key_scan`);
 * and, for scale, the floor under any runner process: Python starting and importing
   what `runner extract` imports (`startup`; in no ratio).
 
-Every baseline runs in a child process of its own (`extract_load_contenders.py`) and is
-timed *inside* it, without interpreter start-up and imports: that favours them. With
+Every other baseline runs in a child process of its own (`extract_load_contenders.py`) and
+is timed *inside* it, without interpreter start-up and imports: that favours them. With
 `--repeat K` each contender runs K times, interleaved, and its best time counts (the
-machines are shared; the load average is printed); contenders that took over a minute
-the first time run once. The last stdout line is one JSON object with the ratios the
-issue sets targets for: `throughput_vs_copy_limit` (limit seconds / ours, PostgreSQL →
+machines are shared; the load average is printed); contenders that took over a minute the
+first time run once. The last stdout line is one JSON object with the ratios the issue
+sets targets for: `throughput_vs_copy_limit` (limit seconds / ours, PostgreSQL →
 PostgreSQL), `speedup_vs_dlt` (fastest dlt configuration / ours, same path),
 `duckdb_throughput_vs_best_baseline` (fastest other contender / ours, PostgreSQL →
-DuckDB), `incremental_1pct_vs_full` (incremental / full refresh, both whole runner
-processes; the larger of the two paths), `key_scan_vs_full_refresh` (`keyscan`: an
-incremental run with `deletes: hard` minus the same run with `deletes: ignore`, over the
-full refresh `ours`; the larger of the two paths; target <= 1.0) and `peak_rss_mb` (our
-runner's, the larger of the two full-refresh paths). A key is null when its contenders did not run.
+DuckDB), `lakehouse_throughput_vs_best_baseline` (`adbc-parquet-s3` / ours, PostgreSQL →
+lakehouse, both whole processes; target >= 1.0), `lakehouse_in_process_vs_best_baseline`
+(the same, both timed in-process), `incremental_1pct_vs_full` (incremental / full refresh,
+both whole runner processes; the larger of the two paths), `key_scan_vs_full_refresh`
+(`keyscan`: an incremental run with `deletes: hard` minus the same run with `deletes:
+ignore`, over the full refresh `ours`; the larger of the two paths; target <= 1.0) and
+`peak_rss_mb` (our runner's, the larger of the two full-refresh paths). A key is null when
+its contenders did not run.
 """
 
 from __future__ import annotations
@@ -64,10 +76,12 @@ from datakits.spec import (  # noqa: E402 - after the path set-up, for direct ru
     WAREHOUSE_URL_ENV,
     LoadSpec,
 )
+from datakits.writers.lakehouse import PARQUET_OPTIONS, ROW_GROUP_ROWS  # noqa: E402
 from devtools.postgres import PostgresCluster, free_port  # noqa: E402
 from devtools.s3 import S3Server  # noqa: E402
 
 CONTENDERS_SCRIPT = Path(__file__).resolve().parent / "extract_load_contenders.py"
+LAKE_BASELINE_SCRIPT = Path(__file__).resolve().parent / "extract_load_lake_baseline.py"
 RUNNER = Path(sys.executable).parent / "runner"
 TABLE = "orders"
 PG, DUCK = "PostgreSQL → PostgreSQL", "PostgreSQL → DuckDB"
@@ -146,10 +160,16 @@ class Outcome:
     failure: str = ""
     #: Rows actually moved when the timing is scaled from a slice (pandas).
     scale: float = 1.0
+    #: In-process seconds beside whole-process ones (the lakehouse path times both).
+    inside: list[float] = field(default_factory=list)
 
     @property
     def best(self) -> float | None:
         return min(self.seconds) * self.scale if self.seconds and not self.failure else None
+
+    @property
+    def best_inside(self) -> float | None:
+        return min(self.inside) if self.inside and not self.failure else None
 
 
 @dataclass
@@ -237,8 +257,27 @@ class Bench:
                 inside = float(result["seconds"])
                 outcome.note = f"{inside:.2f} s of it in load_table (start-up, imports excluded)"
             outcome.seconds.append(seconds)
+            outcome.inside.append(float(result["seconds"]))
             outcome.rss_mb = max(outcome.rss_mb, rss)
             outcome.rows = int(result["rows"])
+
+    def lake_baseline(self, name: str, label: str, note: str) -> None:
+        """The lakehouse baseline as a whole process (like ours), its inside time beside."""
+        outcome = self.record(LAKE, name, label)
+        options = json.dumps({**PARQUET_OPTIONS, "row_group_size": ROW_GROUP_ROWS})
+        argv = [sys.executable, str(LAKE_BASELINE_SCRIPT), "--src", self.src]
+        argv += ["--dst", self.lake_url(), "--table", TABLE, "--parquet", options]
+        seconds, rss, out, err, code = _child(argv, dict(os.environ))
+        if code != 0:
+            outcome.failure = f"exit {code}: {_last_line(err)}"
+            return
+        result = json.loads(out.splitlines()[-1])
+        outcome.seconds.append(seconds)
+        outcome.inside.append(float(result["seconds"]))
+        best = min(outcome.inside)
+        outcome.note = f"{note}; {best:.2f} s of it connect to close (start-up, imports excluded)"
+        outcome.rss_mb = max(outcome.rss_mb, rss)
+        outcome.rows = int(result["rows"])
 
     def baseline(self, path: str, name: str, label: str, contender: str, note: str = "") -> None:
         """One baseline in its own child process, timed inside it."""
@@ -247,8 +286,6 @@ class Bench:
         if path == PG:
             self.fresh_warehouse()
             dst = self.wh
-        elif path == LAKE:
-            dst = self.lake_url()
         else:
             dst = str(self.duck_path())
         argv = [sys.executable, str(CONTENDERS_SCRIPT), contender, "--src", self.src]
@@ -419,6 +456,7 @@ def summary(bench: Bench) -> dict[str, float | None]:
         if n not in ("ours", "incremental", "keyscan", "copy-limit", "startup", "lakehouse")
     ]
     ours_lake = out.get((LAKE, "lakehouse"))
+    lake_base = out.get((LAKE, "adbc-parquet-s3"))
     ratios = []
     for path, ours in ((PG, ours_pg), (DUCK, ours_duck)):
         inc = out.get((path, "incremental"))
@@ -437,6 +475,10 @@ def summary(bench: Bench) -> dict[str, float | None]:
         ),
         "lakehouse_throughput_vs_best_baseline": _ratio(
             _best(out, LAKE, ["adbc-parquet-s3"]), ours_lake.best if ours_lake else None
+        ),
+        "lakehouse_in_process_vs_best_baseline": _ratio(
+            lake_base.best_inside if lake_base else None,
+            ours_lake.best_inside if ours_lake else None,
         ),
         "incremental_1pct_vs_full": max(ratios) if ratios else None,
         "peak_rss_mb": round(max(rss), 1) if rss else None,
@@ -514,7 +556,7 @@ def run(bench: Bench, wanted: set[str]) -> None:
         (
             LAKE,
             "adbc-parquet-s3",
-            "ADBC batches → one Parquet file on S3 (pyarrow)",
+            "ADBC → pyarrow → one Parquet file on S3",
             "adbc-parquet-s3",
             "no table format, no commit, no watermark",
         ),
@@ -529,6 +571,8 @@ def run(bench: Bench, wanted: set[str]) -> None:
             print(f"[{round_ + 1}/{bench.repeat}] {path}: {label} …", file=sys.stderr, flush=True)
             if contender is None:
                 bench.runner(path, name, label, {"name": TABLE})
+            elif path == LAKE:
+                bench.lake_baseline(name, label, note)
             else:
                 bench.baseline(path, name, label, contender, note)
     if "keyscan" in wanted:

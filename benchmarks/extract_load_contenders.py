@@ -243,44 +243,6 @@ def csv_duckdb(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "rows": _duck_count(args.dst, args.table)}
 
 
-def adbc_parquet_s3(args: argparse.Namespace) -> dict[str, Any]:
-    """The lakehouse baseline: ADBC record batches straight into one Parquet file on the
-    same S3 server (pyarrow's S3 file system): no table format, no commit, no watermark.
-
-    `--dst` is the lakehouse warehouse URL (`s3://KEY:SECRET@host:port/bucket?…`).
-    """
-    import adbc_driver_postgresql.dbapi as adbc
-    import pyarrow.parquet as pq
-    from pyarrow import fs
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from datakits.writers.lakehouse import PARQUET_OPTIONS, ROW_GROUP_ROWS, lake_location
-
-    lake = lake_location(args.dst)
-    endpoint = (lake.endpoint or "").split("://", 1)[-1] or None
-    s3 = fs.S3FileSystem(
-        access_key=lake.access_key,
-        secret_key=lake.secret_key,
-        endpoint_override=endpoint,
-        scheme="https" if lake.secure else "http",
-        region=lake.region,
-        force_virtual_addressing=False,
-    )
-    path = f"{lake.bucket}/baseline/{args.table}/part-0.parquet"
-    started = time.perf_counter()
-    rows = 0
-    with adbc.connect(_libpq(args.src)) as conn, conn.cursor() as cursor:
-        cursor.execute(_select(args.table, None).as_string())
-        reader = cursor.fetch_record_batch()
-        # the Parquet options our writer uses (snappy, dictionary, statistics, row groups)
-        with pq.ParquetWriter(path, reader.schema, filesystem=s3, **PARQUET_OPTIONS) as writer:
-            for batch in reader:
-                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-                rows += batch.num_rows
-    seconds = time.perf_counter() - started
-    return {"seconds": seconds, "rows": pq.read_metadata(path, filesystem=s3).num_rows or rows}
-
-
 CONTENDERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "copy-limit": copy_limit,
     "pandas-pg": pandas_pg,
@@ -292,7 +254,6 @@ CONTENDERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "adbc-duckdb": adbc_duckdb,
     "connectorx-duckdb": connectorx_duckdb,
     "csv-duckdb": csv_duckdb,
-    "adbc-parquet-s3": adbc_parquet_s3,
 }
 
 

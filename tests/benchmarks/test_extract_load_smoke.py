@@ -19,6 +19,7 @@ KEYS = {
     "speedup_vs_dlt",
     "duckdb_throughput_vs_best_baseline",
     "lakehouse_throughput_vs_best_baseline",
+    "lakehouse_in_process_vs_best_baseline",
     "incremental_1pct_vs_full",
     "key_scan_vs_full_refresh",
     "peak_rss_mb",
@@ -33,7 +34,7 @@ def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
             "--rows",
             "2000",
             "--contenders",
-            "ours,copy-limit,incremental,startup",
+            "ours,copy-limit,incremental,startup,lakehouse,adbc-parquet-s3",
             "--pg-url",
             pg_cluster.url,
         ],
@@ -48,6 +49,9 @@ def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
     assert set(result) == KEYS
     assert result["throughput_vs_copy_limit"] > 0
     assert result["incremental_1pct_vs_full"] > 0
+    # the lakehouse pair, timed alike: both whole processes and both in-process
+    assert result["lakehouse_throughput_vs_best_baseline"] > 0
+    assert result["lakehouse_in_process_vs_best_baseline"] > 0
     assert 50 < result["peak_rss_mb"] < 1000
     assert result["speedup_vs_dlt"] is None  # dlt was not asked for
     table = "\n".join(lines[:-1])
@@ -55,3 +59,4 @@ def test_benchmark_smoke(pg_cluster: PostgresCluster) -> None:
     assert "incremental after 1% changed" in table
     assert "20 rows read and merged" in table
     assert "floor: runner start-up, imports only" in table
+    assert "ADBC → pyarrow → one Parquet file on S3" in table

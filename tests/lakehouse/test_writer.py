@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sqlite3
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +19,7 @@ from deltalake import DeltaTable
 from datakits.errors import ConfigError, LoadFailed, SourceUnavailable, WarehouseBusy
 from datakits.load import load_table
 from datakits.spec import LoadSpec
+from datakits.writers import lakehouse
 from datakits.writers.base import LoadStamp
 from datakits.writers.lakehouse import LakehouseWriter, lake_location
 from devtools.postgres import PostgresCluster
@@ -213,6 +215,45 @@ def test_full_refresh_streams_its_files_and_a_failed_one_leaves_none(
         load_table(spec, spec.tables[0], src, lake_url)
     assert delta(lake_url).version() == 0
     assert _data_files(s3_server, bucket) == _files(table)
+
+
+def test_a_load_of_several_files_and_upload_chunks_commits_every_row(
+    tmp_path: Path, s3_server: S3Server, bucket: str, lake_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed files are uploaded in chunks by a thread of their own (`_Upload`); with
+    limits small enough to give several files, row groups and chunks per file, each file
+    arrives whole and the one commit holds every row exactly once."""
+    monkeypatch.setattr(lakehouse, "FILE_ROWS", 600)
+    monkeypatch.setattr(lakehouse, "ROW_GROUP_BYTES", 4096)
+    monkeypatch.setattr(lakehouse, "_UPLOAD_CHUNK", 8192)
+    db = tmp_path / "src.db"
+    src = make_source(db, 2000)
+    spec = make_spec(batch_size=100)
+    load_table(spec, spec.tables[0], src, lake_url)
+    table = delta(lake_url)
+    assert len(_files(table)) >= 3 and _data_files(s3_server, bucket) == _files(table)
+    assert sum(pa.table(table.get_add_actions(flatten=True))["num_records"].to_pylist()) == 2000
+    assert rows(table) == source_rows(db)
+
+
+def test_a_failed_upload_fails_the_load_and_leaves_the_previous_version(
+    tmp_path: Path, lake_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uploader thread's error (here the real server's: the files go to a bucket that
+    does not exist) fails the load in the loading thread: nothing is committed, the table
+    keeps its version, and no thread is left waiting."""
+    db = tmp_path / "src.db"
+    src = make_source(db, 200)
+    spec = make_spec(batch_size=100)
+    load_table(spec, spec.tables[0], src, lake_url)
+    gone = lakehouse.LakeLocation(**{**vars(lake_location(lake_url)), "bucket": "no-such-bucket"})
+    real = lakehouse._object_store
+    monkeypatch.setattr(lakehouse, "_object_store", lambda _: real(gone))
+    with pytest.raises(LoadFailed, match="bronze unchanged"):
+        load_table(spec, spec.tables[0], src, lake_url)
+    assert delta(lake_url).version() == 0
+    assert rows(delta(lake_url)) == source_rows(db)
+    assert not [t for t in threading.enumerate() if t.name == "datakits-lake-upload"]
 
 
 def test_full_refresh_takes_the_sources_new_types(tmp_path: Path, lake_url: str) -> None:
