@@ -70,14 +70,18 @@ def _doc(tenant: Tenant, executor: Executor, dbt: str) -> str:
 
 
 def _model_doc(task: PlannedTask) -> str:
-    """The task doc of a model task: its dbt node and the tests it answers for."""
+    """The task doc of a model task: its dbt node, the tests it answers for, and what a
+    run and a retry of it do. Ids with underscores go in a code block: Airflow's doc
+    dialog clips inline code to the line box, so `not_null_x` read as `not null x`."""
     node = task.node
     assert node is not None
-    tests = "".join(f"\n  * `{t}`" for t in node.tests) or " none"
-    sources = ", ".join(f"`{t}`" for t in node.sources) or "none"
+    ids = "\n".join((node.unique_id, *node.tests))
+    sources = ", ".join(node.sources) or "none"
     return (
-        f"dbt {node.resource_type} `{node.unique_id}` ({node.materialized}), layer "
-        f"`{node.layer}`\n\n* bronze sources: {sources}\n* tests:{tests}\n"
+        f"dbt {node.resource_type} **{node.name}** ({node.materialized}), layer "
+        f"**{node.layer}**; bronze sources: {sources}; {len(node.tests)} test(s).\n\n"
+        f"It passes on the report of the dbt_build task; a retry (Clear) runs this node and "
+        f"its tests alone.\n\n```\n{ids}\n```\n"
     )
 
 
