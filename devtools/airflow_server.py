@@ -323,6 +323,7 @@ def ui(data: Path, port: int, orders: int) -> int:
         "DEMO_WAREHOUSE_URL": f"duckdb:///{data}/warehouse.duckdb",
         **conn_env,
     }
+    print("dag-factory dbt compile: each tenant's DAG gets one task per dbt model...", flush=True)
     server = start_server(home, REPO / "warehouses", extra, port)
     try:
         server.wait_ready(["tenant_demo"], timeout=300)
