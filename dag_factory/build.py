@@ -71,17 +71,18 @@ def _doc(tenant: Tenant, executor: Executor, dbt: str) -> str:
 
 def _model_doc(task: PlannedTask) -> str:
     """The task doc of a model task: its dbt node, the tests it answers for, and what a
-    run and a retry of it do. Ids with underscores go in a code block: Airflow's doc
-    dialog clips inline code to the line box, so `not_null_x` read as `not null x`."""
+    run and a retry of it do. Ids are plain text, not code: Airflow's doc dialog draws each
+    line of code over the underscores of the line above (`not_null_x` read "not null x");
+    dbt ids hold underscores only inside words, which Markdown leaves as they are."""
     node = task.node
     assert node is not None
-    ids = "\n".join((node.unique_id, *node.tests))
+    tests = "".join(f"\n  * {t}" for t in node.tests) or " none"
     sources = ", ".join(node.sources) or "none"
     return (
         f"dbt {node.resource_type} **{node.name}** ({node.materialized}), layer "
-        f"**{node.layer}**; bronze sources: {sources}; {len(node.tests)} test(s).\n\n"
-        f"It passes on the report of the dbt_build task; a retry (Clear) runs this node and "
-        f"its tests alone.\n\n```\n{ids}\n```\n"
+        f"**{node.layer}**. It passes on the report of the dbt_build task; a retry (Clear) "
+        f"builds this node and its tests by itself.\n\n* node: {node.unique_id}\n"
+        f"* bronze sources: {sources}\n* tests:{tests}\n"
     )
 
 
