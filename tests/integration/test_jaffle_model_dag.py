@@ -24,9 +24,10 @@ import pytest
 
 from datakits.spec import LoadSpec
 from tests.datakits.conftest import query
-from tests.datakits.runner_proc import RUNNER, runner_env
+from tests.datakits.runner_proc import RUNNER, run_extract, runner_env
 from tests.runners.test_dbt_graph import JAFFLE
-from tests.runners.test_layers import LAYERS, LOADS, SCHEMAS
+from tests.runners.test_layers import LAYERS, LOADS, SCHEMAS, _dbt
+from tests.runners.test_layers import _spec as _test_layers_spec
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -209,3 +210,37 @@ def test_jaffle_layout_runs_model_level_twice_on_postgres(jaffle: dict[str, Any]
     assert query(warehouse, "SELECT * FROM p_staging.stg_orders ORDER BY 1") == query(
         warehouse, "SELECT * FROM j_staging.stg_orders ORDER BY 1"
     )
+
+
+@pytest.mark.dbt
+def test_jaffle_layout_layer_tasks_build_a_fresh_warehouse(tmp_path: Path):
+    """Without a compiled graph the tenant keeps one task per layer (the plan's argv, run
+    here in order on DuckDB). The mart's relationships test to a staging model belongs to
+    the gold build: dbt's default (eager) selection ran it in the staging layer's build,
+    against a mart not built yet, and a fresh warehouse's first run failed there."""
+    project = tmp_path / "dbt"
+    for name, text in JAFFLE.items():
+        path = project / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.lstrip())
+    source = tmp_path / "source.db"
+    _load_source(source, LOADS[0])
+    spec, warehouse = _test_layers_spec("duckdb"), f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    for table in ("customers", "orders"):
+        done = run_extract(spec, table, f"sqlite:///{source}", warehouse)
+        assert done.returncode == 0, done.stderr
+    results = {}
+    for layer, selector in LAYERS.items():
+        done = _dbt(spec, project, warehouse, layer, selector)
+        assert done.returncode == 0, f"layer {layer}: {done.stderr[-2000:]}"
+        results[layer] = json.loads(done.stdout.splitlines()[-1])
+    # staging's own tests (unique, not_null) in its build; the mart's two in gold's
+    assert results["silver"]["tests_passed"] == 2, results["silver"]
+    assert results["gold"]["tests_passed"] == 2, results["gold"]
+    assert query(
+        warehouse, "SELECT customer_id, orders FROM j_marts.customer_orders ORDER BY 1"
+    ) == [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+    ]
