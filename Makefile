@@ -58,8 +58,9 @@ demo: install
 	$(AIRFLOW_ENV) $(BIN)/python -m devtools.report demo
 
 # A real local Airflow (airflow standalone: scheduler, dag-processor, triggerer, API server)
-# on .data/ui/: demo data generated, `dag-factory pools` run, ACME's connections pointing at
-# a throwaway PostgreSQL. Prints the URL; Ctrl-C stops every process it started.
+# on .data/ui/: demo data generated, `dag-factory dbt compile` run (each tenant's DAG then has
+# one task per dbt model), `dag-factory pools` run, ACME's connections pointing at a throwaway
+# PostgreSQL. Prints the URL; Ctrl-C stops every process it started.
 UI_PORT ?= 8080
 ui: install
 	$(BIN)/python -m devtools.airflow_server ui --data $(DATA)/ui --port $(UI_PORT) \

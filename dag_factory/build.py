@@ -73,15 +73,23 @@ def _doc(tenant: Tenant, executor: Executor, dbt: str) -> str:
 
 
 def _model_doc(task: PlannedTask) -> str:
-    """The task doc of a model task: its dbt nodes and the tests it answers for."""
-    parts = []
+    """The task doc of a model task: its dbt nodes, the tests it answers for, and what a
+    run and a retry of it do. Ids are plain text, not code: Airflow's doc dialog draws each
+    line of code over the underscores of the line above (`not_null_x` read "not null x");
+    dbt ids hold underscores only inside words, which Markdown leaves as they are."""
+    count = len(task.nodes)
+    what = "this node and its" if count == 1 else f"these {count} nodes and their"
+    parts = [
+        f"It passes on the report of the dbt_build task; a retry (Clear) builds {what} "
+        "tests by itself.\n"
+    ]
     for node in task.nodes:
-        tests = "".join(f"\n  * `{t}`" for t in node.tests) or " none"
-        sources = ", ".join(f"`{t}`" for t in node.sources) or "none"
+        tests = "".join(f"\n  * {t}" for t in node.tests) or " none"
+        sources = ", ".join(node.sources) or "none"
         parts.append(
-            f"dbt {node.resource_type} `{node.unique_id}` ({node.materialized}), layer "
-            f"`{node.layer}`, `{node.path or '?'}`\n\n* bronze sources: {sources}\n"
-            f"* tests:{tests}\n"
+            f"dbt {node.resource_type} **{node.name}** ({node.materialized}), layer "
+            f"**{node.layer}**, file {node.path or '?'}\n\n* node: {node.unique_id}\n"
+            f"* bronze sources: {sources}\n* tests:{tests}\n"
         )
     return "\n".join(parts)
 

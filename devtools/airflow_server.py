@@ -72,6 +72,22 @@ def migrate(env: dict[str, str]) -> None:
         raise AirflowError(f"airflow db migrate failed:\n{done.stderr[-2000:]}")
 
 
+def compile_dbt(env: dict[str, str], tenants: Iterable[str] = ()) -> None:
+    """`dag-factory dbt compile` for `tenants` (default: all) of this home's tenants folder,
+    so their DAGs are model-level (one task per dbt model) as in a deployment: without a
+    compiled graph a tenant keeps its layer tasks. Parses each dbt project (seconds each),
+    connects to no warehouse."""
+    done = subprocess.run(
+        [VENV_BIN / "dag-factory", "dbt", "compile", *tenants],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        raise AirflowError(f"dag-factory dbt compile failed:\n{done.stdout}{done.stderr}")
+
+
 def create_pools(env: dict[str, str], *extra_args: str) -> subprocess.CompletedProcess[str]:
     """`dag-factory pools` against this home: every pool the tenants name, idempotently."""
     return subprocess.run(
@@ -248,10 +264,14 @@ def start_server(
     warehouses: Path,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    compile_tenants: Iterable[str] | None = (),
 ) -> AirflowServer:
-    """Migrate, create the tenants' pools, start standalone; not yet waited for."""
+    """Compile the tenants' dbt graphs (`compile_tenants`: those ids, () every tenant, None
+    none), migrate, create the tenants' pools, start standalone; not yet waited for."""
     port = port or free_port()
     env = airflow_env(home, port, warehouses, extra_env)
+    if compile_tenants is not None:
+        compile_dbt(env, compile_tenants)
     migrate(env)
     pools = create_pools(env)
     if pools.returncode != 0:
@@ -303,6 +323,7 @@ def ui(data: Path, port: int, orders: int) -> int:
         "DEMO_WAREHOUSE_URL": f"duckdb:///{data}/warehouse.duckdb",
         **conn_env,
     }
+    print("dag-factory dbt compile: each tenant's DAG gets one task per dbt model...", flush=True)
     server = start_server(home, REPO / "warehouses", extra, port)
     try:
         server.wait_ready(["tenant_demo"], timeout=300)

@@ -166,7 +166,8 @@ def test_folder_plan_and_dag(root: Path):
     assert task.dbt_nodes == {"model.shop.revenue": (), "model.shop.ltv": ()}
     assert task.task_group.group_id == "gold"
     assert dag.task_dict["gold.gold_web"].upstream_task_ids == {PRODUCER_TASK, "silver.silver"}
-    assert "`models/gold/finance/ltv.sql`" in task.doc_md
+    assert "file models/gold/finance/ltv.sql" in task.doc_md
+    assert "builds these 2 nodes and their tests" in task.doc_md
     assert "one task per project folder" in dag.doc_md and "3 tasks for 5 nodes" in dag.doc_md
 
 

@@ -19,11 +19,17 @@ import pytest
 
 from devtools.airflow_server import TRIGGERED_RUNS_ONLY, AirflowServer, start_server
 from devtools.browser import Browser, chromium_binary
+from devtools.compiled import LOCAL_OUTPUT
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ORDERS = 2000
 #: A tenant file beside the valid ones with a typo (`retires`): it must show as invalid.
 BROKEN_TENANT = "broken"
+#: The committed tenants: the server compiles their dbt graphs first, as `make ui` does, so
+#: their DAGs are model-level (the broken tenant and those a test adds keep layer tasks).
+COMPILED_TENANTS = tuple(
+    sorted(p.parent.name for p in (REPO / "warehouses").glob("*/warehouse.yaml"))
+)
 
 
 @dataclass
@@ -55,11 +61,13 @@ def write_broken_tenant(warehouses: Path) -> Path:
 @pytest.fixture(scope="session")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAirflow]:
     """`airflow standalone` with the tenants of `warehouses/` plus one broken tenant file,
-    their pools created by `dag-factory pools`, the demo data generated; stopped (its
+    their dbt graphs compiled (`dag-factory dbt compile`), their pools created by
+    `dag-factory pools`, the demo data generated; stopped (its
     whole process group) at the end of the session."""
     data = tmp_path_factory.mktemp("realtime")
     warehouses = data / "warehouses"
-    shutil.copytree(REPO / "warehouses", warehouses, ignore=shutil.ignore_patterns("target"))
+    # without a developer's local output (a stale compiled graph among it)
+    shutil.copytree(REPO / "warehouses", warehouses, ignore=shutil.ignore_patterns(*LOCAL_OUTPUT))
     write_broken_tenant(warehouses)
     source_url = f"sqlite:///{data}/shop.sqlite"
     warehouse_url = f"duckdb:///{data}/warehouse.duckdb"
@@ -81,8 +89,12 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealAir
             # (a tenant may name only `<TENANT>_…` ones: dag_factory/isolation.py)
             "NEWSHOP_SOURCE_URL": source_url,
             "NEWSHOP_WAREHOUSE_URL": warehouse_url,
+            # test_model_tasks' tenant: the same source, a DuckDB file of its own
+            "MODELSHOP_SOURCE_URL": source_url,
+            "MODELSHOP_WAREHOUSE_URL": f"duckdb:///{data}/modelshop.duckdb",
             **TRIGGERED_RUNS_ONLY,
         },
+        compile_tenants=COMPILED_TENANTS,
     )
     try:
         server.wait_ready({"tenant_demo", "tenant_acme", f"tenant_{BROKEN_TENANT}"})

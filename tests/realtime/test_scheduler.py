@@ -11,13 +11,34 @@ import datetime as dt
 import itertools
 import time
 from pathlib import Path
+from typing import Any
 
 from devtools.airflow_server import create_pools
 from devtools.report import layer_counts
 from tests.realtime.conftest import BROKEN_TENANT, RealAirflow
 
 DEMO_TABLES = ("customers", "products", "orders", "order_items")
-DEMO_TASKS = (*(f"extract_{t}" for t in DEMO_TABLES), "dbt_silver", "dbt_gold")
+#: The demo's dbt models as tasks (its graph compiled by the server fixture): `<layer>.<model>`.
+DEMO_SILVER = tuple(f"silver.{t}" for t in ("customers", "products", "orders", "order_items"))
+DEMO_GOLD = ("gold.revenue_per_customer_month",)
+DEMO_TASKS = (
+    *(f"extract_{t}" for t in DEMO_TABLES),
+    "dbt_build",
+    *DEMO_SILVER,
+    *DEMO_GOLD,
+    "silver_done",
+    "gold_done",
+)
+
+
+def xcom(airflow: RealAirflow, dag_id: str, run_id: str, task_id: str) -> Any:
+    """A task's return value, as the REST API gives it (deserialized)."""
+    entry = airflow.server.api(
+        "GET",
+        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+        params={"deserialize": True},
+    )
+    return entry["value"]
 
 
 def _task_instances(airflow: RealAirflow, dag_id: str, run_id: str) -> dict[str, dict]:
@@ -30,9 +51,10 @@ def _time(value: str) -> dt.datetime:
 
 
 def test_demo_runs_under_the_scheduler_in_its_pool(airflow_server: RealAirflow):
-    """Unpause + trigger: every task succeeds in the tenant's pool, one at a time (DuckDB
-    takes one writer), silver after bronze and gold after silver; rows in every layer.
-    The broken tenant file (conftest) sits beside it all along."""
+    """Unpause + trigger the model-level demo: every task succeeds in the tenant's pool, one
+    at a time (DuckDB takes one writer); one `dbt build` after every extract, each model
+    task after it and after its parents, passing on dbt_build's report without a runner of
+    its own; rows in every layer. The broken tenant file (conftest) sits beside it all along."""
     server = airflow_server.server
     server.unpause("tenant_demo")
     run_id = server.trigger("tenant_demo")
@@ -47,8 +69,20 @@ def test_demo_runs_under_the_scheduler_in_its_pool(airflow_server: RealAirflow):
     for (_, end, first), (start, _, second) in itertools.pairwise(spans):
         assert end <= start, f"{first} and {second} overlapped"
     extracts_end = max(_time(tis[f"extract_{t}"]["end_date"]) for t in DEMO_TABLES)
-    assert extracts_end <= _time(tis["dbt_silver"]["start_date"])
-    assert _time(tis["dbt_silver"]["end_date"]) <= _time(tis["dbt_gold"]["start_date"])
+    assert extracts_end <= _time(tis["dbt_build"]["start_date"])
+    silver_end = max(_time(tis[t]["end_date"]) for t in DEMO_SILVER)
+    assert _time(tis["dbt_build"]["end_date"]) <= min(
+        _time(tis[t]["start_date"]) for t in DEMO_SILVER
+    )
+    assert silver_end <= _time(tis["gold.revenue_per_customer_month"]["start_date"])
+    assert silver_end <= _time(tis["silver_done"]["start_date"])
+
+    # one dbt build ran every model; each model task passed on its report
+    build = xcom(airflow_server, "tenant_demo", run_id, "dbt_build")
+    for task in (*DEMO_SILVER, *DEMO_GOLD):
+        value = xcom(airflow_server, "tenant_demo", run_id, task)
+        assert value["ran"] == "dbt_build", (task, value)
+        assert build["nodes"][value["node"]]["status"] == "success"
 
     counts = {
         f"{layer}:{name.split('.', 1)[1]}": n
