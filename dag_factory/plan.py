@@ -474,7 +474,9 @@ def _model_tasks(
                 task_id=task_id,
                 kind=TaskKind.model,
                 argv=(*head, *routing[unit.layer], "build", *_unit_selection(unit)),
-                upstream=(PRODUCER_TASK, *dict.fromkeys(ids[p] for p in parents)),
+                # the producer only for roots: every other task follows it through its
+                # parents (a direct edge as well would only clutter the graph view)
+                upstream=tuple(dict.fromkeys(ids[p] for p in parents)) or (PRODUCER_TASK,),
                 outlets=tuple(assets[uid] for uid in unit.unique_ids),
                 inlets=(*(assets[p] for p in parents), *(bronze[t] for t in sources)),
                 labels=task_labels(task_id),
@@ -488,8 +490,16 @@ def _model_tasks(
             task_id=f"{layer}_done",
             layer=layer,
             outlet=asset_uri(tenant, layer),
-            upstream=(PRODUCER_TASK, *(t.task_id for t in models if t.group == layer)),
+            upstream=_layer_sinks(models, layer) or (PRODUCER_TASK,),
         )
         for layer in dbt.layers
     )
     return (producer, *models), gates
+
+
+def _layer_sinks(models: list[PlannedTask], layer: str) -> tuple[str, ...]:
+    """The model tasks of `layer` that no other task of the layer follows: the gate waits
+    for them, and through them (all_success upstream) for every task of the layer."""
+    mine = [t for t in models if t.group == layer]
+    followed = {u for t in mine for u in t.upstream}
+    return tuple(t.task_id for t in mine if t.task_id not in followed)

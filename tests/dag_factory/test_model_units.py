@@ -144,7 +144,8 @@ def test_folder_plan_and_dag(root: Path):
     models = {t.task_id: t for t in plan.tasks if t.is_model}
     assert list(models) == ["silver.silver", "gold.gold_finance", "gold.gold_web"]
     finance = models["gold.gold_finance"]
-    assert finance.upstream == (PRODUCER_TASK, "silver.silver")
+    assert finance.upstream == ("silver.silver",)
+    assert models["silver.silver"].upstream == (PRODUCER_TASK,)
     assert finance.argv[-6:] == (
         "build", "--select", "revenue", "ltv", "--indirect-selection", "cautious",
     )  # fmt: skip
@@ -157,15 +158,15 @@ def test_folder_plan_and_dag(root: Path):
     )  # fmt: skip
     assert silver.inlets == ("tenant://demo/bronze/customers", "tenant://demo/bronze/orders")
     assert [g.upstream for g in plan.gates] == [
-        (PRODUCER_TASK, "silver.silver"),
-        (PRODUCER_TASK, "gold.gold_finance", "gold.gold_web"),
+        ("silver.silver",),
+        ("gold.gold_finance", "gold.gold_web"),
     ]
 
     dag = build_dag(tenant, root)
     task = dag.task_dict["gold.gold_finance"]
     assert task.dbt_nodes == {"model.shop.revenue": (), "model.shop.ltv": ()}
     assert task.task_group.group_id == "gold"
-    assert dag.task_dict["gold.gold_web"].upstream_task_ids == {PRODUCER_TASK, "silver.silver"}
+    assert dag.task_dict["gold.gold_web"].upstream_task_ids == {"silver.silver"}
     assert "file models/gold/finance/ltv.sql" in task.doc_md
     assert "builds these 2 nodes and their tests" in task.doc_md
     assert "one task per project folder" in dag.doc_md and "3 tasks for 5 nodes" in dag.doc_md
