@@ -25,8 +25,9 @@ import pytest
 from datakits.spec import LoadSpec
 from tests.datakits.conftest import query
 from tests.datakits.runner_proc import RUNNER, run_extract, runner_env
+from tests.integration.airflow_runs import last_run
 from tests.runners.test_dbt_graph import JAFFLE
-from tests.runners.test_layers import LAYERS, LOADS, SCHEMAS, _dbt
+from tests.runners.test_layers import LAYERS, LOADS, SCHEMAS, _dbt, _table_type
 from tests.runners.test_layers import _spec as _test_layers_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,37 +114,8 @@ def _dags_test(env: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
         cwd=REPO,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
-    try:
-        (run_id,) = db.execute(
-            "select run_id from dag_run where dag_id = ? order by id desc limit 1", (DAG_ID,)
-        ).fetchone()
-        states = dict(
-            db.execute(
-                "select task_id, state from task_instance where dag_id = ? and run_id = ?",
-                (DAG_ID, run_id),
-            ).fetchall()
-        )
-        xcoms = {
-            task: json.loads(value) if isinstance(value, str) else value
-            for task, value in db.execute(
-                "select task_id, value from xcom where dag_id = ? and run_id = ? "
-                "and key = 'return_value'",
-                (DAG_ID, run_id),
-            ).fetchall()
-        }
-    finally:
-        db.close()
+    states, xcoms, _ = last_run(env, DAG_ID)
     return states, xcoms
-
-
-def _table_type(warehouse: str, schema: str, name: str) -> str | None:
-    rows = query(
-        warehouse,
-        "SELECT table_type FROM information_schema.tables "
-        f"WHERE table_schema = '{schema}' AND table_name = '{name}'",
-    )
-    return rows[0][0] if rows else None
 
 
 @pytest.mark.postgres

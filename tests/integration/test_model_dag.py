@@ -10,9 +10,7 @@ tests skip and say so.
 
 from __future__ import annotations
 
-import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +22,7 @@ import yaml
 from dag_factory.loader import Loader
 from devtools.shop import generate_shop
 from tests.dag_factory.graphs import graph_doc, write_graph
+from tests.integration.airflow_runs import last_run
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -142,41 +141,6 @@ def dags_test(env: dict[str, str], root: Path, *args: str) -> subprocess.Complet
         timeout=900,
         cwd=REPO,
     )
-
-
-def last_run(env: dict[str, str]) -> tuple[dict[str, str], dict[str, Any], list[str]]:
-    """Task states, XComs (task id → value) and asset events (URIs) of the last run."""
-    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
-    try:
-        (run_id,) = db.execute(
-            "select run_id from dag_run where dag_id = 'tenant_demo' order by id desc limit 1"
-        ).fetchone()
-        states = dict(
-            db.execute(
-                "select task_id, state from task_instance where dag_id = 'tenant_demo' "
-                "and run_id = ?",
-                (run_id,),
-            ).fetchall()
-        )
-        xcoms = {
-            task: json.loads(value) if isinstance(value, str) else value
-            for task, value in db.execute(
-                "select task_id, value from xcom where dag_id = 'tenant_demo' and run_id = ? "
-                "and key = 'return_value'",
-                (run_id,),
-            ).fetchall()
-        }
-        events = [
-            uri
-            for (uri,) in db.execute(
-                "select a.uri from asset_event e join asset a on a.id = e.asset_id "
-                "where e.source_run_id = ?",
-                (run_id,),
-            ).fetchall()
-        ]
-    finally:
-        db.close()
-    return states, xcoms, events
 
 
 def test_model_tasks_pass_on_the_report_then_a_failure_fails_its_branch_only(
