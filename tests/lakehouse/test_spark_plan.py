@@ -20,7 +20,9 @@ import yaml
 
 from dag_factory import dbt_graph
 from dag_factory.adapters import renderer_for
+from dag_factory.compile import compile_tenant
 from dag_factory.dbt_graph import graph_path
+from dag_factory.images import TenantImageMissing, dbt_image
 from dag_factory.k8s_objects import (
     SPARK_DRIVER,
     EgressUndefined,
@@ -30,14 +32,22 @@ from dag_factory.k8s_objects import (
     tenant_objects,
 )
 from dag_factory.loader import Loader, Tenant
-from dag_factory.plan import SPARK_LAYERS, is_spark, plan_tenant, stale_graph
+from dag_factory.plan import (
+    SPARK_LAYERS,
+    PlatformOverrides,
+    is_spark,
+    plan_tenant,
+    stale_graph,
+)
 from dag_factory.spec import DbtEngine, Executor
+from datakits.contract import tenant_image_tag
 from datakits.errors import ConfigError
 from datakits.writers.lakehouse import lake_location
 from devtools.compiled import LOCAL_OUTPUT
 from runners.spark_bronze import BronzeAccess
 from runners.spark_conf import SCRATCH, executor_pod_template, spark_conf
 from runners.spark_executor import BACKEND, executor_argv
+from runners.tenant_images import read_graph, tenant_image_ref
 from tests.dag_factory.graphs import graph_doc, shop_nodes, write_graph
 from tests.datakits.runner_proc import RUNNER
 from tests.lakehouse.test_spark_tenant import spark_tenant
@@ -126,6 +136,75 @@ def test_a_compiled_graph_gives_model_tasks_to_duckdb_but_layer_tasks_to_spark(
     assert plan.fallback == SPARK_LAYERS and not plan.gates
     dbt = [t.task_id for t in plan.tasks if not t.task_id.startswith("extract_")]
     assert dbt == ["dbt_silver", "dbt_gold"] and all(is_spark(plan.task(t)) for t in dbt)
+
+
+def test_with_a_graph_a_spark_tenant_runs_its_own_image_built_on_the_spark_image(
+    warehouses: Path,
+) -> None:
+    """The graph's hash names the tenant's image (`tenant-dbt-<t>`, FROM `images.spark`):
+    the layer tasks and their executors (`SPARK_IMAGE`) run it, not the bare Spark image,
+    which holds no project; the tag is the dbt tenants' function of the Spark base."""
+    spark = load(warehouses, "lake_spark")
+    doc = graph_doc("lake_spark", "warehouses/_dbt/shop", shop_nodes())
+    write_graph(warehouses / "lake_spark", {**doc, "engine": "spark"})
+    graph = dbt_graph.load(graph_path(warehouses / "lake_spark"))
+    assert graph is not None and graph.engine == "spark"
+    plan = plan_tenant(spark, warehouses.parent, graph=graph)
+    tag = tenant_image_tag(graph.inputs_hash, spark.spec.images.spark)
+    assert tag != tenant_image_tag(graph.inputs_hash, spark.spec.images.dbt)
+    image = f"registry.localhost/tenant-dbt-lake_spark:{tag}"
+    for layer in ("silver", "gold"):
+        task = plan.task(f"dbt_{layer}")
+        assert is_spark(task) and task.image == task.env_dict["SPARK_IMAGE"] == image
+    # the deployment's registry replaces the host, for the executors' image too
+    plan = plan_tenant(spark, warehouses.parent, PlatformOverrides(registry="10.0.0.1:5000"), graph)
+    image = f"10.0.0.1:5000/tenant-dbt-lake_spark:{tag}"
+    assert plan.task("dbt_gold").image == plan.task("dbt_gold").env_dict["SPARK_IMAGE"] == image
+
+
+def test_a_container_spark_tenant_without_its_graph_is_a_placeholder_about_spark(
+    warehouses: Path,
+) -> None:
+    spec = load(warehouses, "lake_spark").spec
+    # locally (no image runs) the Spark image is only a label, as before
+    assert dbt_image(spec, None, None, executor=Executor.local) == spec.images.spark
+    for executor in (Executor.docker, Executor.kubernetes):
+        with pytest.raises(TenantImageMissing) as caught:
+            dbt_image(spec, None, None, executor=executor)
+        assert str(caught.value) == (
+            f"tenant lake_spark runs Spark in {executor} containers but has no compiled graph "
+            "(warehouses/lake_spark/compiled/dbt_graph.json), whose project hash names its "
+            "Spark image (tenant-dbt-lake_spark FROM images.spark; the Spark image alone "
+            "holds no project): run `dag-factory dbt compile lake_spark`, then `make images` "
+            "(a Spark tenant keeps its layer tasks)"
+        )
+        # a graph compiled before the tenant chose Spark names an image on the dbt base
+        stale = r"compiled for dbt\.engine warehouse, the tenant file says spark, .* `dag-f"
+        with pytest.raises(TenantImageMissing, match=stale):
+            dbt_image(spec, "b" * 64, None, executor=executor, graph_engine="warehouse")
+        tag = tenant_image_tag("b" * 64, spec.images.spark)
+        own = dbt_image(spec, "b" * 64, None, executor=executor, graph_engine="spark")
+        assert own == f"registry.localhost/tenant-dbt-lake_spark:{tag}"
+
+
+def test_compile_records_the_engine_and_the_builder_names_the_image_the_dag_runs(
+    warehouses: Path,
+) -> None:
+    """`dag-factory dbt compile` on a Spark tenant (a real dbt parse): its graph says
+    `engine: spark`, `make images` builds FROM the Spark image, and the tag it pushes is
+    the one the DAG names."""
+    spark = load(warehouses, "lake_spark")
+    root = warehouses.parent
+    done = compile_tenant(spark, root)
+    assert done.ok, done.line
+    built = read_graph(root, "lake_spark")
+    assert (built.engine, built.base) == ("spark", "spark")
+    graph = dbt_graph.load(graph_path(warehouses / "lake_spark"))
+    assert graph is not None and graph.engine == "spark"
+    planned = plan_tenant(spark, root, graph=graph).task("dbt_silver").image
+    assert planned == tenant_image_ref("registry.localhost", built, spark.spec.images.spark)
+    lake = load(warehouses, "lake")
+    assert compile_tenant(lake, root).ok and read_graph(root, "lake").base == "dbt"
 
 
 def test_the_spark_pod_drives_executors_and_no_other_pod_has_a_token(warehouses: Path) -> None:

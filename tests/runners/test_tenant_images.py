@@ -13,6 +13,7 @@ from datakits.contract import tenant_image_tag
 from devtools.postgres import free_port
 from runners.tenant_images import (
     TenantImageError,
+    build_tenant_images,
     project_hash,
     read_graph,
     registry_has,
@@ -115,3 +116,41 @@ def test_registry_that_does_not_answer_means_build():
     ref = f"127.0.0.1:{free_port()}/tenant-dbt-demo:0123456789ab"
     assert split_ref(ref) == (ref.split("/")[0], "tenant-dbt-demo", "0123456789ab")
     assert registry_has(ref, timeout=2) is None
+
+
+def test_the_graphs_engine_chooses_the_base_image(root: Path):
+    """A Spark tenant's graph (`engine: spark`) is built FROM the Spark runner image, with
+    the same tag function; a graph without `engine` (written before it was recorded) is
+    a dbt one; any other engine is refused with the fix."""
+    _graph(root, "demo")
+    _graph(root, "lake", tenant="lake", engine="spark")
+    assert (read_graph(root, "demo").base, read_graph(root, "lake").base) == ("dbt", "spark")
+    _graph(root, "acme", tenant="acme", engine="flink")
+    with pytest.raises(TenantImageError, match=r"engine 'flink' is not one of warehouse, spark"):
+        read_graph(root, "acme")
+
+
+def test_each_tenant_image_is_built_from_its_engines_base(root: Path, tmp_path: Path):
+    """The builder's argv (no engine: the docker client records, builds nothing)."""
+    _graph(root, "demo")
+    _graph(root, "lake", tenant="lake", engine="spark")
+    dbt, spark = "reg:5000/tenant-runner-dbt:abc", "reg:5000/tenant-runner-spark:abc"
+    argvs: list[list[str]] = []
+
+    def build(**bases: str):
+        return build_tenant_images(
+            root, ["demo", "lake"], registry="reg:5000", push=False, work=tmp_path / "w",
+            run=lambda argv: argvs.append(list(argv)), local_has=lambda ref: False,
+            docker="docker", dockerfile=Path("tenant.Dockerfile"), runner_uid=10001, **bases,
+        )  # fmt: skip
+
+    with pytest.raises(TenantImageError, match=r"tenant lake runs dbt.engine spark: .*only spark"):
+        build(dbt_image=dbt)
+    assert argvs == []  # every graph checked before anything is built
+    done = build(dbt_image=dbt, spark_image=spark)
+    demo, lake = argvs
+    assert f"RUNNER_IMAGE={dbt}" in demo and "ENGINE=warehouse" in demo
+    assert f"RUNNER_IMAGE={spark}" in lake and "ENGINE=spark" in lake
+    tags = [image.ref.rsplit(":", 1)[1] for image in done]
+    assert tags == [tenant_image_tag("1" * 64, dbt), tenant_image_tag("1" * 64, spark)]
+    assert all(argv[argv.index("--network") + 1] == "none" for argv in argvs)
