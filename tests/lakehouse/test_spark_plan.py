@@ -22,7 +22,9 @@ from dag_factory import dbt_graph
 from dag_factory.adapters import renderer_for
 from dag_factory.compile import compile_tenant
 from dag_factory.dbt_graph import graph_path
+from dag_factory.errors import TenantFileError
 from dag_factory.images import TenantImageMissing, dbt_image
+from dag_factory.isolation import EXECUTOR_ENV
 from dag_factory.k8s_objects import (
     SPARK_DRIVER,
     EgressUndefined,
@@ -276,6 +278,44 @@ def test_a_non_spark_tenant_is_unchanged_and_spark_needs_the_api_server(
         tenant_objects(load(warehouses, "lake_spark").spec)
 
 
+def test_validate_flags_a_kubernetes_spark_tenant_without_the_api_server(
+    warehouses: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dag-factory validate` (the loader's isolation checks), not only `dag-factory k8s`:
+    a file:line:col error at `dbt.spark`, with the fix; nothing on the local executor."""
+    monkeypatch.delenv(EXECUTOR_ENV, raising=False)
+    load(warehouses, "lake_spark")  # local: no API server to reach
+    path = warehouses / "lake_spark" / "warehouse.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["platform"]["executor"] = "kubernetes"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(TenantFileError) as caught:
+        Loader(warehouses).load(path)
+    (problem,) = [str(p).replace(f"{warehouses}/", "") for p in caught.value.problems]
+    # the field is absent: the error points at the `dbt.spark` mapping it belongs in
+    line = path.read_text().splitlines().index("  spark:") + 2
+    assert problem == (
+        f"lake_spark/warehouse.yaml:{line}:5: dbt.spark.api_server: the Spark driver starts "
+        "its executors through the Kubernetes API: set `cidrs` (the API server's address, "
+        "e.g. [10.96.0.1/32]) or selectors; without one, TCP 443 would be open to every address"
+    )
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "dag-factory"), "validate", "-w", str(warehouses), str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (
+        done.returncode == 1
+        and "dbt.spark.api_server: the Spark driver" in done.stdout + done.stderr
+    )
+    assert load(warehouses, "lake_spark", api_server=API).spec.dbt.spark.api_server.cidrs
+    # the deployment's executor override counts as the file's own setting
+    doc["platform"]["executor"] = "local"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv(EXECUTOR_ENV, "kubernetes")
+    with pytest.raises(TenantFileError, match=r"dbt\.spark\.api_server"):
+        Loader(warehouses).load(path)
+
+
 def test_the_executor_pod_template_is_a_restricted_pod() -> None:
     pod = executor_pod_template()
     pod["metadata"] = {"name": "executor"}
@@ -318,11 +358,15 @@ def _stage(dockerfile: str, name: str) -> str:
 
 
 def test_the_spark_image_target_statically() -> None:
-    """The Dockerfile's `spark` target, read (building it needs Debian's archive and the
-    Spark wheels: minutes, so no `docker` test builds it)."""
+    """The Dockerfile's `spark` target, read (building it takes minutes: the pyspark wheel
+    and Java; measured by hand, see the report). Offline like the other targets: Java
+    from the context's .deb files (`runners.build_images.jre_debs`), no `apt-get update`."""
     spark = _stage((REPO / "runners" / "docker" / "Dockerfile").read_text(), "spark")
     assert spark.startswith("FROM dbt AS spark\n")
-    assert "openjdk-17-jre-headless" in spark and "apt-get clean" in spark
+    assert "--mount=type=bind,source=debs,target=/debs" in spark
+    assert "apt-get install -y -q --no-install-recommends --no-download" in spark
+    assert "/debs/*.deb" in spark and "apt-get clean" in spark
+    assert "apt-get update" not in spark
     assert "--offline --no-index" in spark and "'tenant-runner[dbt,spark]'" in spark
     assert "COPY ${SPARK_JARS}/ /opt/spark/jars/" in spark
     assert "SPARK_EXTRA_JARS=/opt/spark/jars" in spark
