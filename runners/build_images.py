@@ -196,11 +196,7 @@ def stage_context(
     (`stage_tenant_context`)."""
     shutil.rmtree(context, ignore_errors=True)
     (context / "tools").mkdir(parents=True)
-    for folder, files in (("debs", debs), ("spark-jars", _jars(spark_jars))):
-        (context / folder).mkdir()
-        (context / folder / ".keep").touch()  # COPY and bind mounts need the folder
-        for file in files:
-            _link_or_copy(file, context / folder / file.name)
+    stage_spark_files(context, debs, spark_jars)
     shutil.copy2(uv_binary(), context / "tools" / "uv")
     wheels = context / "wheels"
     wheels.mkdir()
@@ -209,6 +205,16 @@ def stage_context(
     shutil.copy2(repo / "constraints.txt", wheels / "constraints.txt")
     _pip_wheel("--no-deps", "-w", str(wheels), str(repo), quiet=quiet)
     return context
+
+
+def stage_spark_files(context: Path, debs: Sequence[Path], spark_jars: Path | None) -> None:
+    """`debs/` and `spark-jars/` of the context, each with a `.keep` (the Dockerfile's
+    COPY and bind mount need the folder even when nothing is in it)."""
+    for folder, files in (("debs", debs), ("spark-jars", _jars(spark_jars))):
+        (context / folder).mkdir(parents=True)
+        (context / folder / ".keep").touch()
+        for file in files:
+            _link_or_copy(file, context / folder / file.name)
 
 
 def _jars(folder: Path | None) -> list[Path]:
