@@ -479,8 +479,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"build_images: {ALL_IMAGES[SPARK_TARGET]} skipped: {exc}", file=sys.stderr)
             built = build([t for t in targets if t != SPARK_TARGET])
-        # FROM the base images just built (their git-sha tags), else their version tags
-        just_built = {image.target: image.refs[1] for image in built}
+        # FROM the base images just built, by their version tags: the tenant tag hashes
+        # the base's repository:tag, and the DAG computes it from `images.dbt` /
+        # `images.spark`, which name version tags (a git-sha base would give a tag that no
+        # DAG names)
+        just_built = {image.target: image.refs[0] for image in built}
         tenants = (
             tenant_images(
                 registry=args.registry, push=args.push, tenants=args.tenant,
