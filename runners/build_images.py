@@ -247,10 +247,13 @@ def base_dpkg_status(
         env=dict(env), capture_output=True, text=True, check=False,
     )  # fmt: skip
     release, _, status = done.stdout.partition("@@status@@\n")
-    if done.returncode != 0 or not status:
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[0]
+        raise SparkUnavailable(f"cannot read {base_image}'s dpkg status: {why}")
+    if not status:
         raise SparkUnavailable(
             f"the Spark image needs Debian's Java runtime, and {base_image} has no dpkg "
-            f"status to install it on ({done.stderr.strip()[-200:] or 'not a Debian image'})"
+            "status to install it on (not a Debian image)"
         )
     return _os_release(release), status
 
