@@ -142,9 +142,16 @@ def build_dag(tenant: Tenant, root: Path) -> DAG:
     executor = executor_for(tenant)
     adapter = adapter_for(executor)
     graph, graph_error = read_graph(tenant)
-    # a container executor needs the tenant's own dbt image, named by its graph: without
-    # one, TenantImageMissing makes this tenant's placeholder (`dag_factory.images`)
-    dbt_image(spec, graph.inputs_hash if graph else None, None, executor=executor)
+    # a container executor needs the tenant's own dbt (or Spark) image, named by its graph:
+    # without one, or with one of the other engine, TenantImageMissing makes this tenant's
+    # placeholder (`dag_factory.images`)
+    dbt_image(
+        spec,
+        graph.inputs_hash if graph else None,
+        None,
+        executor=executor,
+        graph_engine=graph.engine if graph else None,
+    )
     plan = plan_tenant(tenant, root, PlatformOverrides.from_env(), graph)
     if graph_error is not None:
         plan = dataclasses.replace(plan, fallback=graph_error)

@@ -53,6 +53,9 @@ def compile_argv(tenant: Tenant, root: Path, out: Path) -> list[str]:
         project_path(tenant, root),
         "--layers",
         layers,
+        # recorded in the graph: `make images` builds the tenant's image on its engine's base
+        "--engine",
+        tenant.spec.dbt.engine.value,
         "--out",
         str(out.absolute()),
     ]

@@ -60,6 +60,9 @@ class DbtGraph:
     layers: Mapping[str, str] = field(hash=False)
     #: unique id → node, in the file's order.
     nodes: Mapping[str, GraphNode] = field(hash=False)
+    #: The `dbt.engine` it was compiled for (`make images` builds the tenant's image on
+    #: that engine's base image); "warehouse" in a graph written before it was recorded.
+    engine: str = "warehouse"
 
 
 def graph_path(tenant_dir: Path) -> Path:
@@ -107,6 +110,7 @@ def parse(text: str, where: str = "dbt_graph.json") -> DbtGraph:
             dbt_version=raw.get("dbt_version", ""),
             layers=dict(raw["layers"]),
             nodes=nodes,
+            engine=str(raw.get("engine", "warehouse")),
         )
     except (KeyError, TypeError, AttributeError) as exc:
         raise GraphError(

@@ -10,7 +10,9 @@ lane. Two checks, both run by the loader after the models validated:
   explicit allow-list (e.g. `smtp_default`, the registry's pull Secret);
 - `platform.kubernetes.namespace` is the tenant's own `tenant-<id>`, or a shared one;
 - requests ≤ limits for every task after precedence (the API server refuses the pod);
-- a server database has a NetworkPolicy destination when the tenant runs on Kubernetes.
+- a server database has a NetworkPolicy destination when the tenant runs on Kubernetes,
+  and so has the API server for a `dbt.engine: spark` tenant there (its driver starts
+  the executor pods through it: `dbt.spark.api_server`).
 
 **Across tenants** (`cross_tenant_problems`, in `Loader.load_all`): no two tenants claim
 one namespace, Secret (namespace + name), pool, connection or env var (shared ones
@@ -33,9 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dag_factory.adapters.container import quantity
-from dag_factory.k8s_objects import egress_problem, secret_refs
+from dag_factory.k8s_objects import (
+    EgressUndefined,
+    api_server_rule,
+    egress_problem,
+    secret_refs,
+)
 from dag_factory.spec import (
     Alerting,
+    DbtEngine,
     Executor,
     K8sName,
     KubernetesSettings,
@@ -239,7 +247,8 @@ def effective_executor(spec: TenantSpec) -> Executor:
 
 def egress_problems(spec: TenantSpec, executor: Executor | None = None) -> list[Found]:
     """Under the kubernetes executor, each server database needs a NetworkPolicy
-    destination; the message says what to set."""
+    destination, and a Spark tenant's driver one for the API server; the message says
+    what to set."""
     if (executor or effective_executor(spec)) is not Executor.kubernetes:
         return []
     k8s = spec.platform.kubernetes
@@ -251,6 +260,13 @@ def egress_problems(spec: TenantSpec, executor: Executor | None = None) -> list[
         problem = egress_problem(role, kind, egress)
         if problem:
             found.append((("platform", "kubernetes", f"{role}_egress"), problem))
+    if spec.dbt.engine is DbtEngine.spark:
+        # the rule `dag-factory k8s` renders, asked here so both say the same thing
+        try:
+            api_server_rule(spec)
+        except EgressUndefined as exc:
+            problem = str(exc).removeprefix("dbt.spark.api_server: ")
+            found.append((("dbt", "spark", "api_server"), problem))
     return found
 
 

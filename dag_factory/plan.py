@@ -343,7 +343,12 @@ def plan_tenant(
 
 
 def spark_task(task: PlannedTask, spec: TenantSpec, overrides: PlatformOverrides) -> PlannedTask:
-    """A layer task of a `dbt.engine: spark` tenant: `runner spark` in the Spark image.
+    """A layer task of a `dbt.engine: spark` tenant: `runner spark` in the tenant's image.
+
+    The task keeps the image the planner chose (`dag_factory.images.dbt_image`): the
+    tenant's own image built FROM `images.spark` (its project and compiled graph on top of
+    the Spark runner) when a graph names it, else the Spark image itself, which only the
+    local executor may run (it runs no image: the worker's checkout has the project).
 
     The same dbt argv after the command (`--project-dir`, `--on-test-failure`, `build
     --select <layer>`), so both engines build exactly the same selection; the tenant's
@@ -363,16 +368,15 @@ def spark_task(task: PlannedTask, spec: TenantSpec, overrides: PlatformOverrides
         **dict(task.env),
         "RUNNER_SPARK_BRONZE": settings.bronze_access.value,
         "SPARK_EXECUTORS": str(settings.executors),
-        "SPARK_IMAGE": image_ref(spec.images.spark, overrides.registry),
+        # the executors run the driver's own image: the same Spark and Python bits, and
+        # only its small project layer is not already shared with the Spark base image
+        "SPARK_IMAGE": task.image,
         "SPARK_NAMESPACE": spec.namespace,
     }
     if settings.warehouse_dir:
         env["RUNNER_SPARK_WAREHOUSE"] = settings.warehouse_dir
     return dataclasses.replace(
-        task,
-        argv=(SPARK_COMMAND, *task.argv[1:]),
-        image=env["SPARK_IMAGE"],
-        env=tuple(sorted(env.items())),
+        task, argv=(SPARK_COMMAND, *task.argv[1:]), env=tuple(sorted(env.items()))
     )
 
 

@@ -239,15 +239,25 @@ def dbt_graph(
             "(default: the silver and gold folders).",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="The tenant's dbt.engine (warehouse or spark), recorded in the graph: "
+            "`make images` builds the tenant's image on that engine's base image.",
+        ),
+    ] = "warehouse",
 ) -> None:
     """Parse the tenant's project (no warehouse) and write dbt_graph.json, manifest.json
     to --out (`dag-factory dbt compile` runs this)."""
-    from runners.dbt_graph import write_graph
+    from runners.dbt_graph import ENGINES, write_graph
     from runners.dbt_project import DEFAULT_LAYERS
 
     def work() -> dict[str, Any]:
+        if engine not in ENGINES:
+            raise ConfigError(f"--engine {engine!r}: give one of {', '.join(ENGINES)}")
         chosen = DEFAULT_LAYERS if layers is None else _layers_option(layers)
-        return write_graph(load_spec(), project_dir, chosen, out)
+        return write_graph(load_spec(), project_dir, chosen, out, engine=engine)
 
     _emit("dbt-graph", work)
 

@@ -8,7 +8,8 @@ dbt, lists each layer's nodes on that manifest (`runners.dbt.layer_nodes`: no pa
 layer: one parse), and writes to DIR:
 
 - `dbt_graph.json`: the nodes the layers select, their layer, parents, bronze sources
-  and attached tests, with `project_hash` and `inputs_hash` (below);
+  and attached tests, with `project_hash` and `inputs_hash` (below) and the tenant's
+  `engine` (`--engine`: which runner image its tenant image is built on);
 - `manifest.json`: dbt's own manifest from that parse.
 
 Why no partial-parse state for runs: dbt accepts a saved parse only when the profile's
@@ -43,6 +44,9 @@ from datakits.spec import LoadSpec, Schemas
 from runners.dbt import _classify, _invoke, layer_nodes, workspace
 
 VERSION = 1
+#: The `dbt.engine` values a graph records (`engine`): the tenant image's base is the dbt
+#: runner image for `warehouse`, the Spark runner image for `spark` (runners.tenant_images).
+ENGINES = ("warehouse", "spark")
 GRAPH_FILE = "dbt_graph.json"
 MANIFEST_FILE = "manifest.json"
 #: Where a run looks for the tenant's graph when `--graph` is not given, relative to
@@ -213,7 +217,12 @@ def _relative(project_dir: Path) -> str:
 
 
 def write_graph(
-    spec: LoadSpec, project_dir: Path, layers: Mapping[str, str], out: Path
+    spec: LoadSpec,
+    project_dir: Path,
+    layers: Mapping[str, str],
+    out: Path,
+    *,
+    engine: str = "warehouse",
 ) -> dict[str, Any]:
     """Parse the tenant's prepared project and write the graph files to `out` (see the
     module doc). Raises ConfigError for a project that does not parse or a layer that
@@ -240,6 +249,7 @@ def write_graph(
             "project_hash": project,
             "inputs_hash": inputs_hash(project, spec, layers),
             "dbt_version": dbt_version,
+            "engine": engine,
             "layers": dict(layers),
             "nodes": graph_nodes(parsed.result, layer_of),
         }

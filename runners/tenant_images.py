@@ -1,5 +1,11 @@
 """One dbt image per tenant, tagged by the hash of its compiled inputs and base image.
 
+The base is the runner image of the tenant's dbt engine, which its graph records
+(`engine`, written by `dag-factory dbt compile`): the dbt runner image
+(`tenant-runner-dbt`) for `warehouse`, the Spark runner image (`tenant-runner-spark`)
+for `spark`. A Spark tenant's graph only names its image (its DAG keeps layer tasks);
+the image is the same kind: that tenant's project and `compiled/` on top of its base.
+
 The base dbt image (`tenant-runner-dbt`) carries no tenant's files; each tenant's image
 (`runners/docker/tenant.Dockerfile`) adds only that tenant's dbt project — a shared one
 such as `warehouses/_dbt/shop` included for every tenant that uses it — and its
@@ -39,6 +45,9 @@ from runners.dbt_graph import project_hash
 GRAPH_FILE = "compiled/dbt_graph.json"
 #: The repository of a tenant's image is `<registry>/<TENANT_REPOSITORY_PREFIX><tenant>`.
 TENANT_REPOSITORY_PREFIX = "tenant-dbt-"
+#: `engine` of a graph file (`dbt.engine`) → the base image kind its tenant image is
+#: built FROM (a `runners/docker/Dockerfile` target); a graph without one is `warehouse`.
+ENGINE_BASES = {"warehouse": "dbt", "spark": "spark"}
 #: Never part of a project's content, nor copied into its image (contract A's list).
 SKIPPED = ("target", "logs", "dbt_packages", ".user.yml", "__pycache__", ".git")
 #: The manifest types a registry may hold for a tag (Docker v2, OCI; single or index).
@@ -72,6 +81,13 @@ class TenantGraph:
     inputs_hash: str
     #: `warehouses/<tenant>/compiled`, absolute.
     compiled: Path
+    #: The tenant's `dbt.engine` when compiled: `ENGINE_BASES` names its base image.
+    engine: str = "warehouse"
+
+    @property
+    def base(self) -> str:
+        """The Dockerfile target its image is built FROM: `dbt` or `spark`."""
+        return ENGINE_BASES[self.engine]
 
     def tag(self, base_image: str) -> str:
         """The tag for this graph on `base_image` (`datakits.contract.tenant_image_tag`)."""
@@ -99,6 +115,7 @@ def read_graph(root: Path, tenant: str) -> TenantGraph:
         project, digest = str(doc["project"]), str(doc["project_hash"])
         inputs = str(doc["inputs_hash"])
         named = doc["tenant"]
+        engine = str(doc.get("engine", "warehouse"))
     except (ValueError, KeyError, TypeError) as exc:
         raise TenantImageError(
             f"tenant {tenant}: {shown} is not a graph file ({type(exc).__name__}: {exc}): "
@@ -106,6 +123,11 @@ def read_graph(root: Path, tenant: str) -> TenantGraph:
         ) from None
     if named != tenant:
         raise TenantImageError(f"{shown} is tenant {named}'s, not {tenant}'s: compile it again")
+    if engine not in ENGINE_BASES:
+        raise TenantImageError(
+            f"{shown}: engine {engine[:40]!r} is not one of {', '.join(ENGINE_BASES)}: run "
+            f"`dag-factory dbt compile {tenant}` again"
+        )
     for name, value in (("project_hash", digest), ("inputs_hash", inputs)):
         if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
             raise TenantImageError(f"{shown}: {name} {value[:80]!r} is not a sha256 hex digest")
@@ -121,7 +143,7 @@ def read_graph(root: Path, tenant: str) -> TenantGraph:
             f"`dag-factory dbt compile {tenant}` again, so the image tag is its content's"
         )
     return TenantGraph(tenant, project_dir.relative_to(root.resolve()).as_posix(), digest,
-                       inputs, file.parent)  # fmt: skip
+                       inputs, file.parent, engine)  # fmt: skip
 
 
 def tenant_repository(registry: str, tenant: str) -> str:
@@ -195,6 +217,7 @@ def build_tenant_images(
     *,
     registry: str,
     dbt_image: str,
+    spark_image: str | None = None,
     push: bool,
     work: Path,
     run: Callable[[Sequence[str]], None],
@@ -203,17 +226,29 @@ def build_tenant_images(
     dockerfile: Path,
     runner_uid: int,
 ) -> list[TenantImage]:
-    """Build (and push) one image per tenant `FROM dbt_image`; skip a tag that exists.
+    """Build (and push) one image per tenant `FROM dbt_image`, or `FROM spark_image` for a
+    tenant whose graph says `engine: spark`; skip a tag that exists.
 
     Every graph is read and checked before anything is built, so a missing or stale one
-    fails the run at once, naming the tenant and the command to run."""
+    (or a Spark tenant with no Spark image to build on) fails the run at once, naming the
+    tenant and the command to run."""
     import time
 
     graphs = [read_graph(root, tenant) for tenant in tenants]
+    bases = {"dbt": dbt_image, "spark": spark_image}
+    for graph in graphs:
+        if bases[graph.base] is None:
+            raise TenantImageError(
+                f"tenant {graph.tenant} runs dbt.engine {graph.engine}: its image is built "
+                f"FROM the {graph.base} runner image, and none was given: build it too "
+                f"(`--only {graph.base}`)"
+            )
     done = []
     for graph in graphs:
         started = time.perf_counter()
-        ref = tenant_image_ref(registry, graph, dbt_image)
+        base = bases[graph.base]
+        assert base is not None  # checked above
+        ref = tenant_image_ref(registry, graph, base)
         exists = registry_has(ref) if push else local_has(ref)
         if exists:
             print(f"{ref}: already {'in the registry' if push else 'built'}", file=sys.stderr)
@@ -221,7 +256,8 @@ def build_tenant_images(
             continue
         context = stage_tenant_context(root, graph, work / "tenants" / graph.tenant)
         build_args: Mapping[str, str] = {
-            "DBT_IMAGE": dbt_image,
+            "RUNNER_IMAGE": base,
+            "ENGINE": graph.engine,
             "TENANT": graph.tenant,
             "PROJECT": graph.project,
             "PROJECT_HASH": graph.project_hash,
@@ -230,7 +266,7 @@ def build_tenant_images(
         argv = [docker, "build", "--network", "none", "-f", str(dockerfile), "-t", ref]
         for name, value in build_args.items():
             argv += ["--build-arg", f"{name}={value}"]
-        print(f"building {ref} ({graph.project}) …", file=sys.stderr)
+        print(f"building {ref} ({graph.project} FROM {base}) …", file=sys.stderr)
         run([*argv, str(context)])
         if push:
             run([docker, "push", ref])

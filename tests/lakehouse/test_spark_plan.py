@@ -20,7 +20,11 @@ import yaml
 
 from dag_factory import dbt_graph
 from dag_factory.adapters import renderer_for
+from dag_factory.compile import compile_tenant
 from dag_factory.dbt_graph import graph_path
+from dag_factory.errors import TenantFileError
+from dag_factory.images import TenantImageMissing, dbt_image
+from dag_factory.isolation import EXECUTOR_ENV
 from dag_factory.k8s_objects import (
     SPARK_DRIVER,
     EgressUndefined,
@@ -30,14 +34,22 @@ from dag_factory.k8s_objects import (
     tenant_objects,
 )
 from dag_factory.loader import Loader, Tenant
-from dag_factory.plan import SPARK_LAYERS, is_spark, plan_tenant, stale_graph
+from dag_factory.plan import (
+    SPARK_LAYERS,
+    PlatformOverrides,
+    is_spark,
+    plan_tenant,
+    stale_graph,
+)
 from dag_factory.spec import DbtEngine, Executor
+from datakits.contract import tenant_image_tag
 from datakits.errors import ConfigError
 from datakits.writers.lakehouse import lake_location
 from devtools.compiled import LOCAL_OUTPUT
 from runners.spark_bronze import BronzeAccess
 from runners.spark_conf import SCRATCH, executor_pod_template, spark_conf
 from runners.spark_executor import BACKEND, executor_argv
+from runners.tenant_images import read_graph, tenant_image_ref
 from tests.dag_factory.graphs import graph_doc, shop_nodes, write_graph
 from tests.datakits.runner_proc import RUNNER
 from tests.lakehouse.test_spark_tenant import spark_tenant
@@ -128,6 +140,75 @@ def test_a_compiled_graph_gives_model_tasks_to_duckdb_but_layer_tasks_to_spark(
     assert dbt == ["dbt_silver", "dbt_gold"] and all(is_spark(plan.task(t)) for t in dbt)
 
 
+def test_with_a_graph_a_spark_tenant_runs_its_own_image_built_on_the_spark_image(
+    warehouses: Path,
+) -> None:
+    """The graph's hash names the tenant's image (`tenant-dbt-<t>`, FROM `images.spark`):
+    the layer tasks and their executors (`SPARK_IMAGE`) run it, not the bare Spark image,
+    which holds no project; the tag is the dbt tenants' function of the Spark base."""
+    spark = load(warehouses, "lake_spark")
+    doc = graph_doc("lake_spark", "warehouses/_dbt/shop", shop_nodes())
+    write_graph(warehouses / "lake_spark", {**doc, "engine": "spark"})
+    graph = dbt_graph.load(graph_path(warehouses / "lake_spark"))
+    assert graph is not None and graph.engine == "spark"
+    plan = plan_tenant(spark, warehouses.parent, graph=graph)
+    tag = tenant_image_tag(graph.inputs_hash, spark.spec.images.spark)
+    assert tag != tenant_image_tag(graph.inputs_hash, spark.spec.images.dbt)
+    image = f"registry.localhost/tenant-dbt-lake_spark:{tag}"
+    for layer in ("silver", "gold"):
+        task = plan.task(f"dbt_{layer}")
+        assert is_spark(task) and task.image == task.env_dict["SPARK_IMAGE"] == image
+    # the deployment's registry replaces the host, for the executors' image too
+    plan = plan_tenant(spark, warehouses.parent, PlatformOverrides(registry="10.0.0.1:5000"), graph)
+    image = f"10.0.0.1:5000/tenant-dbt-lake_spark:{tag}"
+    assert plan.task("dbt_gold").image == plan.task("dbt_gold").env_dict["SPARK_IMAGE"] == image
+
+
+def test_a_container_spark_tenant_without_its_graph_is_a_placeholder_about_spark(
+    warehouses: Path,
+) -> None:
+    spec = load(warehouses, "lake_spark").spec
+    # locally (no image runs) the Spark image is only a label, as before
+    assert dbt_image(spec, None, None, executor=Executor.local) == spec.images.spark
+    for executor in (Executor.docker, Executor.kubernetes):
+        with pytest.raises(TenantImageMissing) as caught:
+            dbt_image(spec, None, None, executor=executor)
+        assert str(caught.value) == (
+            f"tenant lake_spark runs Spark in {executor} containers but has no compiled graph "
+            "(warehouses/lake_spark/compiled/dbt_graph.json), whose project hash names its "
+            "Spark image (tenant-dbt-lake_spark FROM images.spark; the Spark image alone "
+            "holds no project): run `dag-factory dbt compile lake_spark`, then `make images` "
+            "(a Spark tenant keeps its layer tasks)"
+        )
+        # a graph compiled before the tenant chose Spark names an image on the dbt base
+        stale = r"compiled for dbt\.engine warehouse, the tenant file says spark, .* `dag-f"
+        with pytest.raises(TenantImageMissing, match=stale):
+            dbt_image(spec, "b" * 64, None, executor=executor, graph_engine="warehouse")
+        tag = tenant_image_tag("b" * 64, spec.images.spark)
+        own = dbt_image(spec, "b" * 64, None, executor=executor, graph_engine="spark")
+        assert own == f"registry.localhost/tenant-dbt-lake_spark:{tag}"
+
+
+def test_compile_records_the_engine_and_the_builder_names_the_image_the_dag_runs(
+    warehouses: Path,
+) -> None:
+    """`dag-factory dbt compile` on a Spark tenant (a real dbt parse): its graph says
+    `engine: spark`, `make images` builds FROM the Spark image, and the tag it pushes is
+    the one the DAG names."""
+    spark = load(warehouses, "lake_spark")
+    root = warehouses.parent
+    done = compile_tenant(spark, root)
+    assert done.ok, done.line
+    built = read_graph(root, "lake_spark")
+    assert (built.engine, built.base) == ("spark", "spark")
+    graph = dbt_graph.load(graph_path(warehouses / "lake_spark"))
+    assert graph is not None and graph.engine == "spark"
+    planned = plan_tenant(spark, root, graph=graph).task("dbt_silver").image
+    assert planned == tenant_image_ref("registry.localhost", built, spark.spec.images.spark)
+    lake = load(warehouses, "lake")
+    assert compile_tenant(lake, root).ok and read_graph(root, "lake").base == "dbt"
+
+
 def test_the_spark_pod_drives_executors_and_no_other_pod_has_a_token(warehouses: Path) -> None:
     plan = plan_tenant(load(warehouses, "lake_spark", api_server=API), warehouses.parent)
     render = renderer_for(Executor.kubernetes)
@@ -197,6 +278,44 @@ def test_a_non_spark_tenant_is_unchanged_and_spark_needs_the_api_server(
         tenant_objects(load(warehouses, "lake_spark").spec)
 
 
+def test_validate_flags_a_kubernetes_spark_tenant_without_the_api_server(
+    warehouses: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dag-factory validate` (the loader's isolation checks), not only `dag-factory k8s`:
+    a file:line:col error at `dbt.spark`, with the fix; nothing on the local executor."""
+    monkeypatch.delenv(EXECUTOR_ENV, raising=False)
+    load(warehouses, "lake_spark")  # local: no API server to reach
+    path = warehouses / "lake_spark" / "warehouse.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["platform"]["executor"] = "kubernetes"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(TenantFileError) as caught:
+        Loader(warehouses).load(path)
+    (problem,) = [str(p).replace(f"{warehouses}/", "") for p in caught.value.problems]
+    # the field is absent: the error points at the `dbt.spark` mapping it belongs in
+    line = path.read_text().splitlines().index("  spark:") + 2
+    assert problem == (
+        f"lake_spark/warehouse.yaml:{line}:5: dbt.spark.api_server: the Spark driver starts "
+        "its executors through the Kubernetes API: set `cidrs` (the API server's address, "
+        "e.g. [10.96.0.1/32]) or selectors; without one, TCP 443 would be open to every address"
+    )
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "dag-factory"), "validate", "-w", str(warehouses), str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (
+        done.returncode == 1
+        and "dbt.spark.api_server: the Spark driver" in done.stdout + done.stderr
+    )
+    assert load(warehouses, "lake_spark", api_server=API).spec.dbt.spark.api_server.cidrs
+    # the deployment's executor override counts as the file's own setting
+    doc["platform"]["executor"] = "local"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv(EXECUTOR_ENV, "kubernetes")
+    with pytest.raises(TenantFileError, match=r"dbt\.spark\.api_server"):
+        Loader(warehouses).load(path)
+
+
 def test_the_executor_pod_template_is_a_restricted_pod() -> None:
     pod = executor_pod_template()
     pod["metadata"] = {"name": "executor"}
@@ -239,11 +358,15 @@ def _stage(dockerfile: str, name: str) -> str:
 
 
 def test_the_spark_image_target_statically() -> None:
-    """The Dockerfile's `spark` target, read (building it needs Debian's archive and the
-    Spark wheels: minutes, so no `docker` test builds it)."""
+    """The Dockerfile's `spark` target, read (building it takes minutes: the pyspark wheel
+    and Java; measured by hand, see the report). Offline like the other targets: Java
+    from the context's .deb files (`runners.build_images.jre_debs`), no `apt-get update`."""
     spark = _stage((REPO / "runners" / "docker" / "Dockerfile").read_text(), "spark")
     assert spark.startswith("FROM dbt AS spark\n")
-    assert "openjdk-17-jre-headless" in spark and "apt-get clean" in spark
+    assert "--mount=type=bind,source=debs,target=/debs" in spark
+    assert "dpkg --install --force-confdef --force-confold /debs/*.deb" in spark
+    assert "dpkg --audit" in spark and "java -version" in spark
+    assert "apt-get" not in spark  # no package lists, no download
     assert "--offline --no-index" in spark and "'tenant-runner[dbt,spark]'" in spark
     assert "COPY ${SPARK_JARS}/ /opt/spark/jars/" in spark
     assert "SPARK_EXTRA_JARS=/opt/spark/jars" in spark

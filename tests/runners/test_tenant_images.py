@@ -1,5 +1,6 @@
 """`runners.tenant_images` without an engine: which graph files an image build accepts,
-the content hash, the build context, and the registry check when nothing answers."""
+the content hash, the build context, and the registry check when nothing answers; and
+the choices `runners.build_images` makes for the Spark image before any build."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ import pytest
 
 from datakits.contract import tenant_image_tag
 from devtools.postgres import free_port
+from runners.build_images import (
+    ALL_IMAGES,
+    IMAGES,
+    SparkUnavailable,
+    choose_targets,
+    jre_debs,
+    stage_spark_files,
+)
 from runners.tenant_images import (
     TenantImageError,
+    build_tenant_images,
     project_hash,
     read_graph,
     registry_has,
@@ -115,3 +125,89 @@ def test_registry_that_does_not_answer_means_build():
     ref = f"127.0.0.1:{free_port()}/tenant-dbt-demo:0123456789ab"
     assert split_ref(ref) == (ref.split("/")[0], "tenant-dbt-demo", "0123456789ab")
     assert registry_has(ref, timeout=2) is None
+
+
+def test_the_graphs_engine_chooses_the_base_image(root: Path):
+    """A Spark tenant's graph (`engine: spark`) is built FROM the Spark runner image, with
+    the same tag function; a graph without `engine` (written before it was recorded) is
+    a dbt one; any other engine is refused with the fix."""
+    _graph(root, "demo")
+    _graph(root, "lake", tenant="lake", engine="spark")
+    assert (read_graph(root, "demo").base, read_graph(root, "lake").base) == ("dbt", "spark")
+    _graph(root, "acme", tenant="acme", engine="flink")
+    with pytest.raises(TenantImageError, match=r"engine 'flink' is not one of warehouse, spark"):
+        read_graph(root, "acme")
+
+
+def test_each_tenant_image_is_built_from_its_engines_base(root: Path, tmp_path: Path):
+    """The builder's argv (no engine: the docker client records, builds nothing)."""
+    _graph(root, "demo")
+    _graph(root, "lake", tenant="lake", engine="spark")
+    dbt, spark = "reg:5000/tenant-runner-dbt:abc", "reg:5000/tenant-runner-spark:abc"
+    argvs: list[list[str]] = []
+
+    def build(**bases: str):
+        return build_tenant_images(
+            root, ["demo", "lake"], registry="reg:5000", push=False, work=tmp_path / "w",
+            run=lambda argv: argvs.append(list(argv)), local_has=lambda ref: False,
+            docker="docker", dockerfile=Path("tenant.Dockerfile"), runner_uid=10001, **bases,
+        )  # fmt: skip
+
+    with pytest.raises(TenantImageError, match=r"tenant lake runs dbt.engine spark: .*only spark"):
+        build(dbt_image=dbt)
+    assert argvs == []  # every graph checked before anything is built
+    done = build(dbt_image=dbt, spark_image=spark)
+    demo, lake = argvs
+    assert f"RUNNER_IMAGE={dbt}" in demo and "ENGINE=warehouse" in demo
+    assert f"RUNNER_IMAGE={spark}" in lake and "ENGINE=spark" in lake
+    tags = [image.ref.rsplit(":", 1)[1] for image in done]
+    assert tags == [tenant_image_tag("1" * 64, dbt), tenant_image_tag("1" * 64, spark)]
+    assert all(argv[argv.index("--network") + 1] == "none" for argv in argvs)
+
+
+def test_the_spark_image_is_built_when_a_tenant_needs_it_or_asked(
+    root: Path, capsys: pytest.CaptureFixture[str]
+):
+    _graph(root, "demo")
+    _graph(root, "lake", tenant="lake", engine="spark")
+    dbt_only, spark = [read_graph(root, "demo")], [read_graph(root, t) for t in ("demo", "lake")]
+    assert choose_targets(None, spark) == [*IMAGES, "spark"]
+    assert choose_targets(["spark"], []) == ["spark"]
+    assert choose_targets(["dbt", "tenants"], spark) == ["dbt"]  # asked: only what was asked
+    assert capsys.readouterr().err == ""
+    assert choose_targets(None, dbt_only) == list(IMAGES)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"build_images: {ALL_IMAGES['spark']} skipped: no tenant's graph says engine: spark "
+        "(`--only spark` builds it)"
+    )
+
+
+def test_spark_context_folders_exist_empty_and_hold_only_jars(tmp_path: Path):
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "hadoop-aws-3.4.1.jar").write_bytes(b"jar")
+    (jars / "README").write_text("not a jar")
+    deb = tmp_path / "java-common_0.74_all.deb"
+    deb.write_bytes(b"deb")
+    stage_spark_files(tmp_path / "empty", [], None)
+    assert sorted(p.name for p in (tmp_path / "empty").rglob("*") if p.is_file()) == [
+        ".keep", ".keep"
+    ]  # fmt: skip
+    stage_spark_files(tmp_path / "ctx", [deb], jars)
+    files = {p.relative_to(tmp_path / "ctx").as_posix() for p in (tmp_path / "ctx").rglob("*")}
+    assert files == {"debs", "debs/.keep", "debs/java-common_0.74_all.deb", "spark-jars",
+                     "spark-jars/.keep", "spark-jars/hadoop-aws-3.4.1.jar"}  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"--spark-jars .*: not a folder"):
+        stage_spark_files(tmp_path / "bad", [], tmp_path / "missing")
+
+
+def test_java_for_another_debian_release_is_refused_in_one_line(tmp_path: Path):
+    """This host's apt resolves against its own release's lists: a base image of another
+    release (or none) cannot get its Java here; nothing is downloaded."""
+    with pytest.raises(SparkUnavailable) as caught:
+        jre_debs("Package: base-files\n", ("debian", "trixie-or-later"), tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "cannot resolve packages for the base image" in message
+    assert message.endswith("run `make images` on a debian trixie-or-later host")
+    assert not (tmp_path / "archives").exists()
