@@ -88,7 +88,8 @@ clean:
 	rm -rf $(VENV) $(DATA)
 
 # Runner images (runners/docker/): the datakit and dbt base images (no tenant files), tagged
-# with the version and the git sha; then one dbt image per tenant, its project only, tagged
+# with the version and the git sha, and the Spark image when a tenant runs dbt.engine: spark;
+# then one dbt image per tenant (FROM dbt, or spark), its project only, tagged
 # by a hash of its compiled inputs and base image (built and pushed only when the registry lacks that tag).
 # `dag-factory dbt compile` first: its graph files name each tenant's project and hash.
 # Public images cannot be pulled on our machines: `make base-image` builds a local one
