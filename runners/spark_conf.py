@@ -87,6 +87,11 @@ def spark_conf(
         conf["spark.executor.extraClassPath"] = f"{jars}/*"
     if access is BronzeAccess.s3a:
         conf.update(_s3a(location))
+    if master.startswith("local"):
+        # one process: the driver talks to itself on loopback, so a container whose own
+        # hostname does not resolve (Docker's `--network none`, some CI runners) still starts
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
     if master.startswith("k8s://"):
         conf.update(_kubernetes())
         if work_dir is not None:

@@ -64,3 +64,5 @@ def test_spark_settings_client_mode_on_kubernetes_and_s3a_for_the_lake(
     local = spark_conf(location, "spark-warehouse", access=BronzeAccess.copy)
     assert local["spark.master"].startswith("local")
     assert not any(k.startswith(("spark.hadoop.fs.s3a", "spark.kubernetes")) for k in local)
+    # the driver talks to itself on loopback: no need for the host name to resolve
+    assert local["spark.driver.host"] == local["spark.driver.bindAddress"] == "127.0.0.1"
