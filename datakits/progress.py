@@ -128,8 +128,17 @@ class StderrProgress:
         self._progress: Any = _live_display(self._stream) if terminal else None
         self._task: Any = None
         self._started = time.perf_counter()
-        self.total = total if total and total > 0 else None
+        self.total = total
         self.started_at: dt.datetime | None = None
+
+    @property
+    def total(self) -> int | None:
+        """The estimated row count (None: unknown); set it before `start`."""
+        return self._total
+
+    @total.setter
+    def total(self, value: int | None) -> None:
+        self._total = value if value and value > 0 else None
 
     def __enter__(self) -> Self:
         if self._progress is not None:
