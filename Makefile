@@ -33,11 +33,14 @@ help:
 # --compile-bytecode: uv writes no .pyc by default, and where PYTHONDONTWRITEBYTECODE is
 # set nothing else does, so every process would compile its imports again (a runner's
 # start-up: 2.2-2.5 s instead of 1.2 s; Airflow's several seconds more per process).
+# compileall: the same for this (editable) project's own modules, which uv leaves out:
+# ~30 ms of every `runner extract` (its 30 modules compiled from source each time).
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints.txt --compile-bytecode \
 		--only-binary dbt-core-experimental-parser -e '.[dbt,airflow,dev,spark]'
+	$(BIN)/python -m compileall -q datakits runners dag_factory devtools
 	touch $@
 
 install: $(INSTALLED)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -195,12 +196,16 @@ def load_table(
     *,
     lock_timeout: float | None = None,
     full_reload: bool = False,
+    on_source_open: Callable[[SourceReader], None] | None = None,
 ) -> LoadResult:
     """Load `table` from the source into the tenant's bronze schema, atomically.
 
     `lock_timeout`: seconds to wait for another load of the same table (None: default).
     `full_reload`: rebuild an append/incremental table from every source row, resetting its
     watermark inside the load's transaction (a full-refresh table always is rebuilt).
+    `on_source_open`: called with the open reader before the warehouse is opened (the
+    runner asks it for the row estimate of its progress lines there, on the reader's
+    connection rather than on one of its own).
     Raises `ConfigError` (spec or source definition wrong), `SourceUnavailable` (cannot
     connect), `WarehouseBusy` (lock not obtained in time) or `LoadFailed` (rolled back;
     bronze and the watermark keep their last good state).
@@ -224,6 +229,8 @@ def load_table(
         )
     watermark: Any = None
     with reader_for(spec.source, table, source_url) as reader:
+        if on_source_open is not None:
+            on_source_open(reader)
         reader.bounds = bounds_for(str(spec.warehouse.kind))
         cursor = _check_source(table, reader)
         filters = filter_conditions(reader.source_table, table.filter, reader.cursor_order)

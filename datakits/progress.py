@@ -7,7 +7,7 @@ rows/s) is written every `interval` seconds of a long load, and the final summar
 
 The total is the source's own row *estimate* when the caller has one (PostgreSQL's
 `reltuples`, MySQL's `information_schema.tables.table_rows`, SQLite's `sqlite_stat1` after
-an ANALYZE; see `datakits.sources.row_estimate`), and only for a load that reads the whole
+an ANALYZE; see `SqlTableReader.row_estimate`), and only for a load that reads the whole
 table: then the lines carry a percentage. Never a `count(*)`: it would scan a large table
 once more just to draw a bar. An estimate may be off either way, so the percentage is
 printed as `~N%` and the final summary line gives the real count.
@@ -128,8 +128,17 @@ class StderrProgress:
         self._progress: Any = _live_display(self._stream) if terminal else None
         self._task: Any = None
         self._started = time.perf_counter()
-        self.total = total if total and total > 0 else None
+        self.total = total
         self.started_at: dt.datetime | None = None
+
+    @property
+    def total(self) -> int | None:
+        """The estimated row count (None: unknown); set it before `start`."""
+        return self._total
+
+    @total.setter
+    def total(self, value: int | None) -> None:
+        self._total = value if value and value > 0 else None
 
     def __enter__(self) -> Self:
         if self._progress is not None:

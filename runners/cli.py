@@ -15,23 +15,18 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from datakits.contract import (
-    DEBUG_ENV,
-    RESULT_FILE_ENV,
-    RUNNER_SPEC_ENV,
-    SOURCE_URL_ENV,
-    WAREHOUSE_URL_ENV,
-    ExitCode,
-    RunnerResult,
-)
-from datakits.errors import ConfigError, DatakitsError
-from datakits.spec import LoadSpec
-from runners import lineage, metrics
+if TYPE_CHECKING:
+    from datakits.spec import LoadSpec
+
+#: Set (unless the task's env sets it) before pydantic loads: pydantic would otherwise
+#: scan every installed distribution's entry points for plugins at its first model
+#: (~10 ms of every task, for plugins a runner image does not have). An operator who
+#: wants one (e.g. logfire) sets `PYDANTIC_DISABLE_PLUGINS=` (empty) in the task's env.
+PYDANTIC_PLUGINS_ENV = "PYDANTIC_DISABLE_PLUGINS"
 
 app = typer.Typer(
     name="runner",
@@ -43,6 +38,16 @@ app = typer.Typer(
 
 
 def load_spec() -> LoadSpec:
+    """The tenant's load spec from `RUNNER_SPEC`, validated; ConfigError says what is wrong.
+
+    pydantic, the spec models and the contract are imported here and in `_emit`, not at
+    module level: `runner --help` (and typer's usage errors) need none of them."""
+    from pydantic import ValidationError
+
+    from datakits.contract import RUNNER_SPEC_ENV
+    from datakits.errors import ConfigError
+    from datakits.spec import LoadSpec
+
     raw = os.environ.get(RUNNER_SPEC_ENV)
     if not raw:
         raise ConfigError(f"{RUNNER_SPEC_ENV} is not set: it must hold the tenant's load spec")
@@ -55,6 +60,8 @@ def load_spec() -> LoadSpec:
 
 
 def require_env(name: str) -> str:
+    from datakits.errors import ConfigError
+
     value = os.environ.get(name)
     if not value:
         raise ConfigError(f"{name} is not set: the adapter must pass the connection URL in it")
@@ -72,6 +79,10 @@ def _emit(
     Each run's outcome is pushed as metrics when a Pushgateway is configured
     (`runners.metrics`; a no-op otherwise, and never a reason to fail), and as
     OpenLineage START/COMPLETE/FAIL events when a lineage backend is (`runners.lineage`)."""
+    from datakits.contract import DEBUG_ENV, RESULT_FILE_ENV, ExitCode, RunnerResult
+    from datakits.errors import DatakitsError
+    from runners import lineage, metrics
+
     started = time.perf_counter()
     run = lineage.start(command, table, args)
     result, code = None, int(ExitCode.unexpected)
@@ -114,6 +125,8 @@ def extract(
     ] = False,
 ) -> None:
     """Copy one source table into the tenant's bronze schema (atomic, streamed)."""
+    from datakits.contract import SOURCE_URL_ENV, WAREHOUSE_URL_ENV
+    from datakits.errors import ConfigError
     from runners.extract import run_extract
 
     def work() -> dict[str, Any]:
@@ -204,6 +217,8 @@ def dbt(
 
     The runner writes profiles.yml from env and generates the bronze sources from the spec.
     """
+    from datakits.contract import WAREHOUSE_URL_ENV
+    from datakits.errors import ConfigError
     from runners.dbt import OnTestFailure, run_dbt
 
     def work() -> dict[str, Any]:
@@ -280,6 +295,7 @@ def spark(
 ) -> None:
     """Build a lakehouse tenant's silver and gold with dbt-spark (e.g. `build --select
     silver`): bronze is read from the Delta tables' latest versions (`runners.spark`)."""
+    from datakits.contract import WAREHOUSE_URL_ENV
     from runners.spark import run_spark
 
     def work() -> dict[str, Any]:
@@ -298,6 +314,7 @@ def spark(
 def executor() -> None:
     """A Spark executor: what Spark's executor pods run (`runners.spark_executor`). It
     replaces this process (no result line: Spark's driver watches the executor)."""
+    from datakits.errors import DatakitsError
     from runners.spark_executor import exec_executor
 
     try:
@@ -309,6 +326,8 @@ def executor() -> None:
 
 def _layers_option(text: str) -> dict[str, str]:
     """`--layers` JSON → {layer: selector}, in order; a ConfigError says what is wrong."""
+    from datakits.errors import ConfigError
+
     try:
         value = json.loads(text)
     except ValueError:
@@ -333,7 +352,11 @@ def main() -> None:
     files, and printed its result, and tearing down SQLAlchemy, pyarrow and DuckDB took
     a quarter of a second of every extract task (measured: 0.23-0.33 s after the result
     line). `dbt` exits normally: dbt and its adapters clean up at exit.
+
+    Before anything imports pydantic, its plugin scan is switched off
+    (`PYDANTIC_PLUGINS_ENV`, unless the env already says otherwise).
     """
+    os.environ.setdefault(PYDANTIC_PLUGINS_ENV, "__all__")
     try:
         app()
         code: object = 0

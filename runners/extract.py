@@ -11,8 +11,9 @@ prints as its JSON line.
   `tasks.extract.progress_interval` or the table's `task.progress_interval`.
 
 A load that reads the whole source table (full refresh, or `--full-refresh`) asks the
-source for its row estimate first (`datakits.sources.row_estimate`: one catalog query), so
-its progress lines carry a percentage; an incremental or append load reads a slice whose
+source for its row estimate once the reader is open (`SqlTableReader.row_estimate`: one
+catalog query on the reader's connection, not a connection of its own), so its progress
+lines carry a percentage; an incremental or append load reads a slice whose
 size no statistic gives, so its lines show rows and rows/s only.
 
 The result adds `read_at`: when the source read started (UTC, ISO 8601), i.e. how fresh
@@ -30,7 +31,7 @@ from datakits.contract import LOCK_TIMEOUT_ENV, PROGRESS_INTERVAL_ENV
 from datakits.errors import ConfigError
 from datakits.load import load_table
 from datakits.progress import DEFAULT_INTERVAL, StderrProgress
-from datakits.sources import row_estimate
+from datakits.sources import SourceReader
 from datakits.spec import LoadMode, LoadSpec, TableSpec
 from datakits.writers import DEFAULT_LOCK_TIMEOUT
 
@@ -64,8 +65,11 @@ def run_extract(
     lock_timeout = env_seconds(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT)
     interval = env_seconds(PROGRESS_INTERVAL_ENV, DEFAULT_INTERVAL)
     whole_table = (full_reload or table.mode is LoadMode.full_refresh) and not table.filter
-    total = row_estimate(spec.source, table, source_url) if whole_table else None
-    with StderrProgress(interval=interval, total=total) as progress:
+    with StderrProgress(interval=interval) as progress:
+
+        def estimate(reader: SourceReader) -> None:
+            progress.total = reader.row_estimate()
+
         result = load_table(
             spec,
             table,
@@ -74,6 +78,7 @@ def run_extract(
             progress=progress,
             lock_timeout=lock_timeout,
             full_reload=full_reload,
+            on_source_open=estimate if whole_table else None,
         )
     read_at = progress.started_at.isoformat() if progress.started_at else None
     return {**result.as_dict(), "read_at": read_at}

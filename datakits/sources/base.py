@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import logging
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, Self
@@ -73,6 +74,8 @@ class SourceReader(Protocol):
     def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+    def row_estimate(self) -> int | None: ...
 
     def exists(self, *conditions: ColumnElement[bool]) -> bool: ...
 
@@ -160,6 +163,24 @@ class SqlTableReader:
         Only catalog reads, never `count(*)` (a full scan of a large table just to print a
         percentage). The base answer is None: no estimate."""
         return None
+
+    def row_estimate(self) -> int | None:
+        """`estimate_rows` on the open reader's own connection, or None (unknown).
+
+        What `datakits.sources.row_estimate` answers, without a connection of its own (a
+        login and SQLAlchemy's first-connect queries before the first row). A failure is
+        None, as there, and is rolled back so the read's connection stays usable."""
+        assert self._conn is not None, "use the reader as a context manager first"
+        try:
+            return self.estimate_rows(self._conn, self.table_spec.source_table, self.source_schema)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self._conn.rollback()  # PostgreSQL: the failed query aborted the transaction
+            # the type only: a driver message may quote the URL
+            logging.getLogger(__name__).debug(
+                "no row estimate for %s: %s", self.table_spec.name, type(exc)
+            )
+            return None
 
     def __enter__(self) -> Self:
         require_backend(self.url, self.backend, "source")
