@@ -265,6 +265,7 @@ def dbt_graph(
 ) -> None:
     """Parse the tenant's project (no warehouse) and write dbt_graph.json, manifest.json
     to --out (`dag-factory dbt compile` runs this)."""
+    from datakits.errors import ConfigError
     from runners.dbt_graph import ENGINES, write_graph
     from runners.dbt_project import DEFAULT_LAYERS
 
