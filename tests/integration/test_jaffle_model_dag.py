@@ -129,7 +129,7 @@ def test_jaffle_layout_runs_model_level_twice_on_postgres(jaffle: dict[str, Any]
         assert set(states.values()) == {"success"}, f"run {run}: {states}"
         # one dbt build made every node; each model task passed on its report
         assert {xcoms[t]["ran"] for t in models} == {"dbt_build"}, f"run {run}"
-        assert {xcoms[t]["node"] for t in models} <= set(xcoms["dbt_build"]["nodes"])
+        assert {n for t in models for n in xcoms[t]["nodes"]} <= set(xcoms["dbt_build"]["nodes"])
         # the staging views survived the full refresh of the bronze tables under them
         assert _table_type(warehouse, "j_staging", "stg_orders") == "VIEW"
         assert _table_type(warehouse, "j_marts", "customer_orders") == "BASE TABLE"
