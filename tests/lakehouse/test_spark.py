@@ -13,17 +13,15 @@ import json
 import subprocess
 from pathlib import Path
 
-import duckdb
-
 from datakits.load import load_table
 from datakits.spec import LoadSpec
 from devtools.s3 import S3Server
 from devtools.shop import generate_shop
 from tests.datakits.runner_proc import RUNNER, runner_env
+from tests.lakehouse.gold import GOLD, assert_spark_gold_equals_duckdb
 
 PROJECT = Path(__file__).resolve().parents[2] / "warehouses" / "_dbt" / "shop"
 TABLES = ("customers", "products", "orders", "order_items")
-GOLD = "revenue_per_customer_month"
 
 
 def lake_spec() -> LoadSpec:
@@ -68,13 +66,4 @@ def test_spark_gold_equals_the_duckdb_gold(
         gold = run([RUNNER, "spark", *project, "run", "--select", "gold"], spark_env)
         assert gold["models"] == [f"gold.{GOLD}"]
 
-    with duckdb.connect(str(lake_db), read_only=True) as conn:
-        expected = conn.execute(f"select * from gold.{GOLD} order by all").fetchall()
-        columns = [c[0] for c in conn.execute(f"describe gold.{GOLD}").fetchall()]
-    with duckdb.connect() as conn:
-        parquet = str(warehouse / "gold.db" / GOLD / "*.parquet")
-        got = conn.execute(
-            f"select {', '.join(columns)} from read_parquet(?) order by all", [parquet]
-        ).fetchall()
-    assert len(expected) > 10
-    assert got == expected
+    assert_spark_gold_equals_duckdb(lake_db, warehouse)

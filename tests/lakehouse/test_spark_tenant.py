@@ -15,7 +15,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import duckdb
 import yaml
 
 from dag_factory.loader import Loader
@@ -25,9 +24,9 @@ from devtools.s3 import S3Server
 from devtools.shop import generate_shop
 from tests.datakits.runner_proc import RUNNER, runner_env
 from tests.integration.test_tenant_dags import dags_test
+from tests.lakehouse.gold import assert_spark_gold_equals_duckdb
 
 REPO = Path(__file__).resolve().parents[2]
-GOLD = "revenue_per_customer_month"
 ORDERS = 600
 
 
@@ -94,13 +93,4 @@ def test_a_spark_tenant_runs_end_to_end_and_matches_duckdb(
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert json.loads(ran.stdout.splitlines()[-1])["failed"] == 0
-    with duckdb.connect(str(lake_db), read_only=True) as conn:
-        expected = conn.execute(f"select * from gold.{GOLD} order by all").fetchall()
-        columns = [c[0] for c in conn.execute(f"describe gold.{GOLD}").fetchall()]
-    with duckdb.connect() as conn:
-        parquet = str(spark_dir / "gold.db" / GOLD / "*.parquet")
-        got = conn.execute(
-            f"select {', '.join(columns)} from read_parquet(?) order by all", [parquet]
-        ).fetchall()
-    assert len(expected) > 10
-    assert got == expected
+    assert_spark_gold_equals_duckdb(lake_db, spark_dir)
