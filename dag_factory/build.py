@@ -20,7 +20,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset, BaseOperator, TaskGroup, TriggerRule
 
 from dag_factory.adapters import adapter_for, model_fields_for
-from dag_factory.adapters.model_task import clone_operator
+from dag_factory.adapters.model_task import clone_operator, model_kwargs
 from dag_factory.airflow_errors import report_import_errors
 from dag_factory.alerting import alert_callbacks, freshness_deadline
 from dag_factory.dbt_graph import DbtGraph, tenant_graph
@@ -255,13 +255,13 @@ def _model_operators(
                 prototype[1],
                 {
                     **fields_of(task),
-                    "task_id": group.child_id(name := task.task_id.split(".", 1)[1]),
+                    "task_id": group.child_id(task.name_in_group),
                     "doc_md": doc,
                     "outlets": [assets[uri] for uri in task.outlets],
                     "inlets": [assets[uri] for uri in task.inlets],
-                    "dbt_nodes": {n.unique_id: n.tests for n in task.nodes},
+                    **model_kwargs(task),
                 },
-                name,
+                task.name_in_group,
             )
             group.add(op)
         dag.add_task(op)
@@ -278,8 +278,9 @@ def model_operator(
 ) -> BaseOperator:
     """A model task's operator as its adapter builds it (not yet in the DAG)."""
     kwargs = task_kwargs(task, assets)
-    name = task.task_id.split(".", 1)[1]  # `<layer>.<name>`: the id within its TaskGroup
-    kwargs.update(default_args, task_id=name, task_group=group, doc_md=_model_doc(task))
+    kwargs.update(
+        default_args, task_id=task.name_in_group, task_group=group, doc_md=_model_doc(task)
+    )
     return adapter(task, kwargs)
 
 

@@ -171,6 +171,11 @@ class PlannedTask:
         """Whether this is a model task (it covers nodes of the compiled graph)."""
         return bool(self.nodes)
 
+    @property
+    def name_in_group(self) -> str:
+        """A model task's id within its TaskGroup: `<layer>.<name>` without the layer."""
+        return self.task_id.removeprefix(f"{self.group}.")
+
 
 @dataclass(frozen=True)
 class LayerGate:
