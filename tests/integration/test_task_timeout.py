@@ -43,14 +43,45 @@ def _tenant(warehouses: Path, timeout: str) -> None:
 
 
 def _rows(path: Path, n: int) -> None:
+    """`TABLE` as a real table of `n` rows."""
     with sqlite3.connect(path) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        _drop(conn)
         conn.execute(f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, pad TEXT NOT NULL)")
         conn.execute(
             f"INSERT INTO {TABLE} WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
             f"SELECT i + 1 FROM n WHERE i < {n}) SELECT i, printf('%0200d', i) FROM n"
         )
     conn.close()
+
+
+def _endless(path: Path) -> None:
+    """`TABLE` as a view of 9M rows (~2 GB of text) that SQLite makes as they are read.
+
+    A load that takes far longer than any timeout here, from a file of under 1 MB: the
+    3M-row table this replaced wrote 650 MB into the test's temp dir before the run."""
+    with sqlite3.connect(path) as conn:
+        _drop(conn)
+        conn.executescript(
+            f"""
+            CREATE TABLE ids (id INTEGER NOT NULL);
+            CREATE TABLE pads (pad TEXT NOT NULL);
+            INSERT INTO ids WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL
+                SELECT i + 1 FROM n WHERE i < 3000) SELECT i FROM n;
+            INSERT INTO pads SELECT printf('%0200d', id) FROM ids;
+            CREATE VIEW {TABLE} AS SELECT ids.id, pads.pad FROM ids CROSS JOIN pads;
+            """
+        )
+    conn.close()
+
+
+def _drop(conn: sqlite3.Connection) -> None:
+    """Whatever `TABLE` is now (a table or the endless view), and the view's tables."""
+    for kind, name in (("VIEW", TABLE), ("TABLE", TABLE), ("TABLE", "ids"), ("TABLE", "pads")):
+        row = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = ? AND name = ?", (kind.lower(), name)
+        ).fetchone()
+        if row:
+            conn.execute(f"DROP {kind} {name}")
 
 
 def _runner_processes() -> list[str]:
@@ -98,7 +129,7 @@ def test_a_timed_out_load_is_killed_and_bronze_keeps_its_last_good_state(
     assert "extract_slow_kill_probe" in good.stdout + good.stderr
     assert query(f"duckdb:///{warehouse_db}", f"SELECT count(*) FROM bronze.{TABLE}") == [(1_000,)]
 
-    _rows(source_db, 3_000_000)  # a load that takes far longer than the timeout
+    _endless(source_db)  # a load that takes far longer than the timeout
     _tenant(warehouses, "3s")
     killed = _dags_test(env)
     log = killed.stdout + killed.stderr
