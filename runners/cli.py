@@ -8,6 +8,7 @@ non-zero with one line (codes and env names: `datakits.contract`).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -355,9 +356,12 @@ def main() -> None:
     line). `dbt` exits normally: dbt and its adapters clean up at exit.
 
     Before anything imports pydantic, its plugin scan is switched off
-    (`PYDANTIC_PLUGINS_ENV`, unless the env already says otherwise).
+    (`PYDANTIC_PLUGINS_ENV`, unless the env already says otherwise). `extract` starts
+    with the cyclic GC paused until its rows flow (`runners.extract.resume_gc`).
     """
     os.environ.setdefault(PYDANTIC_PLUGINS_ENV, "__all__")
+    if sys.argv[1:2] == ["extract"]:
+        gc.disable()
     try:
         app()
         code: object = 0

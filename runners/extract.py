@@ -16,6 +16,14 @@ catalog query on the reader's connection, not a connection of its own), so its p
 lines carry a percentage; an incremental or append load reads a slice whose
 size no statistic gives, so its lines show rows and rows/s only.
 
+Start-up runs without Python's cyclic garbage collector (`runners.cli.main` pauses it
+for `extract`): importing SQLAlchemy, pyarrow, pydantic, deltalake and the drivers
+allocates hundreds of thousands of long-lived objects, and the collections they trigger
+scan them again and again — measured ~0.1-0.15 s of CPU of every extract task, about
+8% of a 1M-row lakehouse load. `resume_gc` turns it back on when rows start to flow,
+with everything allocated so far frozen (`gc.freeze`: modules, classes, reflected
+tables live until the process exits), so the load's own collections stay small.
+
 The result adds `read_at`: when the source read started (UTC, ISO 8601), i.e. how fresh
 the snapshot loaded into bronze is — what a freshness check wants, rather than when the
 task ran.
@@ -23,6 +31,7 @@ task ran.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 from typing import Any
@@ -52,6 +61,21 @@ def env_seconds(name: str, default: float) -> float:
     return value
 
 
+def resume_gc() -> None:
+    """End the start-up pause of the cyclic GC (see the module docstring); idempotent."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
+class _ExtractProgress(StderrProgress):
+    """`StderrProgress` that resumes the GC when the load starts reading the source."""
+
+    def start(self, label: str) -> None:
+        resume_gc()
+        super().start(label)
+
+
 def run_extract(
     spec: LoadSpec,
     table: TableSpec,
@@ -65,7 +89,7 @@ def run_extract(
     lock_timeout = env_seconds(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT)
     interval = env_seconds(PROGRESS_INTERVAL_ENV, DEFAULT_INTERVAL)
     whole_table = (full_reload or table.mode is LoadMode.full_refresh) and not table.filter
-    with StderrProgress(interval=interval) as progress:
+    with _ExtractProgress(interval=interval) as progress:
 
         def estimate(reader: SourceReader) -> None:
             progress.total = reader.row_estimate()

@@ -2,13 +2,16 @@
 
 `runner --help` and argv errors load no engine; pydantic's plugin scan is off in the runner
 unless the task's env turns it on; a whole-table load asks the source for its row
-estimate on the reader's own connection, not on a connection of its own.
+estimate on the reader's own connection, not on a connection of its own; an extract's
+start-up runs no cyclic GC collection, and the GC is back on (start-up frozen) for the load.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +26,7 @@ from datakits.sources import reader_for
 from datakits.sources.postgres import PostgresReader
 from devtools.postgres import PostgresCluster
 from tests.datakits.conftest import make_spec
-from tests.datakits.runner_proc import RUNNER, run_extract
+from tests.datakits.runner_proc import RUNNER, run_extract, runner_env
 
 #: Modules only a command's work needs: `--help` must not pay for them.
 #: (pydantic is not among them: typer itself builds its option parsers with it.)
@@ -96,6 +99,55 @@ def test_pydantic_plugins_are_not_scanned(tmp_path: Path) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "RUNNER_SPEC is not set" in done.stderr
     assert marker.read_text() == "loaded"
+
+
+# --- the cyclic GC during start-up -------------------------------------------------------------
+
+#: `runner extract` as its console script runs it, watched: every collection the GC starts
+#: is counted, and what `resume_gc` and the process's end see is written to stderr.
+GC_WATCH = """
+import gc, json, os, sys
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info["generation"]))
+import runners.extract as extract
+resume, seen = extract.resume_gc, {}
+def watched():
+    seen["start-up"], seen["enabled at start"] = list(collections), gc.isenabled()
+    resume()
+    seen["frozen"] = gc.get_freeze_count()
+extract.resume_gc = watched
+end = os._exit
+def report(code):
+    seen["enabled at end"] = gc.isenabled()
+    sys.stderr.write("GC " + json.dumps(seen) + "\\n")
+    sys.stderr.flush()
+    end(code)
+os._exit = report
+from runners.cli import main
+collections.clear()  # from here on: what main() does
+main()
+"""
+
+
+def test_extract_start_up_runs_no_gc_and_the_load_runs_with_it(tmp_path: Path) -> None:
+    source = tmp_path / "src.sqlite"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"n{i}") for i in range(500)])
+    conn.close()
+    spec = make_spec("sqlite", "duckdb", {"name": "items"})
+    env = runner_env(spec, f"sqlite:///{source}", f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    done = subprocess.run(
+        [sys.executable, "-c", GC_WATCH, "extract", "--table", "items"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1])["rows"] == 500
+    seen = json.loads(done.stderr.split("GC ", 1)[1].splitlines()[0])
+    # start-up (the engine's imports, the spec, reflection, the warehouse session): none
+    assert seen["start-up"] == [] and seen["enabled at start"] is False
+    # the load itself: collected as usual, without scanning what start-up left alive
+    assert seen["enabled at end"] is True and seen["frozen"] > 10_000
 
 
 # --- the row estimate on the reader's connection ----------------------------------------------
