@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +26,7 @@ from dag_factory.loader import Loader
 from dag_factory.plan import PlatformOverrides, plan_tenant
 from datakits.contract import RUNNER_UID
 from devtools.compiled import LOCAL_OUTPUT
-from devtools.docker import DockerEngine
+from devtools.docker import DockerEngine, Registry
 from runners.build_images import ALL_IMAGES, build_images, tenant_images
 from tests.containers.conftest import RunnerImages
 from tests.lakehouse.test_spark_tenant import spark_tenant
@@ -45,9 +46,32 @@ def spark(
     tmp_path_factory: pytest.TempPathFactory,
     runner_images: RunnerImages,
     docker_engine: DockerEngine,
+) -> Iterator[SimpleNamespace]:
+    """Both images, pushed to a registry of this module's own: with Java and pyspark they
+    hold ~3 GB of layers, which leave the disk with the module (registry, images and build
+    cache) instead of staying to the end of the session."""
+    with Registry() as registry:
+        try:
+            built = _build(tmp_path_factory, runner_images, docker_engine, registry.address)
+            yield built
+        finally:
+            refs = docker_engine.run(
+                "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", check=False
+            ).split()
+            ours = [ref for ref in refs if ref.startswith(f"{registry.address}/")]
+            if ours:
+                docker_engine.run("rmi", "--force", *ours, check=False)
+            docker_engine.run("builder", "prune", "--all", "--force", check=False)
+
+
+def _build(
+    tmp_path_factory: pytest.TempPathFactory,
+    runner_images: RunnerImages,
+    docker_engine: DockerEngine,
+    registry: str,
 ) -> SimpleNamespace:
     (image,) = build_images(
-        registry=runner_images.registry, push=True, base_image=runner_images.base,
+        registry=registry, push=True, base_image=runner_images.base,
         targets=("spark",), env=docker_engine.env,
     )  # fmt: skip
     root = tmp_path_factory.mktemp("spark-tenants")
@@ -61,15 +85,13 @@ def spark(
     compiled = compile_tenant(tenant, root)
     assert compiled.ok, compiled.line
     (built,) = tenant_images(
-        registry=runner_images.registry, push=True, tenants=["lake_spark"],
+        registry=registry, push=True, tenants=["lake_spark"],
         spark_image=image.refs[0], root=root, work=tmp_path_factory.mktemp("work"),
         env=docker_engine.env,
     )  # fmt: skip
     docker_engine.run("rmi", built.ref)  # what runs next comes from the registry
     docker_engine.run("pull", "--quiet", built.ref)
-    return SimpleNamespace(
-        image=image, tenant=tenant, root=root, built=built, registry=runner_images.registry
-    )
+    return SimpleNamespace(image=image, tenant=tenant, root=root, built=built, registry=registry)
 
 
 def test_the_dag_runs_the_image_the_builder_pushed(spark: SimpleNamespace):
