@@ -472,7 +472,10 @@ class _StreamedSink:
         )
         self._loaded_at = pa.scalar(stamp.loaded_at, pa.timestamp("us", tz="UTC"))
         self._batch_id = pa.scalar(stamp.batch_id, pa.string())
-        self._made: dict[int, tuple[pa.Array, pa.Array]] = {}
+        self._made: tuple[pa.Array, pa.Array] = (
+            pa.repeat(self._loaded_at, 0),
+            pa.repeat(self._batch_id, 0),
+        )
         self._prefix = f"part-{stamp.batch_id}"
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="datakits-lake-write")
         self._pending: deque[Future[None]] = deque()
@@ -493,16 +496,15 @@ class _StreamedSink:
         return self._file_system()
 
     def _load_columns(self, rows: int) -> tuple[pa.Array, pa.Array]:
-        """`_loaded_at` and `_batch_id` for a batch of `rows`: the same values in every
-        batch, so made once per batch length (the source's batches are mostly of one)
-        instead of allocating and filling two columns per batch."""
-        made = self._made.get(rows)
-        if made is None:
-            if len(self._made) >= 4:
-                self._made.clear()
-            made = (pa.repeat(self._loaded_at, rows), pa.repeat(self._batch_id, rows))
-            self._made[rows] = made
-        return made
+        """`_loaded_at` and `_batch_id` for a batch of `rows`: zero-copy slices of two
+        columns made once (the same values in every batch), grown when a longer batch
+        comes, instead of allocating and filling two columns per batch."""
+        loaded_at, batch_id = self._made
+        if len(loaded_at) < rows:
+            loaded_at = pa.repeat(self._loaded_at, rows)
+            batch_id = pa.repeat(self._batch_id, rows)
+            self._made = (loaded_at, batch_id)
+        return loaded_at.slice(0, rows), batch_id.slice(0, rows)
 
     # --- in the writer thread --------------------------------------------------------------
 

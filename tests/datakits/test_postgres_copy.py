@@ -74,12 +74,16 @@ def test_copy_path_reads_what_the_cursor_path_reads(
     assert fast.column("r").to_pylist()[1] == float32 == 0.1428571492433548
 
 
-def test_copy_path_keeps_exact_batches(pg_source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copy_path_bounds_batches_by_batch_size(
+    pg_source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     execute(pg_source, "CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 1234) g")
     monkeypatch.setenv(COPY_ENV, "1")
     with PostgresReader(pg_source, TableSpec(name="big", batch_size=100)) as reader:
-        sizes = [batch.num_rows for batch in reader.batches()]
-    assert sizes == [100] * 12 + [34]
+        batches = list(reader.batches())
+    # one driver batch of 1,234 rows, cut into slices of batch_size rows
+    assert [b.num_rows for b in batches] == [100] * 12 + [34]
+    assert pa.Table.from_batches(batches).column("id").to_pylist() == list(range(1, 1235))
 
 
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "cursor"])
@@ -148,10 +152,23 @@ def _batches(*sizes: int) -> list[pa.RecordBatch]:
     return out
 
 
-def test_rebatch_cuts_exact_sizes_and_keeps_order() -> None:
-    got = list(rebatch(_batches(7, 3, 15, 1, 0, 4), 5))
-    assert [b.num_rows for b in got] == [5, 5, 5, 5, 5, 5]
+def _inside(piece: pa.RecordBatch, batches: list[pa.RecordBatch]) -> bool:
+    """`piece`'s values lie in one of `batches`' buffers: a slice of it, not a copy."""
+    address = piece.column(0).buffers()[1].address
+    for batch in batches:
+        data = batch.column(0).buffers()[1]
+        if data.address <= address < data.address + data.size:
+            return True
+    return False
+
+
+def test_rebatch_cuts_to_at_most_size_in_order_without_copying() -> None:
+    given = _batches(7, 3, 15, 1, 0, 4)
+    got = list(rebatch(given, 5))
+    # 7 -> 5 + 2, 15 -> 3 x 5; smaller batches pass whole, empty ones are dropped
+    assert [b.num_rows for b in got] == [5, 2, 3, 5, 5, 5, 1, 4]
     assert pa.Table.from_batches(got).column("n").to_pylist() == list(range(30))
+    assert all(_inside(b, given) for b in got)
     assert [b.num_rows for b in rebatch(_batches(12), 5)] == [5, 5, 2]
     assert list(rebatch([], 5)) == []
 
@@ -159,7 +176,10 @@ def test_rebatch_cuts_exact_sizes_and_keeps_order() -> None:
 def test_rebatch_lowers_the_size_for_wide_rows() -> None:
     wide = pa.record_batch({"s": pa.array(["x" * 1000] * 100)})  # ~1 kB per row
     got = list(rebatch([wide, wide], 80, max_bytes=20_000))
-    assert [b.num_rows for b in got] == [19] * 10 + [10]
+    assert [b.num_rows for b in got] == [16, 16, 17, 17, 17, 17] * 2  # 100 -> 6 of <= 19
+    # a size lowered by the byte budget cuts evenly: no tail of a few rows per batch
+    assert [b.num_rows for b in rebatch([wide], 200, max_bytes=95_000)] == [50, 50]
+    # the byte budget above the row count: batch_size binds, exact slices
     assert [b.num_rows for b in rebatch(_batches(30), 8, max_bytes=1 << 20)] == [8, 8, 8, 6]
 
 
