@@ -460,7 +460,7 @@ class SparkExecutor(ResourceAmounts):
         from dag_factory.adapters.container import millicores
 
         if millicores(cpu) < 1:
-            raise ValueError(f"{cpu} is no CPU at all: give at least 1m, like 500m or 2")
+            raise ValueError("no CPU at all: give at least 1m, like 500m or 2")
         return cpu
 
     @field_validator("memory")
@@ -472,12 +472,12 @@ class SparkExecutor(ResourceAmounts):
         size = memory_bytes(memory)
         if size % 2**20:
             raise ValueError(
-                f"{memory} is not a whole number of Mi (Spark sizes executor pods in Mi): "
-                "give it in Mi or Gi, like 1536Mi or 4Gi"
+                "not a whole number of Mi (Spark sizes executor pods in Mi): give it in Mi or "
+                "Gi, like 1536Mi or 4Gi"
             )
         if size < memory_bytes(MIN_EXECUTOR_MEMORY):
             raise ValueError(
-                f"{memory} is too small for a Spark executor: at least {MIN_EXECUTOR_MEMORY} "
+                f"too small for a Spark executor: at least {MIN_EXECUTOR_MEMORY} "
                 "(Spark's smallest heap, 450Mi, and its 384Mi overhead beside it)"
             )
         return memory
@@ -696,6 +696,31 @@ class TenantSpec(Strict):
         error = PydanticCustomError("value_error", "{error}", {"error": problem})
         value = self.dbt.spark.warehouse_dir if len(loc) == 3 else self.dbt.engine.value
         detail = InitErrorDetails(type=error, loc=loc, input=value)
+        raise ValidationError.from_exception_data(type(self).__name__, [detail])
+
+    @model_validator(mode="after")
+    def _spark_driver_fits(self) -> TenantSpec:
+        """The Spark task's pod is the driver: a JVM (heap of at least 450Mi, and its
+        overhead) beside the runner's Python. `runners.spark_conf` sizes the heap inside
+        the pod's memory limit; under `MIN_EXECUTOR_MEMORY` no heap Spark accepts fits,
+        and Spark's default 1g heap would get the pod OOM-killed mid-build."""
+        if self.dbt.engine is not DbtEngine.spark:
+            return self
+        resources = self.task_settings("dbt").resources
+        limit = resources.limits.memory if resources is not None else None
+        # imported here: dag_factory.adapters imports this module
+        from dag_factory.adapters.container import memory_bytes
+
+        if limit is None or memory_bytes(limit) >= memory_bytes(MIN_EXECUTOR_MEMORY):
+            return self
+        problem = (
+            "a dbt.engine: spark task's pod is the Spark driver, a JVM beside dbt: its "
+            f"memory limit must be at least {MIN_EXECUTOR_MEMORY} to hold Spark's smallest "
+            "heap and overhead"
+        )
+        error = PydanticCustomError("value_error", "{error}", {"error": problem})
+        loc = ("tasks", "dbt", "resources", "limits", "memory")
+        detail = InitErrorDetails(type=error, loc=loc, input=limit)
         raise ValidationError.from_exception_data(type(self).__name__, [detail])
 
     @property
