@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +298,48 @@ def test_the_pod_spark_builds_fits_the_limit_range_and_the_quota_counts_it_exact
         assert memory == executors * memory_bytes(resources[part]["memory"])
         assert cpu == executors * millicores(resources[part]["cpu"])
     assert memory_bytes(resources["limits"]["memory"]) % MIB == 0
+
+
+# --- Spark's own arithmetic (a JVM) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spark_jvm(spark_java: str) -> Iterator[Any]:
+    """A JVM with Spark's classes and no SparkContext (whose default resource profile
+    would be cached from its own conf)."""
+    from pyspark.java_gateway import launch_gateway
+
+    gateway = launch_gateway()
+    try:
+        yield gateway.jvm
+    finally:
+        gateway.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("millicores_", "memory_mib"), [(1000, 2048), (500, 1024), (2500, 6144), (16000, 65536)]
+)
+def test_spark_itself_sizes_the_executor_pod_at_the_tenants_memory(
+    spark_jvm: Any, millicores_: int, memory_mib: int
+) -> None:
+    """Spark 4's `ResourceProfile.getResourcesForClusterManager`, which
+    `BasicExecutorFeatureStep` calls for the executor pod's memory request and limit
+    (`totalMemMiB` Mi), given `executor_resources`' settings, its 384Mi minimum overhead
+    and 0.1 factor (both replaced by our explicit overhead), for a Python app."""
+    conf = spark_jvm.org.apache.spark.SparkConf(False)
+    settings = executor_resources(millicores_, memory_mib)
+    for key, value in settings.items():
+        conf.set(key, value)
+    profiles = getattr(spark_jvm.org.apache.spark.resource, "ResourceProfile$").__getattr__(
+        "MODULE$"
+    )
+    profiles.clearDefaultProfile()
+    profile = profiles.getOrCreateDefaultProfile(conf)
+    no_mappings = getattr(spark_jvm.scala.collection.immutable, "Map$").__getattr__("MODULE$")
+    sized = profiles.getResourcesForClusterManager(
+        profile.id(), profile.executorResources(), 384, 0.1, conf, True, no_mappings.empty()
+    )
+    assert sized.totalMemMiB() == memory_mib  # the pod's memory = what the quota counts
+    assert f"{sized.executorMemoryMiB()}m" == settings["spark.executor.memory"]
+    assert f"{sized.memoryOverheadMiB()}m" == settings["spark.executor.memoryOverhead"]
+    assert str(sized.cores().get()) == settings["spark.executor.cores"]
