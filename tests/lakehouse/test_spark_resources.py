@@ -316,30 +316,58 @@ def spark_jvm(spark_java: str) -> Iterator[Any]:
         gateway.shutdown()
 
 
-@pytest.mark.parametrize(
-    ("millicores_", "memory_mib"), [(1000, 2048), (500, 1024), (2500, 6144), (16000, 65536)]
-)
-def test_spark_itself_sizes_the_executor_pod_at_the_tenants_memory(
-    spark_jvm: Any, millicores_: int, memory_mib: int
-) -> None:
-    """Spark 4's `ResourceProfile.getResourcesForClusterManager`, which
-    `BasicExecutorFeatureStep` calls for the executor pod's memory request and limit
-    (`totalMemMiB` Mi), given `executor_resources`' settings, its 384Mi minimum overhead
-    and 0.1 factor (both replaced by our explicit overhead), for a Python app."""
-    conf = spark_jvm.org.apache.spark.SparkConf(False)
-    settings = executor_resources(millicores_, memory_mib)
+def _object(package: Any, name: str) -> Any:
+    """A Scala object (`Name$.MODULE$`) through py4j."""
+    return getattr(package, f"{name}$").__getattr__("MODULE$")
+
+
+def spark_executor_resources(jvm: Any, settings: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The resources of the executor container Spark 4 itself builds from `settings`: its
+    `BasicExecutorFeatureStep` (what `spark.kubernetes` runs for every executor pod) on
+    the default resource profile of a conf holding them."""
+    conf = jvm.org.apache.spark.SparkConf(False)
     for key, value in settings.items():
         conf.set(key, value)
-    profiles = getattr(spark_jvm.org.apache.spark.resource, "ResourceProfile$").__getattr__(
-        "MODULE$"
-    )
-    profiles.clearDefaultProfile()
+    profiles = _object(jvm.org.apache.spark.resource, "ResourceProfile")
+    profiles.clearDefaultProfile()  # cached per JVM, from the first conf it saw
     profile = profiles.getOrCreateDefaultProfile(conf)
-    no_mappings = getattr(spark_jvm.scala.collection.immutable, "Map$").__getattr__("MODULE$")
-    sized = profiles.getResourcesForClusterManager(
-        profile.id(), profile.executorResources(), 384, 0.1, conf, True, no_mappings.empty()
-    )
-    assert sized.totalMemMiB() == memory_mib  # the pod's memory = what the quota counts
-    assert f"{sized.executorMemoryMiB()}m" == settings["spark.executor.memory"]
-    assert f"{sized.memoryOverheadMiB()}m" == settings["spark.executor.memoryOverhead"]
-    assert str(sized.cores().get()) == settings["spark.executor.cores"]
+    k8s = jvm.org.apache.spark.deploy.k8s
+    none = jvm.scala.Option.empty()
+    executor_conf = k8s.KubernetesExecutorConf(conf, "spark-app", "1", none, profile.id())
+    secret_file = _object(jvm.org.apache.spark.internal.config, "package").AUTH_SECRET_FILE()
+    security = jvm.org.apache.spark.SecurityManager(conf, none, secret_file)
+    step = k8s.features.BasicExecutorFeatureStep(executor_conf, security, profile)
+    pod = step.configurePod(_object(k8s, "SparkPod").initialPod())
+    resources = pod.container().getResources()
+    return {
+        "requests": {str(k): str(v) for k, v in resources.getRequests().items()},
+        "limits": {str(k): str(v) for k, v in resources.getLimits().items()},
+    }
+
+
+@pytest.mark.parametrize(
+    "executor",
+    [{}, {"cpu": "500m", "memory": "1Gi"}, {"cpu": "2500m", "memory": "6Gi"}, {"memory": "64Gi"}],
+)
+def test_spark_itself_builds_the_executor_pod_the_quota_counts(
+    warehouses: Path, monkeypatch: pytest.MonkeyPatch, spark_jvm: Any, executor: dict[str, str]
+) -> None:
+    """File → plan env → `spark_conf` → Spark 4's own executor pod: its requests and limits
+    are the tenant's size exactly, within the LimitRange, and the quota counts them."""
+    tenant = load(warehouses, executor=executor, executors=3, api_server=API)
+    env = plan_tenant(tenant, warehouses.parent).task("dbt_gold").env_dict
+    monkeypatch.setenv("SPARK_IMAGE", env["SPARK_IMAGE"])
+    conf = k8s_conf(monkeypatch, {k: v for k, v in env.items() if k.startswith("RUNNER_SPARK_")})
+    built = spark_executor_resources(spark_jvm, conf)
+    size = executor_amounts(tenant.spec)
+    for part in ("requests", "limits"):
+        assert memory_bytes(built[part]["memory"]) == memory_bytes(size["memory"])
+        assert millicores(built[part]["cpu"]) == millicores(size["cpu"])
+    (limits,) = limit_range(tenant.spec)["spec"]["limits"]
+    assert memory_bytes(built["limits"]["memory"]) <= memory_bytes(limits["max"]["memory"])
+    assert millicores(built["limits"]["cpu"]) <= millicores(limits["max"]["cpu"])
+    # Spark's own default, for contrast: a 1g heap and no CPU limit (the quota's
+    # limits.cpu would refuse the pod)
+    assert spark_executor_resources(
+        spark_jvm, {k: v for k, v in conf.items() if "executor" not in k}
+    ) == {"requests": {"cpu": "1", "memory": "1408Mi"}, "limits": {"memory": "1408Mi"}}
