@@ -4,7 +4,8 @@
 the runner ServiceAccount, a Role and RoleBinding letting Airflow's pod launcher run pods
 there (the shared worker account, or with `launcher: per-tenant` an account of the
 tenant's own in Airflow's namespace), a ResourceQuota and LimitRange derived from the task
-resources (and a Spark tenant's executor size, `dbt.spark.executor`), and a NetworkPolicy that denies by default and allows egress to DNS and to the
+resources (and a Spark tenant's executor size, `dbt.spark.executor`), and a NetworkPolicy
+that denies by default and allows egress to DNS and to the
 tenant's source and warehouse — always to a named destination (CIDRs or selectors): a
 server database without one raises `EgressUndefined` rather than open its port to every
 address. `write_tenant_objects(tenant, out_dir)` writes them as a kustomize-ready
