@@ -4,7 +4,8 @@
 the runner ServiceAccount, a Role and RoleBinding letting Airflow's pod launcher run pods
 there (the shared worker account, or with `launcher: per-tenant` an account of the
 tenant's own in Airflow's namespace), a ResourceQuota and LimitRange derived from the task
-resources, and a NetworkPolicy that denies by default and allows egress to DNS and to the
+resources (and a Spark tenant's executor size, `dbt.spark.executor`), and a NetworkPolicy
+that denies by default and allows egress to DNS and to the
 tenant's source and warehouse — always to a named destination (CIDRs or selectors): a
 server database without one raises `EgressUndefined` rather than open its port to every
 address. `write_tenant_objects(tenant, out_dir)` writes them as a kustomize-ready
@@ -170,13 +171,21 @@ def _extreme(spec: TenantSpec, part: str, pick: Any) -> dict[str, str]:
 
 
 def parallel_pods(spec: TenantSpec) -> int:
-    """Pods the tenant can run at once: its DAG runs times the tasks one run runs at once,
-    plus, with `dbt.engine: spark`, each run's executor pods (they live in the namespace
-    and count against its quota like the task pods)."""
+    """Pods the tenant can run at once: its task pods, plus, with `dbt.engine: spark`,
+    each run's executor pods (they live in the namespace and count against its quota like
+    the task pods)."""
+    return parallel_task_pods(spec) + parallel_executor_pods(spec)
+
+
+def parallel_task_pods(spec: TenantSpec) -> int:
+    """Task pods at once: its DAG runs times the tasks one run runs at once."""
     per_run = 1 if spec.serial_only else min(spec.concurrency, max(len(spec.enabled_tables), 1))
-    if uses_spark(spec):
-        per_run += spec.dbt.spark.executors
     return spec.max_active_runs * per_run
+
+
+def parallel_executor_pods(spec: TenantSpec) -> int:
+    """Spark executor pods at once: each run's layer task drives `dbt.spark.executors`."""
+    return spec.max_active_runs * spec.dbt.spark.executors if uses_spark(spec) else 0
 
 
 def quota_pods(spec: TenantSpec) -> int:
@@ -186,31 +195,53 @@ def quota_pods(spec: TenantSpec) -> int:
     containers stop, up to its grace period; meanwhile the slot's next pod — the retry of
     a failed try, or the next table's task — is already being created. Counting each slot
     twice admits both; a quota of `parallel_pods` would fail that pod's create with
-    HTTP 403 (exceeded quota), which Airflow sees as a task failure."""
+    HTTP 403 (exceeded quota), which Airflow sees as a task failure. Executors too: the
+    next layer's executors start while the last layer's still terminate."""
     return parallel_pods(spec) * POD_SLOT_HEADROOM
 
 
+def executor_amounts(spec: TenantSpec) -> dict[str, str]:
+    """One executor pod's requests, which are also its limits (`dbt.spark.executor`):
+    Spark asks `cpu` as request and limit (`runners.spark_conf.executor_resources`), and
+    heap + overhead = `memory` as both. No XCom sidecar: Spark starts these pods, not
+    Airflow. Empty for a tenant without Spark."""
+    if not uses_spark(spec):
+        return {}
+    executor = spec.dbt.spark.executor
+    return {"cpu": executor.cpu, "memory": executor.memory}
+
+
 def quota_amounts(spec: TenantSpec) -> dict[str, str]:
-    """ResourceQuota `hard`: `quota_pods` pods, each at the largest task's amounts plus
-    the XCom sidecar's:
+    """ResourceQuota `hard`: `quota_pods` pods; the task pods each at the largest task's
+    amounts plus the XCom sidecar's, the executor pods each at the executor's size:
 
         per_run         = 1 if the warehouse is serial-only, else min(concurrency, tables)
-        pods            = max_active_runs * per_run * POD_SLOT_HEADROOM (2)
-        requests/limits = pods * (largest task amount + sidecar amount)
+        task pods       = max_active_runs * per_run * POD_SLOT_HEADROOM (2)
+        executor pods   = max_active_runs * dbt.spark.executors * POD_SLOT_HEADROOM
+        requests/limits = task pods * (largest task amount + sidecar amount)
+                          + executor pods * executor amount
+
+    A resource (cpu or memory, of requests or limits) is in the quota only when a task sets
+    it: a quota on it refuses every pod that names none, and only then does the LimitRange
+    give the task pods a default.
     """
-    pods = quota_pods(spec)
-    hard = {"pods": str(pods)}
+    task_pods = parallel_task_pods(spec) * POD_SLOT_HEADROOM
+    executor_pods = parallel_executor_pods(spec) * POD_SLOT_HEADROOM
+    hard = {"pods": str(task_pods + executor_pods)}
+    executor = executor_amounts(spec)
     for part in ("requests", "limits"):
         largest = _extreme(spec, part, max)
         sidecar = SIDECAR_RESOURCES[part]
         if "cpu" in largest:
-            hard[f"{part}.cpu"] = format_millicores(
-                pods * (millicores(largest["cpu"]) + millicores(sidecar["cpu"]))
-            )
+            cpu = task_pods * (millicores(largest["cpu"]) + millicores(sidecar["cpu"]))
+            if executor:
+                cpu += executor_pods * millicores(executor["cpu"])
+            hard[f"{part}.cpu"] = format_millicores(cpu)
         if "memory" in largest:
-            hard[f"{part}.memory"] = format_memory(
-                pods * (memory_bytes(largest["memory"]) + memory_bytes(sidecar["memory"]))
-            )
+            memory = task_pods * (memory_bytes(largest["memory"]) + memory_bytes(sidecar["memory"]))
+            if executor:
+                memory += executor_pods * memory_bytes(executor["memory"])
+            hard[f"{part}.memory"] = format_memory(memory)
     return hard
 
 
@@ -322,8 +353,9 @@ def resource_quota(spec: TenantSpec) -> dict[str, Any]:
 
 
 def limit_range(spec: TenantSpec) -> dict[str, Any] | None:
-    """Per container: at most the largest task limits; containers that name no resources
-    get the smallest task's. None when the spec sets no resources at all."""
+    """Per container: at most the largest task limits, or the Spark executor's size when
+    larger (the LimitRange would refuse a bigger executor pod); containers that name no
+    resources get the smallest task's. None when the spec sets no resources at all."""
     limit: dict[str, Any] = {"type": "Container"}
     for key, part, pick in (
         ("max", "limits", max),
@@ -333,6 +365,14 @@ def limit_range(spec: TenantSpec) -> dict[str, Any] | None:
         amounts = _extreme(spec, part, pick)
         if amounts:
             limit[key] = amounts
+    executor = executor_amounts(spec)
+    for name, parse, show in (
+        ("cpu", millicores, format_millicores),
+        ("memory", memory_bytes, format_memory),
+    ):
+        if name in limit.get("max", {}) and executor:
+            largest = max(parse(limit["max"][name]), parse(executor[name]))
+            limit["max"][name] = show(largest)
     if len(limit) == 1:
         return None
     return {

@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dag_factory.adapters.container import TASK_LABEL
+from dag_factory.adapters.container import TASK_LABEL, memory_bytes, millicores
 from dag_factory.dbt_graph import DbtGraph, GraphNode
 from dag_factory.images import dbt_image, image_ref
 from dag_factory.k8s_names import label_value
@@ -377,12 +377,29 @@ def spark_task(task: PlannedTask, spec: TenantSpec, overrides: PlatformOverrides
         # only its small project layer is not already shared with the Spark base image
         "SPARK_IMAGE": task.image,
         "SPARK_NAMESPACE": spec.namespace,
+        **spark_resource_env(spec, task),
     }
     if settings.warehouse_dir:
         env["RUNNER_SPARK_WAREHOUSE"] = settings.warehouse_dir
     return dataclasses.replace(
         task, argv=(SPARK_COMMAND, *task.argv[1:]), env=tuple(sorted(env.items()))
     )
+
+
+def spark_resource_env(spec: TenantSpec, task: PlannedTask) -> dict[str, str]:
+    """The executors' size (`dbt.spark.executor`) and the driver's memory limit (the task's
+    own `tasks.dbt.resources`) as integers, millicores and MiB: the orchestrator parses
+    the Kubernetes quantities once (`adapters.container`), and `runners.spark_conf` turns
+    the numbers into Spark's settings without a quantity parser of its own."""
+    executor = spec.dbt.spark.executor
+    env = {
+        "RUNNER_SPARK_EXECUTOR_MILLICORES": str(millicores(executor.cpu)),
+        "RUNNER_SPARK_EXECUTOR_MEMORY_MIB": str(memory_bytes(executor.memory) // 2**20),
+    }
+    resources = task.settings.resources
+    if resources is not None and resources.limits.memory:
+        env["RUNNER_SPARK_DRIVER_MEMORY_MIB"] = str(memory_bytes(resources.limits.memory) // 2**20)
+    return env
 
 
 def is_spark(task: PlannedTask) -> bool:

@@ -433,11 +433,64 @@ class BronzeAccess(StrEnum):
     copy = "copy"
 
 
+#: The smallest executor pod: Spark refuses an executor heap under 450 MiB (1.5 x its
+#: 300 MiB reserved memory) and keeps at least 384 MiB beside the heap (its overhead).
+MIN_EXECUTOR_MEMORY = "1Gi"
+
+
+class SparkExecutor(ResourceAmounts):
+    """The size of one Spark executor pod on Kubernetes: the same quantities (and the same
+    validation) as a task's `resources`, but one size, not requests and limits: Spark
+    requests and limits a pod's memory alike (heap + overhead), and
+    `runners.spark_conf` sets its CPU request and limit alike, so the pod is Guaranteed
+    and the namespace's quota counts exactly this per executor.
+
+    `memory` is the whole pod, what Kubernetes counts: the runner splits it into Spark's
+    heap (`spark.executor.memory`) and overhead (`spark.executor.memoryOverhead`), never
+    asks for more. `cpu` is the pod's CPU; Spark runs `floor(cpu)` tasks at once on it
+    (at least one). Local mode ignores both: there the driver is the only JVM.
+    """
+
+    cpu: CpuQuantity = "1"
+    memory: MemoryQuantity = "2Gi"
+
+    @field_validator("cpu")
+    @classmethod
+    def _some_cpu(cls, cpu: str) -> str:
+        from dag_factory.adapters.container import millicores
+
+        if millicores(cpu) < 1:
+            raise ValueError("no CPU at all: give at least 1m, like 500m or 2")
+        return cpu
+
+    @field_validator("memory")
+    @classmethod
+    def _fits_spark(cls, memory: str) -> str:
+        # imported here: dag_factory.adapters imports this module
+        from dag_factory.adapters.container import memory_bytes
+
+        size = memory_bytes(memory)
+        if size % 2**20:
+            raise ValueError(
+                "not a whole number of Mi (Spark sizes executor pods in Mi): give it in Mi or "
+                "Gi, like 1536Mi or 4Gi"
+            )
+        if size < memory_bytes(MIN_EXECUTOR_MEMORY):
+            raise ValueError(
+                f"too small for a Spark executor: at least {MIN_EXECUTOR_MEMORY} "
+                "(Spark's smallest heap, 450Mi, and its 384Mi overhead beside it)"
+            )
+        return memory
+
+
 class SparkSettings(Strict):
     """How `dbt.engine: spark` runs (runners/spark_conf.py reads them from env)."""
 
     #: Executor pods on Kubernetes (`SPARK_EXECUTORS`); local mode ignores it.
     executors: int = Field(default=2, ge=1, le=256)
+    #: The size of each executor pod (`{cpu, memory}`, Kubernetes quantities). The driver
+    #: is the Spark task's own pod: `tasks.dbt.resources` sizes it, as every dbt task.
+    executor: SparkExecutor = SparkExecutor()
     #: `s3a` in production; `copy` for a Spark image without the hadoop-aws jars, or tests.
     bronze_access: BronzeAccess = BronzeAccess.s3a
     #: Where silver and gold are written (`RUNNER_SPARK_WAREHOUSE`). Unset: the tenant's
@@ -643,6 +696,31 @@ class TenantSpec(Strict):
         error = PydanticCustomError("value_error", "{error}", {"error": problem})
         value = self.dbt.spark.warehouse_dir if len(loc) == 3 else self.dbt.engine.value
         detail = InitErrorDetails(type=error, loc=loc, input=value)
+        raise ValidationError.from_exception_data(type(self).__name__, [detail])
+
+    @model_validator(mode="after")
+    def _spark_driver_fits(self) -> TenantSpec:
+        """The Spark task's pod is the driver: a JVM (heap of at least 450Mi, and its
+        overhead) beside the runner's Python. `runners.spark_conf` sizes the heap inside
+        the pod's memory limit; under `MIN_EXECUTOR_MEMORY` no heap Spark accepts fits,
+        and Spark's default 1g heap would get the pod OOM-killed mid-build."""
+        if self.dbt.engine is not DbtEngine.spark:
+            return self
+        resources = self.task_settings("dbt").resources
+        limit = resources.limits.memory if resources is not None else None
+        # imported here: dag_factory.adapters imports this module
+        from dag_factory.adapters.container import memory_bytes
+
+        if limit is None or memory_bytes(limit) >= memory_bytes(MIN_EXECUTOR_MEMORY):
+            return self
+        problem = (
+            "a dbt.engine: spark task's pod is the Spark driver, a JVM beside dbt: its "
+            f"memory limit must be at least {MIN_EXECUTOR_MEMORY} to hold Spark's smallest "
+            "heap and overhead"
+        )
+        error = PydanticCustomError("value_error", "{error}", {"error": problem})
+        loc = ("tasks", "dbt", "resources", "limits", "memory")
+        detail = InitErrorDetails(type=error, loc=loc, input=limit)
         raise ValidationError.from_exception_data(type(self).__name__, [detail])
 
     @property

@@ -31,6 +31,7 @@ to a scratch directory (`runners.spark_bronze.BronzeAccess.copy`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -50,6 +51,24 @@ NAMESPACE_ENV = "SPARK_NAMESPACE"
 #: The driver pod's name (downward API): executors are owned by it, so deleting the task's
 #: pod deletes them too.
 DRIVER_POD_ENV = "SPARK_DRIVER_POD"
+#: The size of each executor pod, planned from `dbt.spark.executor` as plain integers (the
+#: orchestrator parsed the Kubernetes quantities): millicores, and the whole pod's MiB.
+#: Not Spark's own `SPARK_EXECUTOR_CORES`/`SPARK_EXECUTOR_MEMORY`, which Spark itself
+#: reads from the environment (with other units) in the driver and the executor pods.
+EXECUTOR_MILLICORES_ENV = "RUNNER_SPARK_EXECUTOR_MILLICORES"
+EXECUTOR_MEMORY_ENV = "RUNNER_SPARK_EXECUTOR_MEMORY_MIB"
+#: The driver's pod (the runner's) memory limit in MiB, from `tasks.dbt.resources`; unset
+#: when the tenant sets no limit (Spark's default heap then). Not `SPARK_DRIVER_MEMORY`,
+#: which spark-submit reads itself.
+DRIVER_MEMORY_ENV = "RUNNER_SPARK_DRIVER_MEMORY_MIB"
+#: Spark's floor of an overhead (`spark.executor.minMemoryOverhead`, 384m) and its factors:
+#: 0.1 of a JVM-only pod (an executor runs SQL, no Python), 0.4 where Python runs beside
+#: the JVM (Spark's own default for non-JVM jobs): the driver's pod also runs dbt.
+MIN_OVERHEAD_MIB = 384
+EXECUTOR_OVERHEAD_FACTOR = 0.1
+DRIVER_OVERHEAD_FACTOR = 0.4
+#: Spark refuses a heap under 450 MiB (1.5 x its 300 MiB reserved memory).
+MIN_HEAP_MIB = 450
 #: A folder of extra jars (the image's `/opt/spark/jars`: hadoop-aws, the AWS SDK).
 EXTRA_JARS_ENV = "SPARK_EXTRA_JARS"
 #: The pod's emptyDir (the root filesystem is read-only), as in every runner pod.
@@ -87,6 +106,9 @@ def spark_conf(
         conf["spark.executor.extraClassPath"] = f"{jars}/*"
     if access is BronzeAccess.s3a:
         conf.update(_s3a(location))
+    driver = _driver_memory()
+    if driver is not None:
+        conf["spark.driver.memory"] = driver
     if master.startswith("local"):
         # one process: the driver talks to itself on loopback, so a container whose own
         # hostname does not resolve (Docker's `--network none`, some CI runners) still starts
@@ -100,6 +122,50 @@ def spark_conf(
             conf["spark.kubernetes.executor.podTemplateFile"] = str(template)
             conf["spark.kubernetes.executor.podTemplateContainerName"] = "executor"
     return conf
+
+
+def split_memory(pod_mib: int, factor: float) -> tuple[int, int]:
+    """A pod's memory (MiB) as Spark's heap and overhead, which Spark adds up again to size
+    the pod (`heap + overhead`, with no off-heap memory and no `pyspark.memory` set): so the
+    pod Spark asks for is exactly `pod_mib`, the amount the namespace's quota counts.
+
+    An explicit `memoryOverhead` replaces Spark's derived one (its `getOrElse`), so the
+    floor and factor are applied here, to the pod rather than to the heap."""
+    overhead = max(MIN_OVERHEAD_MIB, math.ceil(pod_mib * factor))
+    return pod_mib - overhead, overhead
+
+
+def executor_resources(millicores: int, memory_mib: int) -> dict[str, str]:
+    """Spark's settings for executor pods of `millicores` CPU and `memory_mib` memory.
+
+    CPU: the pod's request and limit are both the tenant's amount (fractions allowed:
+    `500m`); Spark's task slots per executor (`spark.executor.cores`, a whole number)
+    are its whole cores, at least one. Memory: `split_memory` at the executor factor."""
+    heap, overhead = split_memory(memory_mib, EXECUTOR_OVERHEAD_FACTOR)
+    if heap < MIN_HEAP_MIB:
+        raise ValueError(
+            f"an executor pod of {memory_mib}Mi leaves Spark a {heap}Mi heap, under its "
+            f"{MIN_HEAP_MIB}Mi minimum: give dbt.spark.executor.memory at least 1Gi"
+        )
+    cpu = f"{millicores}m"
+    return {
+        "spark.executor.cores": str(max(1, millicores // 1000)),
+        "spark.kubernetes.executor.request.cores": cpu,
+        "spark.kubernetes.executor.limit.cores": cpu,
+        "spark.executor.memory": f"{heap}m",
+        "spark.executor.memoryOverhead": f"{overhead}m",
+    }
+
+
+def _driver_memory() -> str | None:
+    """The driver's heap in its pod's memory limit (`DRIVER_MEMORY_ENV`): the rest is the
+    JVM's overhead and the runner's own Python (dbt). None, and Spark's default heap, when
+    the pod has no limit or one too small for a heap of Spark's minimum."""
+    limit = os.environ.get(DRIVER_MEMORY_ENV)
+    if not limit:
+        return None
+    heap, _ = split_memory(int(limit), DRIVER_OVERHEAD_FACTOR)
+    return f"{heap}m" if heap >= MIN_HEAP_MIB else None
 
 
 def executor_pod_template() -> dict[str, Any]:
@@ -163,6 +229,10 @@ def _kubernetes() -> dict[str, str]:
         "spark.kubernetes.container.image": os.environ.get(IMAGE_ENV, ""),
         "spark.kubernetes.namespace": os.environ.get(NAMESPACE_ENV, "default"),
         "spark.kubernetes.executor.deleteOnTermination": "true",
+        **executor_resources(
+            int(os.environ.get(EXECUTOR_MILLICORES_ENV, "1000")),
+            int(os.environ.get(EXECUTOR_MEMORY_ENV, "2048")),
+        ),
         # scratch and shuffle files on the emptyDir: the root filesystem is read-only
         "spark.local.dir": f"{SCRATCH}/spark-local",
     }
