@@ -345,3 +345,57 @@ def test_delta_bronze_from_before_native_types_takes_the_next_load(
         (2, 0.25, "[4,5]", "-7.25"),
         (3, None, None, None),
     ]
+
+
+def test_decimals_are_exact_in_delta_stored_as_the_integers_parquet_names(
+    pg_cluster: PostgresCluster, lake_url: str, request: pytest.FixtureRequest
+) -> None:
+    """numeric(12, 2) goes into the files as INT64 (precision <= 18: what Parquet names
+    for it, and what Spark writes), numeric(38, 10) as fixed-length bytes; deltalake and
+    DuckDB read both back exactly, extremes and NULLs included."""
+    import decimal
+    import hashlib
+
+    import duckdb
+    import pyarrow.parquet as pq
+
+    name = (
+        "lkdec_" + hashlib.sha1(request.node.nodeid.encode(), usedforsecurity=False).hexdigest()[:8]
+    )
+    source = pg_cluster.create_database(name)
+    execute(source, "CREATE TABLE money (id int PRIMARY KEY, small numeric(12, 2), "
+            "big numeric(38, 10))", "INSERT INTO money VALUES (1, 9999999999.99, "
+            "1234567890123456789012345678.0123456789), (2, -9999999999.99, -0.0000000001), "
+            "(3, 0.01, NULL), (4, NULL, 0)")  # fmt: skip
+    spec = LoadSpec.model_validate(
+        {
+            "tenant": "lake",
+            "source": {"kind": "postgres", "connection": {"env": "SRC"}},
+            "warehouse": {"kind": "lakehouse", "connection": {"env": "WH"}},
+            "tables": [{"name": "money"}],
+        }
+    )
+    load_table(spec, spec.tables[0], source, lake_url)
+
+    table = delta(lake_url, table="money")
+    expected = [
+        (
+            1,
+            decimal.Decimal("9999999999.99"),
+            decimal.Decimal("1234567890123456789012345678.0123456789"),
+        ),
+        (2, decimal.Decimal("-9999999999.99"), decimal.Decimal("-0.0000000001")),
+        (3, decimal.Decimal("0.01"), None),
+        (4, None, decimal.Decimal("0E-10")),
+    ]
+    data = table.to_pyarrow_table(columns=["id", "small", "big"]).sort_by("id")
+    assert data.schema.field("small").type == pa.decimal128(12, 2)
+    assert [tuple(r.values()) for r in data.to_pylist()] == expected
+    assert duckdb.sql("SELECT id, small, big FROM data ORDER BY id").fetchall() == expected
+
+    location = lake_location(lake_url)
+    files = lakehouse._file_system(location)
+    (path,) = table.file_uris()
+    with files.open_input_file(path.split("://", 1)[1]) as handle:
+        columns = {c.name: c.physical_type for c in pq.ParquetFile(handle).schema}
+    assert (columns["small"], columns["big"]) == ("INT64", "FIXED_LEN_BYTE_ARRAY")
