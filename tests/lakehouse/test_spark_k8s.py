@@ -1,0 +1,255 @@
+"""`runner spark` as Spark's driver in client mode on Kubernetes: a real kube-apiserver,
+executor pods created by Spark's own Kubernetes scheduler backend from our pod template,
+run (by a stand-in kubelet, devtools/kubelet.py) as `runner executor` the way the image's
+entrypoint would start them; the executors register with the driver and run the dbt
+build, and gold equals the DuckDB path's row for row.
+
+Real parts: kube-apiserver + etcd (TLS, RBAC, ServiceAccount and LimitRange admission),
+the tenant's own objects applied to it (dag_factory.k8s_objects: namespace, quota,
+LimitRange, the `spark-driver` account and Role), a bound token of that account given to
+Spark as `spark.kubernetes.authenticate.*`, Spark's fabric8 client, the JVMs. What is not
+real: no container runtime (the executor processes run on this machine as this user), and
+pods are not scheduled to a node.
+
+Skips unless a kube-apiserver binary is found (`KUBE_APISERVER`, or built under
+/work/kube-build: see /work/shared/STACK.md), so `make test` is unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dag_factory.k8s_objects import SPARK_DRIVER, SPARK_ROLE_LABEL, tenant_objects
+from dag_factory.loader import Loader
+from datakits.load import load_table
+from devtools.compiled import LOCAL_OUTPUT
+from devtools.kube import APISERVER_ENV, KubeAPIServer, apiserver_binary
+from devtools.kubelet import ImageConfig, LocalKubelet, dockerfile_image, venv_paths
+from devtools.s3 import S3Server
+from devtools.shop import generate_shop
+from tests.datakits.runner_proc import RUNNER, runner_env
+from tests.lakehouse.gold import GOLD, assert_spark_gold_equals_duckdb
+from tests.lakehouse.test_spark_tenant import spark_tenant
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = REPO / "warehouses" / "_dbt" / "shop"
+IMAGE = "registry.test/tenant-dbt-lake_spark:k8s-test"
+EXECUTORS = 2
+
+
+@pytest.fixture(scope="module")
+def kube_apiserver() -> Iterator[KubeAPIServer]:
+    binary = apiserver_binary()
+    if binary is None:
+        pytest.skip(
+            f"no kube-apiserver: set {APISERVER_ENV} to one built from Debian's `kubernetes` "
+            "source package (/work/shared/STACK.md, 'A real Kubernetes API server')"
+        )
+    if shutil.which("etcd") is None:
+        pytest.skip("no etcd: apt-get install etcd-server")
+    server = KubeAPIServer(binary).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def apply(kube: KubeAPIServer, objects: list[dict[str, Any]]) -> None:
+    """Create the objects as the admin (`kubectl create`), namespaces first."""
+    from kubernetes import client, utils
+
+    api = kube.client()
+    core = client.CoreV1Api(api)
+    have = {n.metadata.name for n in core.list_namespace().items}
+    for obj in objects:
+        namespace = obj["metadata"].get("namespace")
+        if namespace and namespace not in have:
+            core.create_namespace({"metadata": {"name": namespace}})
+            have.add(namespace)
+        if obj["kind"] == "Namespace":
+            have.add(obj["metadata"]["name"])
+        utils.create_from_dict(api, obj)
+        if obj["kind"] == "Namespace":
+            # no controller-manager: the account admission wants exists nowhere yet
+            core.create_namespaced_service_account(
+                obj["metadata"]["name"], {"metadata": {"name": "default"}}
+            )
+
+
+def driver_pod(namespace: str) -> dict[str, Any]:
+    """The runner pod as the Kubernetes adapter renders a Spark task's (its identity part):
+    Spark reads it to make the executors' owner. No kubelet runs it: this test's process
+    is its container."""
+    restricted = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "lake-spark-dbt-gold-driver",
+            "namespace": namespace,
+            "labels": {SPARK_ROLE_LABEL: "driver"},
+        },
+        "spec": {
+            "serviceAccountName": SPARK_DRIVER,
+            "automountServiceAccountToken": False,  # its token: given to Spark below
+            "containers": [
+                {"name": "base", "image": IMAGE, "args": ["spark"], "securityContext": restricted}
+            ],
+        },
+    }
+
+
+def spark_defaults(folder: Path, kube: KubeAPIServer, token: str) -> Path:
+    """SPARK_CONF_DIR: the API's CA and the account's token as files, the way a pod's
+    mounted token is (`/var/run/secrets/kubernetes.io/serviceaccount/{ca.crt,token}`),
+    named by Spark's client-mode `spark.kubernetes.authenticate.*` settings."""
+    folder.mkdir()
+    (folder / "token").write_text(token)
+    (folder / "spark-defaults.conf").write_text(
+        f"spark.kubernetes.authenticate.caCertFile {kube.ca_file}\n"
+        f"spark.kubernetes.authenticate.oauthTokenFile {folder / 'token'}\n"
+    )
+    return folder
+
+
+def wait_for(check: Any, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_image_runs_runner_executor_for_sparks_executor_argument() -> None:
+    image = dockerfile_image(REPO / "runners" / "docker" / "Dockerfile", "spark")
+    assert image.entrypoint == ["runner"]
+    assert image.env["PYSPARK_PYTHON"] == "/opt/venv/bin/python"
+    assert image.env["PATH"].startswith("/opt/venv/bin:")
+
+
+def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
+    spark_java: str, kube_apiserver: KubeAPIServer, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    # the tenant, as test_spark_tenant has it, and its objects in the cluster
+    warehouses = tmp_path / "warehouses"
+    shutil.copytree(REPO / "warehouses", warehouses, ignore=shutil.ignore_patterns(*LOCAL_OUTPUT))
+    spark_dir = tmp_path / "spark-warehouse"
+    spark_tenant(warehouses, spark_dir)
+    tenant = Loader(warehouses).load(warehouses / "lake_spark" / "warehouse.yaml").spec
+    namespace = tenant.namespace
+    apply(kube_apiserver, tenant_objects(tenant))
+    core = client.CoreV1Api(kube_apiserver.client())
+    driver = core.create_namespaced_pod(namespace, driver_pod(namespace))
+    token = kube_apiserver.token_for(namespace, SPARK_DRIVER)
+
+    # bronze in the lake, DuckDB's gold from it
+    spec = tenant.load_spec()
+    source = f"sqlite:///{tmp_path}/shop.sqlite"
+    generate_shop(source, orders=400)
+    lake_db = tmp_path / "lake.duckdb"
+    lake_url = s3_server.warehouse_url(bucket, duckdb=lake_db)
+    for table in spec.tables:
+        load_table(spec, table, source, lake_url)
+    env = runner_env(spec, source, lake_url)
+    project = ["--project-dir", str(PROJECT)]
+    duck = subprocess.run(
+        [RUNNER, "dbt", *project, "run", "--select", "silver", "gold"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert duck.returncode == 0, duck.stderr[-3000:]
+
+    # the kubelet for the executor pods, with the image's entrypoint and env
+    image: ImageConfig = dockerfile_image(REPO / "runners" / "docker" / "Dockerfile", "spark")
+    kubelet = LocalKubelet(
+        api=kube_apiserver.client(),
+        namespace=namespace,
+        selector=f"{SPARK_ROLE_LABEL}=executor",
+        images={IMAGE: image},
+        work=tmp_path / "pods",
+        paths=venv_paths(),
+    ).start()
+    spark_env = {
+        **env,
+        "RUNNER_SPARK_BRONZE": "copy",
+        "RUNNER_SPARK_WAREHOUSE": str(spark_dir),
+        "SPARK_MASTER": f"k8s://{kube_apiserver.url}",
+        "SPARK_NAMESPACE": namespace,
+        "SPARK_IMAGE": IMAGE,
+        "SPARK_EXECUTORS": str(EXECUTORS),
+        "SPARK_DRIVER_HOST": "127.0.0.1",
+        "SPARK_DRIVER_POD": driver.metadata.name,
+        "SPARK_CONF_DIR": str(spark_defaults(tmp_path / "spark-conf", kube_apiserver, token)),
+        "KUBECONFIG": str(tmp_path / "no-kubeconfig"),  # nothing but the settings above
+    }
+    try:
+        done = subprocess.run(
+            [RUNNER, "spark", *project, "run", "--select", "silver", "gold"],
+            env=spark_env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        logs = {name: ran.log.read_text(errors="replace") for name, ran in kubelet.pods.items()}
+        assert done.returncode == 0, done.stderr[-4000:] + json.dumps(
+            {n: log[-1500:] for n, log in logs.items()}, indent=1
+        )
+        # Spark deletes its executor pods at the end (deleteOnTermination)
+        wait_for(
+            lambda: (
+                not core.list_namespaced_pod(namespace, label_selector="spark-role=executor").items
+            ),
+            "the executor pods to be deleted",
+        )
+    finally:
+        kubelet.stop()
+    assert kubelet.errors == []
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert (result["failed"], result["models"][-1]) == (0, f"gold.{GOLD}")
+
+    # the executor pods: ours (pod template), owned by the driver pod, started as the image would
+    assert len(kubelet.pods) == EXECUTORS
+    for name, ran in kubelet.pods.items():
+        pod = ran.pod
+        assert pod["metadata"]["labels"][SPARK_ROLE_LABEL] == "executor"
+        assert [(o["kind"], o["name"], o["uid"]) for o in pod["metadata"]["ownerReferences"]] == [
+            ("Pod", driver.metadata.name, driver.metadata.uid)
+        ]
+        spec_ = pod["spec"]
+        assert spec_["automountServiceAccountToken"] is False
+        assert not any(
+            "serviceAccountToken" in str(v) or "secret" in v for v in spec_.get("volumes", [])
+        )
+        assert spec_["securityContext"]["runAsNonRoot"] is True
+        (container,) = spec_["containers"]
+        assert container["image"] == IMAGE
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["runAsUser"] == 10001
+        assert ran.argv == [str(Path(sys.prefix) / "bin" / "runner"), "executor"]
+        assert ran.exit_code is not None  # it ended, with the driver
+        log = logs[name]
+        assert "Successfully registered with driver" in log, log[-2000:]
+        assert "Running task" in log, log[-2000:]  # it did the work, not the driver
+
+    assert_spark_gold_equals_duckdb(lake_db, spark_dir)
