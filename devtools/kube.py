@@ -180,8 +180,8 @@ class KubeAPIServer:
         config = client.Configuration()
         config.host = self.url
         config.ssl_ca_cert = str(self.ca_file)
-        config.api_key = {"authorization": token or self.admin_token}
-        config.api_key_prefix = {"authorization": "Bearer"}
+        config.api_key = {"BearerToken": token or self.admin_token}
+        config.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(config)
 
     def tenant_namespace(self, namespace: str, service_account: str) -> str:

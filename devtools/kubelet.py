@@ -225,6 +225,13 @@ class LocalKubelet:
         waiter.start()
         self._threads.append(waiter)
 
+    def report_running(self, pod: dict[str, Any]) -> None:
+        """Report a pod this kubelet does not run as Running and Ready (the test's own
+        process is its container, e.g. the Spark driver)."""
+        from kubernetes import client
+
+        self._status(client.CoreV1Api(self.api), pod, running=True)
+
     def _reap(self, core: Any, ran: RanPod) -> None:
         ran.exit_code = ran.proc.wait()
         if not ran.deleted:
