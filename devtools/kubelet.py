@@ -4,7 +4,7 @@ There is no container runtime to give a real kubelet here, so this plays its par
 one namespace: it watches the pods (those matching a label selector), resolves each
 one's container the way the image would run it (the image's ENTRYPOINT and ENV, read
 from the Dockerfile stage the pod's image is built from; the pod's command/args and env
-over them; downward-API fields filled in, the pod IP being 127.0.0.1), starts it as a
+over them; downward-API fields filled in, each pod an IP of its own on loopback), starts it as a
 process, and reports it back to the API server through the pod's status subresource
 (Running, then Succeeded/Failed with the exit code), as a kubelet does. A pod deleted
 through the API has its process terminated.
@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The pod IP (and host IP) every pod gets: the processes share this machine's loopback.
-POD_IP = "127.0.0.1"
+#: Pod IPs: one loopback address each (Linux routes all of 127.0.0.0/8 to `lo`), so a
+#: process bound to its pod's IP is not reachable at another's, as on a pod network.
+POD_NETWORK = "127.0.0."
+#: The node's (host) IP.
+HOST_IP = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class LocalKubelet:
     work: Path
     paths: dict[str, str] = field(default_factory=dict)
     pods: dict[str, RanPod] = field(default_factory=dict)
+    ips: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -179,9 +183,9 @@ class LocalKubelet:
         if ref is None:
             raise ValueError(f"env {var['name']}: only value and fieldRef are supported")
         fields = {
-            "status.podIP": POD_IP,
-            "status.hostIP": POD_IP,
-            "status.podIPs": POD_IP,
+            "status.podIP": self.ip(pod["metadata"]["name"]),
+            "status.hostIP": HOST_IP,
+            "status.podIPs": self.ip(pod["metadata"]["name"]),
             "metadata.name": pod["metadata"]["name"],
             "metadata.namespace": pod["metadata"]["namespace"],
             "metadata.uid": pod["metadata"]["uid"],
@@ -189,6 +193,13 @@ class LocalKubelet:
             "spec.serviceAccountName": pod["spec"].get("serviceAccountName") or "default",
         }
         return fields[ref["fieldPath"]]
+
+    def ip(self, pod_name: str) -> str:
+        """The pod's IP: the next free loopback address from 127.0.0.10."""
+        with self._lock:
+            if pod_name not in self.ips:
+                self.ips[pod_name] = f"{POD_NETWORK}{10 + len(self.ips)}"
+            return self.ips[pod_name]
 
     def _local(self, value: str) -> str:
         for image_path, local in self.paths.items():
@@ -207,6 +218,7 @@ class LocalKubelet:
             return
         folder = self.work / name
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "pod.json").write_text(json.dumps(pod, indent=1))  # as the API gave it
         log = folder / "container.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -247,12 +259,13 @@ class LocalKubelet:
         else:
             phase = "Succeeded" if exit_code == 0 else "Failed"
             state = {"terminated": {"exitCode": exit_code, "finishedAt": now}}
+        ip = self.ip(pod["metadata"]["name"])
         body = {
             "status": {
                 "phase": phase,
-                "podIP": POD_IP,
-                "podIPs": [{"ip": POD_IP}],
-                "hostIP": POD_IP,
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "hostIP": HOST_IP,
                 "startTime": now,
                 "conditions": [{"type": "Ready", "status": str(running)}],
                 "containerStatuses": [

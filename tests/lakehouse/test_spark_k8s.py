@@ -119,17 +119,20 @@ def spark_defaults(folder: Path, kube: KubeAPIServer, token: str) -> Path:
     """SPARK_CONF_DIR: the API's CA and the account's token as files, the way a pod's
     mounted token is (`/var/run/secrets/kubernetes.io/serviceaccount/{ca.crt,token}`),
     named by Spark's client-mode `spark.kubernetes.authenticate.*` settings."""
-    folder.mkdir()
-    (folder / "token").write_text(token)
-    (folder / "spark-defaults.conf").write_text(
+    mounted = folder / "serviceaccount"  # not in the conf dir: Spark ships that to executors
+    mounted.mkdir(parents=True)
+    (mounted / "token").write_text(token)
+    conf = folder / "conf"
+    conf.mkdir()
+    (conf / "spark-defaults.conf").write_text(
         f"spark.kubernetes.authenticate.caCertFile {kube.ca_file}\n"
-        f"spark.kubernetes.authenticate.oauthTokenFile {folder / 'token'}\n"
+        f"spark.kubernetes.authenticate.oauthTokenFile {mounted / 'token'}\n"
         # Spark's default executor (1g + 384Mi overhead = a 1408Mi limit) exceeds the
         # tenant's LimitRange (at most 1Gi a container): the API server refuses the pods.
         # The tenant's executor size (dbt.spark.executor, another change) replaces this.
         "spark.executor.memory 512m\n"
     )
-    return folder
+    return conf
 
 
 def causes(log: str) -> list[str]:
@@ -206,6 +209,7 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
     # the driver pod runs (this test's subprocess is its container): Spark waits for it
     # to be Ready before it makes it the executors' owner
     kubelet.report_running(kube_apiserver.client().sanitize_for_serialization(driver))
+    driver_ip = kubelet.ip(driver.metadata.name)
     spark_env = {
         **env,
         "RUNNER_SPARK_BRONZE": "copy",
@@ -214,7 +218,7 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
         "SPARK_NAMESPACE": namespace,
         "SPARK_IMAGE": IMAGE,
         "SPARK_EXECUTORS": str(EXECUTORS),
-        "SPARK_DRIVER_HOST": "127.0.0.1",
+        "SPARK_DRIVER_HOST": driver_ip,  # the downward API's status.podIP
         "SPARK_DRIVER_POD": driver.metadata.name,
         "SPARK_CONF_DIR": str(spark_defaults(tmp_path / "spark-conf", kube_apiserver, token)),
         "KUBECONFIG": str(tmp_path / "no-kubeconfig"),  # nothing but the settings above
@@ -255,9 +259,10 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
         ]
         spec_ = pod["spec"]
         assert spec_["automountServiceAccountToken"] is False
-        assert not any(
-            "serviceAccountToken" in str(v) or "secret" in v for v in spec_.get("volumes", [])
-        )
+        # no token: no secret or projected token volume, nor a file of the driver's
+        # SPARK_CONF_DIR that Spark copies into the executors' config map
+        assert "token" not in json.dumps(spec_["volumes"]).lower()
+        assert not any("secret" in v or "projected" in v for v in spec_["volumes"])
         assert spec_["securityContext"]["runAsNonRoot"] is True
         (container,) = spec_["containers"]
         assert container["image"] == IMAGE
@@ -268,6 +273,11 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
         assert container["args"] == ["executor"] and "command" not in container
         assert ran.argv == ["runner", "executor"]
         assert ran.env["PATH"].startswith(f"{sys.prefix}/bin:")
+        # executors connect to the driver pod's IP (not 0.0.0.0: that is each pod itself)
+        assert ran.env["SPARK_DRIVER_URL"].startswith(
+            f"spark://CoarseGrainedScheduler@{driver_ip}:"
+        )
+        assert ran.env["SPARK_EXECUTOR_POD_IP"] == kubelet.ip(name)
         assert ran.exit_code is not None  # it ended, with the driver
         log = logs[name]
         assert "Successfully registered with driver" in log, log[-2000:]
