@@ -6,8 +6,8 @@ build, and gold equals the DuckDB path's row for row.
 
 Real parts: kube-apiserver + etcd (TLS, RBAC, ServiceAccount and LimitRange admission),
 the tenant's own objects applied to it (dag_factory.k8s_objects: namespace, quota,
-LimitRange, the `spark-driver` account and Role), a bound token of that account given to
-Spark as `spark.kubernetes.authenticate.*`, Spark's fabric8 client, the JVMs. What is not
+LimitRange, the `spark-driver` account and Role), a bound token of that account found by
+Spark's client the way it finds a pod's mounted token, Spark's fabric8 client, the JVMs. What is not
 real: no container runtime (the executor processes run on this machine as this user), and
 pods are not scheduled to a node.
 
@@ -32,11 +32,14 @@ import yaml
 from dag_factory.k8s_objects import SPARK_DRIVER, SPARK_ROLE_LABEL, tenant_objects
 from dag_factory.loader import Loader
 from datakits.load import load_table
+from datakits.writers.lakehouse import lake_location
 from devtools.compiled import LOCAL_OUTPUT
 from devtools.kube import APISERVER_ENV, KubeAPIServer, apiserver_binary
 from devtools.kubelet import ImageConfig, LocalKubelet, dockerfile_image, venv_paths
 from devtools.s3 import S3Server
 from devtools.shop import generate_shop
+from runners.spark_bronze import BronzeAccess
+from runners.spark_conf import spark_conf
 from tests.datakits.runner_proc import RUNNER, runner_env
 from tests.lakehouse.gold import GOLD, assert_spark_gold_equals_duckdb
 from tests.lakehouse.test_spark_tenant import spark_tenant
@@ -115,24 +118,28 @@ def driver_pod(namespace: str) -> dict[str, Any]:
     }
 
 
-def spark_defaults(folder: Path, kube: KubeAPIServer, token: str) -> Path:
-    """SPARK_CONF_DIR: the API's CA and the account's token as files, the way a pod's
-    mounted token is (`/var/run/secrets/kubernetes.io/serviceaccount/{ca.crt,token}`),
-    named by Spark's client-mode `spark.kubernetes.authenticate.*` settings."""
-    mounted = folder / "serviceaccount"  # not in the conf dir: Spark ships that to executors
-    mounted.mkdir(parents=True)
-    (mounted / "token").write_text(token)
-    conf = folder / "conf"
-    conf.mkdir()
-    (conf / "spark-defaults.conf").write_text(
-        f"spark.kubernetes.authenticate.caCertFile {kube.ca_file}\n"
-        f"spark.kubernetes.authenticate.oauthTokenFile {mounted / 'token'}\n"
-        # Spark's default executor (1g + 384Mi overhead = a 1408Mi limit) exceeds the
-        # tenant's LimitRange (at most 1Gi a container): the API server refuses the pods.
-        # The tenant's executor size (dbt.spark.executor, another change) replaces this.
-        "spark.executor.memory 512m\n"
-    )
-    return conf
+def mounted_token(folder: Path, kube: KubeAPIServer, token: str) -> dict[str, str]:
+    """The account's token and the API's CA as a pod has them mounted, and how Spark finds
+    them there. In production `spark_conf` sets no `spark.kubernetes.authenticate.*`:
+    Spark's client (fabric8) discovers the pod's service account by itself, from
+    /var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}. Here the same discovery
+    runs, pointed at these files by fabric8's own overrides of those two paths."""
+    folder.mkdir(parents=True)
+    (folder / "token").write_text(token)
+    return {
+        "KUBERNETES_AUTH_SERVICEACCOUNT_TOKEN": str(folder / "token"),
+        "KUBERNETES_CERTS_CA_FILE": str(kube.ca_file),
+        "KUBECONFIG": str(folder / "no-kubeconfig"),  # no other credentials to find
+    }
+
+
+def spark_defaults(folder: Path) -> Path:
+    """SPARK_CONF_DIR. Spark's default executor (1g + 384Mi overhead = a 1408Mi limit)
+    exceeds the tenant's LimitRange (at most 1Gi a container): the API server refuses the
+    pods. The tenant's executor size (dbt.spark.executor, another change) replaces this."""
+    folder.mkdir()
+    (folder / "spark-defaults.conf").write_text("spark.executor.memory 512m\n")
+    return folder
 
 
 def causes(log: str) -> list[str]:
@@ -155,6 +162,18 @@ def test_the_image_runs_runner_executor_for_sparks_executor_argument() -> None:
     assert image.entrypoint == ["runner"]
     assert image.env["PYSPARK_PYTHON"] == "/opt/venv/bin/python"
     assert image.env["PATH"].startswith("/opt/venv/bin:")
+
+
+def test_the_driver_binds_to_the_address_executors_are_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Spark 4.1+ (`spark.kubernetes.executor.useDriverPodIP`, default true) tells the
+    executors the driver's *bind* address: it must be the pod IP, never 0.0.0.0."""
+    monkeypatch.setenv("SPARK_MASTER", "k8s://https://kubernetes.default.svc")
+    monkeypatch.setenv("SPARK_DRIVER_HOST", "10.1.2.3")
+    location = lake_location("s3://k:s@127.0.0.1:9/lake?region=us-east-1&secure=false")
+    conf = spark_conf(location, str(tmp_path), access=BronzeAccess.copy, work_dir=tmp_path)
+    assert conf["spark.driver.bindAddress"] == conf["spark.driver.host"] == "10.1.2.3"
 
 
 def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
@@ -220,8 +239,8 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
         "SPARK_EXECUTORS": str(EXECUTORS),
         "SPARK_DRIVER_HOST": driver_ip,  # the downward API's status.podIP
         "SPARK_DRIVER_POD": driver.metadata.name,
-        "SPARK_CONF_DIR": str(spark_defaults(tmp_path / "spark-conf", kube_apiserver, token)),
-        "KUBECONFIG": str(tmp_path / "no-kubeconfig"),  # nothing but the settings above
+        "SPARK_CONF_DIR": str(spark_defaults(tmp_path / "spark-conf")),
+        **mounted_token(tmp_path / "serviceaccount", kube_apiserver, token),
     }
     try:
         done = subprocess.run(
