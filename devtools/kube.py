@@ -1,9 +1,11 @@
 """A throwaway Kubernetes API server (etcd + kube-apiserver) owned by one test run.
 
-No kubelet and no controller-manager: a real API server that stores, validates, admits
+No kubelet, no scheduler: a real API server that stores, validates, admits
 and authorises what a client sends (RBAC, ServiceAccount admission, TokenRequest), for
 code that talks to Kubernetes itself (Spark's scheduler backend creating executor pods).
 Pods stay Pending unless the test plays the kubelet (tests/lakehouse/test_spark_k8s.py).
+With a kube-controller-manager built too, its quota, garbage-collector and namespace
+controllers run (ResourceQuota enforced, owned pods collected).
 
 Debian ships no kube-apiserver binary; one is built from Debian's `kubernetes` source
 package outside every git tree (/work/shared/STACK.md, "A real Kubernetes API server"),
@@ -16,6 +18,7 @@ bound ServiceAccount token, as a pod's projected token volume would hold.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -34,6 +37,12 @@ from devtools.postgres import free_port
 APISERVER_ENV = "KUBE_APISERVER"
 #: Where that build is looked for when `KUBE_APISERVER` is unset.
 DEFAULT_BUILD = Path("/work/kube-build")
+#: The kube-controller-manager (optional; else the one beside the apiserver, if built):
+#: without it ResourceQuota status stays empty (quotas admit everything) and nothing
+#: collects the pods whose owner is gone.
+CONTROLLER_MANAGER_ENV = "KUBE_CONTROLLER_MANAGER"
+#: The controllers it runs: no kubelet, no nodes, no scheduler here.
+CONTROLLERS = "resourcequota,garbagecollector,namespace"
 _ISSUER = "https://kubernetes.default.svc"
 
 
@@ -47,6 +56,13 @@ def apiserver_binary() -> str | None:
         return found
     built = sorted(DEFAULT_BUILD.glob("kubernetes-*/_output/local/bin/linux/amd64/kube-apiserver"))
     return str(built[-1]) if built else None
+
+
+def controller_manager_binary(apiserver: str) -> str | None:
+    named = os.environ.get(CONTROLLER_MANAGER_ENV)
+    beside = Path(apiserver).with_name("kube-controller-manager")
+    found = named or (str(beside) if beside.is_file() else None)
+    return found if found and Path(found).is_file() else None
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -83,6 +99,7 @@ class KubeAPIServer:
         self.port = free_port()
         self.admin_token = os.urandom(16).hex()
         self._procs: list[subprocess.Popen[bytes]] = []
+        self.controllers = False
 
     @property
     def url(self) -> str:
@@ -148,7 +165,54 @@ class KubeAPIServer:
             )
         )
         self._wait_ready(timeout)
+        self.controllers = self._start_controllers()
         return self
+
+    def _start_controllers(self) -> bool:
+        """The controller-manager, if one is built, with the admin's kubeconfig."""
+        binary = controller_manager_binary(self.binary)
+        if binary is None:
+            return False
+        kubeconfig = self.root / "admin.kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "test",
+                            "cluster": {
+                                "server": self.url,
+                                "certificate-authority": str(self.ca_file),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "admin", "user": {"token": self.admin_token}}],
+                    "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+                    "current-context": "test",
+                }
+            )
+        )
+        log = (self.root / "controller-manager.log").open("wb")
+        self._procs.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    f"--kubeconfig={kubeconfig}",
+                    f"--controllers={CONTROLLERS}",
+                    "--leader-elect=false",
+                    "--port=0",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={free_port()}",
+                    f"--cert-dir={self.root / 'cm-certs'}",
+                    "--resource-quota-sync-period=5s",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        return True
 
     def _wait_ready(self, timeout: float) -> None:
         context = ssl.create_default_context(cafile=str(self.ca_file))

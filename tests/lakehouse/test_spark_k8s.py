@@ -18,6 +18,7 @@ Skips unless a kube-apiserver binary is found (`KUBE_APISERVER`, or built under
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -54,9 +55,11 @@ EXECUTORS = 2
 def kube_apiserver() -> Iterator[KubeAPIServer]:
     binary = apiserver_binary()
     if binary is None:
+        named = os.environ.get(APISERVER_ENV)
         pytest.skip(
-            f"no kube-apiserver: set {APISERVER_ENV} to one built from Debian's `kubernetes` "
-            "source package (/work/shared/STACK.md, 'A real Kubernetes API server')"
+            (f"{APISERVER_ENV}={named} is not a file" if named else "no kube-apiserver")
+            + f": set {APISERVER_ENV} to one built from Debian's `kubernetes` source package "
+            "(/work/shared/STACK.md, 'A real Kubernetes API server')"
         )
     if shutil.which("etcd") is None:
         pytest.skip("no etcd: apt-get install etcd-server")
@@ -193,6 +196,11 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
     namespace = tenant.namespace
     apply(kube_apiserver, tenant_objects(tenant))
     core = client.CoreV1Api(kube_apiserver.client())
+    if kube_apiserver.controllers:  # quota admission counts only once the status is there
+        wait_for(
+            lambda: core.read_namespaced_resource_quota("runner-quota", namespace).status.hard,
+            "the quota controller",
+        )
     driver = core.create_namespaced_pod(namespace, driver_pod(namespace))
     token = kube_apiserver.token_for(namespace, SPARK_DRIVER)
 
