@@ -240,8 +240,10 @@ def _kubernetes() -> dict[str, str]:
     if pod:
         conf["spark.kubernetes.driver.pod.name"] = pod
     # the pod's IP: a pod's /etc/hosts maps its hostname to it (no downward API needed)
-    conf["spark.driver.host"] = os.environ.get(DRIVER_HOST_ENV) or socket.gethostbyname(
-        socket.gethostname()
-    )
-    conf["spark.driver.bindAddress"] = "0.0.0.0"  # noqa: S104 - inside the pod
+    host = os.environ.get(DRIVER_HOST_ENV) or socket.gethostbyname(socket.gethostname())
+    conf["spark.driver.host"] = host
+    # bound to that IP too, not 0.0.0.0: since Spark 4.1 (spark.kubernetes.executor.
+    # useDriverPodIP, default true) executors are told the *bind* address as the driver's,
+    # and 0.0.0.0 would send each executor to itself
+    conf["spark.driver.bindAddress"] = host
     return conf
