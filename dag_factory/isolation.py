@@ -43,6 +43,7 @@ from dag_factory.k8s_objects import (
 )
 from dag_factory.spec import (
     Alerting,
+    BronzeAccess,
     DbtEngine,
     Executor,
     K8sName,
@@ -245,10 +246,20 @@ def effective_executor(spec: TenantSpec) -> Executor:
         raise ValueError(f"{EXECUTOR_ENV}={override!r} names no executor ({known})") from None
 
 
+#: `bronze_access: copy` puts bronze (and a local warehouse_dir, silver and gold) on the
+#: driver's disk: executor pods, on other nodes, cannot read it (found running executor
+#: pods against a real API server: it worked only because they shared the driver's host).
+SPARK_COPY_ON_KUBERNETES = (
+    "copy puts bronze in the driver pod's scratch directory, which Spark's executor pods "
+    "cannot read: use s3a on Kubernetes (executors read the lake themselves) and leave "
+    "dbt.spark.warehouse_dir unset (silver and gold in the tenant's prefix of the lake)"
+)
+
+
 def egress_problems(spec: TenantSpec, executor: Executor | None = None) -> list[Found]:
     """Under the kubernetes executor, each server database needs a NetworkPolicy
     destination, and a Spark tenant's driver one for the API server; the message says
-    what to set."""
+    what to set. A Spark tenant's bronze must also be one its executor pods can read."""
     if (executor or effective_executor(spec)) is not Executor.kubernetes:
         return []
     k8s = spec.platform.kubernetes
@@ -267,6 +278,8 @@ def egress_problems(spec: TenantSpec, executor: Executor | None = None) -> list[
         except EgressUndefined as exc:
             problem = str(exc).removeprefix("dbt.spark.api_server: ")
             found.append((("dbt", "spark", "api_server"), problem))
+        if spec.dbt.spark.bronze_access is BronzeAccess.copy:
+            found.append((("dbt", "spark", "bronze_access"), SPARK_COPY_ON_KUBERNETES))
     return found
 
 

@@ -505,7 +505,13 @@ def spark_objects(spec: TenantSpec) -> list[dict[str, Any]]:
         "rules": [
             {"apiGroups": [""], "resources": ["pods"], "verbs": every},
             {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": every},
-            {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["list"]},
+            # Spark lists its PVCs, and deletes them as a collection when it stops (a 403
+            # there was logged at every run against a real API server)
+            {
+                "apiGroups": [""],
+                "resources": ["persistentvolumeclaims"],
+                "verbs": ["list", "deletecollection"],
+            },
         ],
     }
     binding = {

@@ -32,6 +32,7 @@ import yaml
 
 from dag_factory.k8s_objects import SPARK_DRIVER, SPARK_ROLE_LABEL, tenant_objects
 from dag_factory.loader import Loader
+from dag_factory.plan import plan_tenant
 from datakits.load import load_table
 from datakits.writers.lakehouse import lake_location
 from devtools.compiled import LOCAL_OUTPUT
@@ -49,6 +50,14 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = REPO / "warehouses" / "_dbt" / "shop"
 IMAGE = "registry.test/tenant-dbt-lake_spark:k8s-test"
 EXECUTORS = 2
+#: dbt.spark.executor of the test's tenant: half a core and 1Gi per executor pod.
+EXECUTOR_SIZE = {"cpu": "500m", "memory": "1Gi"}
+#: The plan's env of the executors' and the driver's sizes (dag_factory.plan.spark_resource_env).
+SIZE_ENV = (
+    "RUNNER_SPARK_EXECUTOR_MILLICORES",
+    "RUNNER_SPARK_EXECUTOR_MEMORY_MIB",
+    "RUNNER_SPARK_DRIVER_MEMORY_MIB",
+)
 
 
 @pytest.fixture(scope="module")
@@ -136,15 +145,6 @@ def mounted_token(folder: Path, kube: KubeAPIServer, token: str) -> dict[str, st
     }
 
 
-def spark_defaults(folder: Path) -> Path:
-    """SPARK_CONF_DIR. Spark's default executor (1g + 384Mi overhead = a 1408Mi limit)
-    exceeds the tenant's LimitRange (at most 1Gi a container): the API server refuses the
-    pods. The tenant's executor size (dbt.spark.executor, another change) replaces this."""
-    folder.mkdir()
-    (folder / "spark-defaults.conf").write_text("spark.executor.memory 512m\n")
-    return folder
-
-
 def causes(log: str) -> list[str]:
     """The lines of a JVM log that say what failed: exceptions and their causes."""
     return [line for line in log.splitlines() if "Exception" in line and "\tat " not in line]
@@ -191,8 +191,14 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
     tenant_file = spark_tenant(warehouses, spark_dir) / "warehouse.yaml"
     doc = yaml.safe_load(tenant_file.read_text())
     doc["dbt"]["spark"]["api_server"] = {"cidrs": ["127.0.0.1/32"]}
+    doc["dbt"]["spark"]["executor"] = EXECUTOR_SIZE
     tenant_file.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tenant = Loader(warehouses).load(warehouses / "lake_spark" / "warehouse.yaml").spec
+    loaded = Loader(warehouses).load(warehouses / "lake_spark" / "warehouse.yaml")
+    tenant = loaded.spec
+    # the executors' size as the plan gives it to the task (dbt.spark.executor)
+    planned = plan_tenant(loaded, warehouses.parent).task("dbt_gold").env_dict
+    sizes = {k: planned[k] for k in SIZE_ENV if k in planned}
+    assert sizes["RUNNER_SPARK_EXECUTOR_MEMORY_MIB"] == "1024"
     namespace = tenant.namespace
     apply(kube_apiserver, tenant_objects(tenant))
     core = client.CoreV1Api(kube_apiserver.client())
@@ -247,7 +253,7 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
         "SPARK_EXECUTORS": str(EXECUTORS),
         "SPARK_DRIVER_HOST": driver_ip,  # the downward API's status.podIP
         "SPARK_DRIVER_POD": driver.metadata.name,
-        "SPARK_CONF_DIR": str(spark_defaults(tmp_path / "spark-conf")),
+        **sizes,
         **mounted_token(tmp_path / "serviceaccount", kube_apiserver, token),
     }
     try:
@@ -273,6 +279,8 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
     finally:
         kubelet.stop()
     assert kubelet.errors == []
+    # the driver's account may do all Spark asks of the API (its PVC clean-up included)
+    assert "403" not in done.stderr and "Forbidden" not in done.stderr, causes(done.stderr)
     result = json.loads(done.stdout.splitlines()[-1])
     assert (result["failed"], result["models"][-1]) == (0, f"gold.{GOLD}")
 
@@ -298,6 +306,9 @@ def test_spark_executor_pods_run_on_kubernetes_and_gold_equals_duckdb(
         # Spark passes `executor` as the args; the image's ENTRYPOINT is `runner`, found on
         # the image's PATH (its /opt/venv/bin: this virtualenv's bin here)
         assert container["args"] == ["executor"] and "command" not in container
+        # the tenant's executor size, as the namespace's quota counts it
+        size = {"cpu": "500m", "memory": "1Gi"}
+        assert container["resources"] == {"limits": size, "requests": size}
         assert ran.argv == ["runner", "executor"]
         assert ran.env["PATH"].startswith(f"{sys.prefix}/bin:")
         # executors connect to the driver pod's IP (not 0.0.0.0: that is each pod itself)

@@ -288,6 +288,7 @@ def test_validate_flags_a_kubernetes_spark_tenant_without_the_api_server(
     path = warehouses / "lake_spark" / "warehouse.yaml"
     doc = yaml.safe_load(path.read_text())
     doc["platform"]["executor"] = "kubernetes"
+    doc["dbt"]["spark"] = {"bronze_access": "s3a"}  # what a cluster needs (next test)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     with pytest.raises(TenantFileError) as caught:
         Loader(warehouses).load(path)
@@ -314,6 +315,31 @@ def test_validate_flags_a_kubernetes_spark_tenant_without_the_api_server(
     monkeypatch.setenv(EXECUTOR_ENV, "kubernetes")
     with pytest.raises(TenantFileError, match=r"dbt\.spark\.api_server"):
         Loader(warehouses).load(path)
+
+
+def test_validate_refuses_copied_bronze_on_kubernetes(
+    warehouses: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bronze_access: copy` puts bronze on the driver's disk, where executor pods on other
+    nodes cannot read it (it ran against a real API server only because the test's
+    executors shared the driver's host): a file:line error under kubernetes, fine locally."""
+    monkeypatch.delenv(EXECUTOR_ENV, raising=False)
+    assert load(warehouses, "lake_spark").spec.dbt.spark.bronze_access == "copy"  # local
+    path = warehouses / "lake_spark" / "warehouse.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["platform"]["executor"] = "kubernetes"
+    doc["dbt"]["spark"]["api_server"] = API
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(TenantFileError) as caught:
+        Loader(warehouses).load(path)
+    (problem,) = [str(p).replace(f"{warehouses}/", "") for p in caught.value.problems]
+    line = path.read_text().splitlines().index("    bronze_access: copy") + 1
+    assert problem == (
+        f"lake_spark/warehouse.yaml:{line}:20: dbt.spark.bronze_access: copy puts bronze in "
+        "the driver pod's scratch directory, which Spark's executor pods cannot read: use s3a "
+        "on Kubernetes (executors read the lake themselves) and leave dbt.spark.warehouse_dir "
+        "unset (silver and gold in the tenant's prefix of the lake)"
+    )
 
 
 def test_the_executor_pod_template_is_a_restricted_pod() -> None:
