@@ -18,7 +18,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(DEMO)/airflow \
 	DEMO_SOURCE_URL=sqlite:///$(DEMO)/shop.sqlite \
 	DEMO_WAREHOUSE_URL=duckdb:///$(DEMO)/warehouse.duckdb
 
-.PHONY: help install services demo ui test test-fast lint clean platform-up platform-down astro-wheels images base-image bench-deps bench
+.PHONY: help install services demo ui test test-fast test-k8s lint clean platform-up platform-down astro-wheels images base-image bench-deps bench
 
 help:
 	@echo "make demo   set up everything, run the demo tenant end to end (SQLite → DuckDB)"
@@ -86,6 +86,13 @@ FAST_MARKS := not (postgres or mariadb or docker or airflow or browser or promet
 # machine, quiet, 52 s against 90 s serial. `make test` stays serial (its servers and ports).
 test-fast: lint
 	$(BIN)/pytest -n 2 --dist loadfile -m "$(FAST_MARKS)" $(ARGS)
+
+# Spark's executor pods for real against a kube-apiserver (Debian's source package, built
+# once into .data/kube-build, ~10 min on 2 cores): not in `make test`, whose CI budget it
+# would take a third of; the test skips there, saying how to run it.
+test-k8s: install services
+	scripts/build-kube-apiserver.sh $(DATA)/kube-build
+	$(BIN)/pytest tests/lakehouse/test_spark_k8s.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA)

@@ -35,8 +35,9 @@ from devtools.postgres import free_port
 
 #: The kube-apiserver binary (a path); else `kube-apiserver` on PATH.
 APISERVER_ENV = "KUBE_APISERVER"
-#: Where that build is looked for when `KUBE_APISERVER` is unset.
-DEFAULT_BUILD = Path("/work/kube-build")
+#: Where `scripts/build-kube-apiserver.sh` (`make test-k8s`) builds it, looked at when
+#: `KUBE_APISERVER` is unset.
+DEFAULT_BUILD = Path(__file__).resolve().parents[1] / ".data" / "kube-build"
 #: The kube-controller-manager (optional; else the one beside the apiserver, if built):
 #: without it ResourceQuota status stays empty (quotas admit everything) and nothing
 #: collects the pods whose owner is gone.

@@ -67,8 +67,8 @@ def kube_apiserver() -> Iterator[KubeAPIServer]:
         named = os.environ.get(APISERVER_ENV)
         pytest.skip(
             (f"{APISERVER_ENV}={named} is not a file" if named else "no kube-apiserver")
-            + f": set {APISERVER_ENV} to one built from Debian's `kubernetes` source package "
-            "(/work/shared/STACK.md, 'A real Kubernetes API server')"
+            + f": `make test-k8s` builds one (Debian's `kubernetes` source package, into "
+            f".data/kube-build) and runs this test; or set {APISERVER_ENV} to a binary"
         )
     if shutil.which("etcd") is None:
         pytest.skip("no etcd: apt-get install etcd-server")
