@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import duckdb
+
+from tests.datakits.runner_proc import RUNNER
 
 #: The shop's gold model, built by both engines.
 GOLD = "revenue_per_customer_month"
@@ -23,3 +27,18 @@ def assert_spark_gold_equals_duckdb(lake_db: Path, spark_warehouse: Path) -> Non
         ).fetchall()
     assert len(expected) > 10
     assert got == expected
+
+
+def build_duckdb_gold(env: dict[str, str], project: Path) -> None:
+    """The lake tenant's DuckDB path from the same bronze: `runner dbt run` of silver and
+    gold into the DuckDB file `env`'s warehouse URL names (what Spark's gold is checked
+    against)."""
+    ran = subprocess.run(
+        [RUNNER, "dbt", "--project-dir", str(project), "run", "--select", "silver", "gold"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert json.loads(ran.stdout.splitlines()[-1])["failed"] == 0

@@ -10,9 +10,7 @@ counted by other tests, and its `warehouse_dir` is this test's own folder.
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -22,9 +20,9 @@ from datakits.writers.lakehouse import lake_location
 from devtools.compiled import LOCAL_OUTPUT
 from devtools.s3 import S3Server
 from devtools.shop import generate_shop
-from tests.datakits.runner_proc import RUNNER, runner_env
+from tests.datakits.runner_proc import runner_env
 from tests.integration.test_tenant_dags import dags_test
-from tests.lakehouse.gold import assert_spark_gold_equals_duckdb
+from tests.lakehouse.gold import assert_spark_gold_equals_duckdb, build_duckdb_gold
 
 REPO = Path(__file__).resolve().parents[2]
 ORDERS = 600
@@ -83,14 +81,5 @@ def test_a_spark_tenant_runs_end_to_end_and_matches_duckdb(
     spec = Loader(warehouses).load(warehouses / "lake_spark" / "warehouse.yaml").spec
     lake_db = tmp_path / "lake.duckdb"
     env = runner_env(spec.load_spec(), source, s3_server.warehouse_url(bucket, duckdb=lake_db))
-    project = ["--project-dir", str(warehouses / "_dbt" / "shop")]
-    ran = subprocess.run(
-        [RUNNER, "dbt", *project, "run", "--select", "silver", "gold"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    assert json.loads(ran.stdout.splitlines()[-1])["failed"] == 0
+    build_duckdb_gold(env, warehouses / "_dbt" / "shop")
     assert_spark_gold_equals_duckdb(lake_db, spark_dir)
