@@ -278,6 +278,20 @@ def test_a_non_spark_tenant_is_unchanged_and_spark_needs_the_api_server(
         tenant_objects(load(warehouses, "lake_spark").spec)
 
 
+def _on_kubernetes(warehouses: Path, spark: dict[str, object]) -> tuple[Path, dict, str]:
+    """The `lake_spark` file under the kubernetes executor with `spark` as its dbt.spark:
+    (its path, its document, the one problem loading it raises, file path relative)."""
+    path = warehouses / "lake_spark" / "warehouse.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["platform"]["executor"] = "kubernetes"
+    doc["dbt"]["spark"] = spark
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(TenantFileError) as caught:
+        Loader(warehouses).load(path)
+    (problem,) = [str(p).replace(f"{warehouses}/", "") for p in caught.value.problems]
+    return path, doc, problem
+
+
 def test_validate_flags_a_kubernetes_spark_tenant_without_the_api_server(
     warehouses: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,14 +299,8 @@ def test_validate_flags_a_kubernetes_spark_tenant_without_the_api_server(
     a file:line:col error at `dbt.spark`, with the fix; nothing on the local executor."""
     monkeypatch.delenv(EXECUTOR_ENV, raising=False)
     load(warehouses, "lake_spark")  # local: no API server to reach
-    path = warehouses / "lake_spark" / "warehouse.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["platform"]["executor"] = "kubernetes"
-    doc["dbt"]["spark"] = {"bronze_access": "s3a"}  # what a cluster needs (next test)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    with pytest.raises(TenantFileError) as caught:
-        Loader(warehouses).load(path)
-    (problem,) = [str(p).replace(f"{warehouses}/", "") for p in caught.value.problems]
+    # bronze over s3a: what a cluster needs (next test)
+    path, doc, problem = _on_kubernetes(warehouses, {"bronze_access": "s3a"})
     # the field is absent: the error points at the `dbt.spark` mapping it belongs in
     line = path.read_text().splitlines().index("  spark:") + 2
     assert problem == (
@@ -325,14 +333,9 @@ def test_validate_refuses_copied_bronze_on_kubernetes(
     executors shared the driver's host): a file:line error under kubernetes, fine locally."""
     monkeypatch.delenv(EXECUTOR_ENV, raising=False)
     assert load(warehouses, "lake_spark").spec.dbt.spark.bronze_access == "copy"  # local
-    path = warehouses / "lake_spark" / "warehouse.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["platform"]["executor"] = "kubernetes"
-    doc["dbt"]["spark"]["api_server"] = API
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    with pytest.raises(TenantFileError) as caught:
-        Loader(warehouses).load(path)
-    (problem,) = [str(p).replace(f"{warehouses}/", "") for p in caught.value.problems]
+    spark = {**load(warehouses, "lake_spark").spec.dbt.spark.model_dump(mode="json",
+             exclude_defaults=True), "api_server": API}  # fmt: skip
+    path, _, problem = _on_kubernetes(warehouses, spark)
     line = path.read_text().splitlines().index("    bronze_access: copy") + 1
     assert problem == (
         f"lake_spark/warehouse.yaml:{line}:20: dbt.spark.bronze_access: copy puts bronze in "
