@@ -192,7 +192,9 @@ def mariadb_server() -> Iterator[MariaDBServer]:
 
 
 @pytest.fixture
-def pg_database(pg_cluster: PostgresCluster, request: pytest.FixtureRequest) -> str:
-    """A fresh database named after the test; returns its SQLAlchemy URL."""
+def pg_database(pg_cluster: PostgresCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database named after the test; returns its SQLAlchemy URL. Dropped after
+    the test: ~300 of them (7-10 MB each, empty) kept 3 GB on disk to the session's end."""
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    return pg_cluster.create_database(name)
+    yield pg_cluster.create_database(name)
+    pg_cluster.drop_database(name)
