@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.postgres import free_port
+from devtools.processes import stop_processes
 
 #: The kube-apiserver binary (a path); else `kube-apiserver` on PATH.
 APISERVER_ENV = "KUBE_APISERVER"
@@ -296,14 +296,7 @@ class KubeAPIServer:
         return str(answer.status.token)
 
     def stop(self) -> None:
-        for proc in reversed(self._procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_processes(reversed(self._procs))
         self._procs.clear()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)

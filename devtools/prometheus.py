@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from devtools.postgres import free_port
+from devtools.processes import stop_processes
 
 CONFIG = """\
 global:
@@ -135,15 +136,7 @@ class PrometheusStack:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        for proc in self._procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self._procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self._procs)
         self._procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -332,9 +332,9 @@ def test_validate_refuses_copied_bronze_on_kubernetes(
     nodes cannot read it (it ran against a real API server only because the test's
     executors shared the driver's host): a file:line error under kubernetes, fine locally."""
     monkeypatch.delenv(EXECUTOR_ENV, raising=False)
-    assert load(warehouses, "lake_spark").spec.dbt.spark.bronze_access == "copy"  # local
-    spark = {**load(warehouses, "lake_spark").spec.dbt.spark.model_dump(mode="json",
-             exclude_defaults=True), "api_server": API}  # fmt: skip
+    local = load(warehouses, "lake_spark").spec.dbt.spark
+    assert local.bronze_access == "copy"  # local: accepted
+    spark = {**local.model_dump(mode="json", exclude_defaults=True), "api_server": API}
     path, _, problem = _on_kubernetes(warehouses, spark)
     line = path.read_text().splitlines().index("    bronze_access: copy") + 1
     assert problem == (
