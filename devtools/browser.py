@@ -103,20 +103,28 @@ class Page:
             f"page does not show {missing} after {timeout:.0f}s; it shows:\n{text[:2000]}"
         )
 
-    def click(self, label: str) -> None:
+    def click(self, label: str, timeout: float = 60) -> None:
         """Click the innermost button or link whose aria-label, title or own text is `label`
-        (icon buttons have only a label: that is what a screen reader would announce)."""
-        clicked = self.evaluate(
+        (icon buttons have only a label: that is what a screen reader would announce),
+        waiting for it as a user would, as long as `wait_for_text` waits: a UI may draw a
+        button, or label it (Airflow's once its translations have loaded), well after the
+        text around it; on a loaded machine the graph's "Expand all task groups" took over
+        30 s."""
+        script = (
             "(() => { const want = " + json.dumps(label) + ";"
             " const all = [...document.querySelectorAll('button, a, [role=button], [role=tab]')];"
             " const hit = all.reverse().find(e => e.getAttribute('aria-label') === want"
             "   || e.title === want || (e.innerText || '').trim() === want);"
             " if (!hit) return false; hit.click(); return true; })()"
         )
-        if not clicked:
-            raise BrowserError(
-                f"no button or link labelled {label!r} on {self.evaluate('location.href')}"
-            )
+        deadline = time.monotonic() + timeout
+        while not self.evaluate(script):
+            if time.monotonic() > deadline:
+                raise BrowserError(
+                    f"no button or link labelled {label!r} on {self.evaluate('location.href')} "
+                    f"after {timeout:.0f}s"
+                )
+            time.sleep(0.5)
 
     def screenshot(self, path: Path, width: int = 1400, height: int = 900) -> Path:
         self.send(

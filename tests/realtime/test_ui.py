@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from devtools.browser import Browser, BrowserError, Page
+from devtools.browser import Browser, Page
 from tests.realtime.conftest import BROKEN_TENANT, REPO, RealAirflow
 
 #: The demo's dbt models (its graph is compiled by the server fixture), gold last.
@@ -40,20 +40,6 @@ def test_dag_list_and_the_invalid_tenant_page(
     text = page.wait_for_text("Tenant file is invalid", "retires", "did you mean `retries`")
     assert f"{BROKEN_TENANT}/warehouse.yaml" in text
     page.screenshot(_shot_dir(tmp_path) / "ui-invalid-tenant.png")
-
-
-def _click(page: Page, label: str, timeout: float = 30) -> None:
-    """`page.click`, once the button is there: the UI labels its buttons only once its
-    translations have loaded (before that, `taskGroups.expandAll`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            page.click(label)
-            return
-        except BrowserError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _edges(page: Page, names: dict[str, str]) -> set[tuple[str, str]]:
@@ -87,17 +73,17 @@ def test_model_level_dag_graph_and_per_model_asset_lineage(
     page.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")
     page.goto(f"{url}/dags/tenant_demo")
     page.wait_for_text("dbt_build", "silver", "gold", "Task Group", "silver_done", "gold_done")
-    _click(page, "Expand all task groups")
+    page.click("Expand all task groups")
     text = page.wait_for_text(*DEMO_MODELS, "ModelProcessOperator")
     for table in ("customers", "products", "orders", "order_items"):
         assert f"extract_{table}" in text
-    _click(page, "Collapse Details Panel")
-    _click(page, "Fit View")
+    page.click("Collapse Details Panel")
+    page.click("Fit View")
     page.screenshot(shots / "ui-model-dag.png")
 
     page.goto(f"{url}/dags/tenant_demo/tasks/silver.order_items")
     page.wait_for_text("silver.order_items", "ModelProcessOperator")
-    _click(page, "Documentation")
+    page.click("Documentation")
     page.wait_for_text(
         "Task Documentation",
         "model.shop.order_items",
@@ -118,7 +104,7 @@ def test_model_level_dag_graph_and_per_model_asset_lineage(
     )
     page.goto(f"{url}/assets/{gold}")
     page.wait_for_text("Task Dependencies")
-    _click(page, "Task Dependencies")
+    page.click("Task Dependencies")
     gold_task, gold_uri = f"gold.{DEMO_MODELS[-1]}", f"tenant://demo/gold/{DEMO_MODELS[-1]}"
     wanted = {(gold_task, gold_uri)}
     for table in ("customers", "orders", "order_items"):  # what the gold model reads
@@ -132,11 +118,11 @@ def test_model_level_dag_graph_and_per_model_asset_lineage(
     deadline = time.monotonic() + 30  # the graph is laid out in steps
     edges = _edges(page, names)
     while not wanted <= edges and time.monotonic() < deadline:
-        _click(page, "Fit View")
+        page.click("Fit View")
         time.sleep(1)
         edges = _edges(page, names)
     assert wanted <= edges, f"missing {sorted(wanted - edges)}; drawn: {sorted(edges)}"
     # products feeds no gold model: not in its lineage
     assert not any("products" in node for edge in edges for node in edge), edges
-    _click(page, "Fit View")
+    page.click("Fit View")
     page.screenshot(shots / "ui-asset-lineage.png", **LINEAGE_VIEW)
